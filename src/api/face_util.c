@@ -1,0 +1,122 @@
+/* face_util.c — what every face does the same way: wiring a write to its
+ * request, and strict JSON field checks with messages that name the field. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/faces.h"
+#include "util/util.h"
+
+/* The generic completion: the answer (or the error in the route's shape) is
+ * set under the request's lock, then the command is freed. */
+static void complete(td_write *w)
+{
+    td_req *r = w->face;
+    td_req_complete_begin(r);
+    if (w->err.code) {
+        td_reply_error(r, &w->err, w->subject ? w->subject : "");
+        free(w->body);
+    } else {
+        td_reply_json_steal(r, w->status, w->body);
+    }
+    w->body = NULL;
+    td_req_complete_end(r);
+    if (w->dispose) w->dispose(w);
+    free(w);
+}
+
+void *td_face_new_write(td_req *r, size_t size, void (*render)(td_write *w))
+{
+    td_error e = {0};
+    const char *key = td_idempotency_key(r, &e);
+    if (e.code) {
+        td_reply_error(r, &e, "");
+        return NULL;
+    }
+    td_write *w = calloc(1, size);
+    if (!w) {
+        td_reply_err(r, TD_E_INTERNAL, "out of memory");
+        return NULL;
+    }
+    w->face = r;
+    w->render = render;
+    w->complete = complete;
+    if (key) {
+        w->idem = true;
+        td_strlcpy(w->idem_key, key, sizeof w->idem_key);
+        td_strlcpy(w->idem_scope, r->auth.cred_hash, sizeof w->idem_scope);
+        static const char *const M[] = {"GET", "POST", "PUT", "DELETE", "OTHER"};
+        td_request_hash(M[r->method], r->path, r->body, r->body_len, w->req_hash);
+    }
+    return w;
+}
+
+int td_json_only(json_t *obj, const char *where, const char *const *allowed, td_error *e)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        const char *const *a = allowed;
+        while (*a && strcmp(*a, key)) a++;
+        if (!*a) {
+            td_fail(e, TD_E_INVALID_ARGUMENT, "%s: unknown field '%.64s'", where, key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int td_json_string(json_t *obj, const char *where, const char *key, bool required, size_t maxlen,
+                   const char **out, td_error *e)
+{
+    json_t *v = json_object_get(obj, key);
+    *out = NULL;
+    if (!v) {
+        if (!required) return 0;
+        td_fail(e, TD_E_INVALID_ARGUMENT, "%s.%s is required", where, key);
+        return -1;
+    }
+    if (!json_is_string(v)) {
+        td_fail(e, TD_E_INVALID_ARGUMENT, "%s.%s must be a string", where, key);
+        return -1;
+    }
+    size_t n = json_string_length(v);
+    if (n == 0 && required) {
+        td_fail(e, TD_E_INVALID_ARGUMENT, "%s.%s must not be empty", where, key);
+        return -1;
+    }
+    if (n > maxlen) {
+        td_fail(e, TD_E_INVALID_ARGUMENT, "%s.%s is longer than %zu characters", where, key, maxlen);
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+int td_json_object(json_t *obj, const char *where, const char *key, bool required, json_t **out, td_error *e)
+{
+    json_t *v = json_object_get(obj, key);
+    *out = NULL;
+    if (!v) {
+        if (!required) return 0;
+        td_fail(e, TD_E_INVALID_ARGUMENT, "%s.%s is required", where, key);
+        return -1;
+    }
+    if (!json_is_object(v)) {
+        td_fail(e, TD_E_INVALID_ARGUMENT, "%s.%s must be an object", where, key);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+bool td_valid_id(const char *s) { return td_is_id_chars(s, 3, 96, ":_-"); }
+
+bool td_param_id(td_req *r, int i, const char *name)
+{
+    if (i < r->nparams && td_valid_id(r->params[i])) return true;
+    td_error e;
+    td_fail(&e, TD_E_INVALID_ARGUMENT, "%s is not a valid id", name);
+    td_reply_error(r, &e, "");
+    return false;
+}

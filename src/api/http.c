@@ -1,0 +1,562 @@
+/* http.c — the HTTP server on libmicrohttpd: request lifecycle, limits,
+ * authentication, rate limiting, answers in each face's error shape, one log
+ * line and metrics per request, and graceful shutdown. Writes suspend their
+ * connection while the group commit runs and are resumed by its completion. */
+#include "api/http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/metrics.h"
+#include "api/ratelimit.h"
+#include "crypto/crypto.h"
+#include "service/service.h"
+#include "util/log.h"
+#include "util/util.h"
+
+struct td_server {
+    struct MHD_Daemon *d;
+    td_svc *svc;
+    td_ratelimit *rl;
+    td_metrics *metrics;
+    atomic_int inflight;
+};
+
+static td_method parse_method(const char *m)
+{
+    if (!strcmp(m, "GET")) return TD_GET;
+    if (!strcmp(m, "POST")) return TD_POST;
+    if (!strcmp(m, "PUT")) return TD_PUT;
+    if (!strcmp(m, "DELETE")) return TD_DELETE;
+    return TD_METHOD_OTHER;
+}
+
+/* ---- answers ---- */
+
+static void set_answer(td_req *r, int status, char *body, size_t len, const char *ctype)
+{
+    free(r->resp);
+    r->resp = body;
+    r->resp_len = len;
+    r->status = status;
+    r->content_type = ctype;
+    r->ready = true;
+}
+
+void td_reply_json_steal(td_req *r, int status, char *body)
+{
+    set_answer(r, status, body, body ? strlen(body) : 0, "application/json");
+}
+
+void td_reply_json_copy(td_req *r, int status, const char *body, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (copy) {
+        memcpy(copy, body, len);
+        copy[len] = 0;
+    }
+    set_answer(r, status, copy, copy ? len : 0, "application/json");
+}
+
+void td_reply_json(td_req *r, int status, json_t *v)
+{
+    td_reply_json_steal(r, status, json_dumps(v, JSON_COMPACT));
+}
+
+void td_reply_html_steal(td_req *r, int status, char *html)
+{
+    set_answer(r, status, html, html ? strlen(html) : 0, "text/html; charset=utf-8");
+}
+
+void td_reply_redirect(td_req *r, const char *location)
+{
+    td_strlcpy(r->location, location, sizeof r->location);
+    set_answer(r, 303, NULL, 0, "text/plain");
+}
+
+/* Escapes text for HTML. */
+static void html_escape(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *s && n + 7 < cap; s++) {
+        const char *rep = NULL;
+        switch (*s) {
+        case '<': rep = "&lt;"; break;
+        case '>': rep = "&gt;"; break;
+        case '&': rep = "&amp;"; break;
+        case '"': rep = "&quot;"; break;
+        case '\'': rep = "&#39;"; break;
+        }
+        if (rep) {
+            size_t l = strlen(rep);
+            memcpy(out + n, rep, l);
+            n += l;
+        } else {
+            out[n++] = *s;
+        }
+    }
+    out[n] = 0;
+}
+
+void td_reply_error(td_req *r, const td_error *e, const char *id_asked)
+{
+    const td_err_info *info = td_err_lookup(e->code);
+    const char *msg = e->detail[0] ? e->detail : info->message;
+    r->errcode = info->name;
+    r->caller_fault = info->caller_fault;
+    if (e->code == TD_E_RATE_LIMITED && !r->retry_after_s) r->retry_after_s = 1;
+    td_face face = r->route ? r->route->face : TD_FACE_TOKENIO;
+    if (face == TD_FACE_HTML) {
+        char esc[512], *html = malloc(1024);
+        html_escape(msg, esc, sizeof esc);
+        if (html)
+            snprintf(html, 1024,
+                     "<!doctype html><html><head><meta charset=\"utf-8\"><title>tokend</title></head>"
+                     "<body><h1>%d</h1><p>%s</p><p><small>trace %s</small></p></body></html>",
+                     info->http_status, esc, r->trace_id);
+        td_reply_html_steal(r, info->http_status, html);
+        return;
+    }
+    /* Token.io shape. The reference requires error.paymentId on these codes;
+     * for a token or request not found it carries the id asked for. */
+    json_t *err = json_pack("{s:s, s:s, s:s}", "errorCode", info->tokenio, "message", msg, "tokenTraceId", r->trace_id);
+    int s = info->http_status;
+    if (s == 404 || s == 429 || s == 501 || s == 503 || s == 504)
+        json_object_set_new(err, "paymentId", json_string(id_asked ? id_asked : ""));
+    json_t *body = json_pack("{s:o}", "error", err);
+    td_reply_json(r, s, body);
+    json_decref(body);
+}
+
+void td_reply_err(td_req *r, td_err code, const char *detail)
+{
+    td_error e;
+    td_fail(&e, code, "%s", detail ? detail : "");
+    td_reply_error(r, &e, NULL);
+}
+
+/* ---- inputs ---- */
+
+const char *td_header(td_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *td_query(td_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+typedef struct {
+    const char *const *allowed;
+    const char *bad;
+    int count;
+} query_check;
+
+static enum MHD_Result check_query_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    (void)value;
+    query_check *q = cls;
+    q->count++;
+    for (const char *const *a = q->allowed; *a; a++)
+        if (!strcmp(*a, key)) return MHD_YES;
+    q->bad = key;
+    return MHD_NO;
+}
+
+int td_query_allowed(td_req *r, const char *const *allowed, td_error *e)
+{
+    query_check q = {allowed, NULL, 0};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, check_query_arg, &q);
+    if (q.bad) {
+        td_fail(e, TD_E_INVALID_ARGUMENT, "unknown query parameter '%.64s'", q.bad);
+        return -1;
+    }
+    return 0;
+}
+
+json_t *td_body_json(td_req *r, td_error *e)
+{
+    if (!r->body_len) {
+        td_fail(e, TD_E_BAD_JSON, "a JSON object body is required");
+        return NULL;
+    }
+    json_error_t je;
+    json_t *v = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!v) {
+        td_fail(e, TD_E_BAD_JSON, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
+        return NULL;
+    }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        td_fail(e, TD_E_BAD_JSON, "the body must be a JSON object");
+        return NULL;
+    }
+    return v;
+}
+
+const char *td_idempotency_key(td_req *r, td_error *e)
+{
+    const char *k = td_header(r, "Idempotency-Key");
+    if (!k) return NULL;
+    size_t n = strlen(k);
+    bool ok = n >= 1 && n <= 255;
+    for (size_t i = 0; ok && i < n; i++) ok = k[i] > 0x20 && k[i] < 0x7f;
+    if (!ok) {
+        td_fail(e, TD_E_INVALID_ARGUMENT, "Idempotency-Key must be 1-255 visible ASCII characters");
+        return NULL;
+    }
+    return k;
+}
+
+/* ---- suspend / resume ---- */
+
+void td_req_complete_begin(td_req *r) { pthread_mutex_lock(&r->mu); }
+
+void td_req_complete_end(td_req *r)
+{
+    bool wake = r->suspended;
+    r->suspended = false;
+    if (wake) MHD_resume_connection(r->conn);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Suspends the connection unless the answer is already there; true if parked. */
+static bool park(td_req *r)
+{
+    pthread_mutex_lock(&r->mu);
+    bool parked = !r->ready;
+    if (parked) {
+        r->suspended = true;
+        MHD_suspend_connection(r->conn);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return parked;
+}
+
+/* ---- authentication ---- */
+
+static int b64_decode_std(const char *in, char *out, size_t cap)
+{
+    size_t n = 0;
+    if (td_b64_std_decode(in, (uint8_t *)out, cap, &n)) return -1;
+    out[n] = 0;
+    return memchr(out, 0, n) ? -1 : 0;
+}
+
+/* Bearer <apiKey>, or Basic base64(memberId:apiKey) where the member must own the key. */
+static td_err authenticate_member(td_req *r, td_error *e)
+{
+    const char *h = td_header(r, "Authorization");
+    char basic[512];
+    const char *key = NULL, *claimed = NULL;
+    if (!h) return td_fail(e, TD_E_UNAUTHENTICATED, "missing Authorization header (Bearer or Basic)");
+    if (!strncasecmp(h, "Bearer ", 7)) {
+        key = h + 7;
+    } else if (!strncasecmp(h, "Basic ", 6)) {
+        if (strlen(h + 6) > 680 || b64_decode_std(h + 6, basic, sizeof basic - 1))
+            return td_fail(e, TD_E_UNAUTHENTICATED, "malformed Basic credentials");
+        /* Member ids contain ':' themselves; API keys never do. */
+        char *colon = strrchr(basic, ':');
+        if (!colon) return td_fail(e, TD_E_UNAUTHENTICATED, "Basic credentials must be memberId:apiKey");
+        *colon = 0;
+        claimed = basic;
+        key = colon + 1;
+    } else {
+        return td_fail(e, TD_E_UNAUTHENTICATED, "unsupported Authorization scheme");
+    }
+    while (*key == ' ') key++;
+    if (!*key || strlen(key) > 200) return td_fail(e, TD_E_UNAUTHENTICATED, "invalid API key");
+    td_cred_rec cred;
+    td_err rc = td_svc_authenticate(r->svc, key, &cred, e);
+    if (rc == TD_E_UNAVAILABLE) return rc;
+    if (rc != TD_OK || cred.kind != TD_CRED_MEMBER || (claimed && strcmp(claimed, cred.owner_id)))
+        return td_fail(e, TD_E_UNAUTHENTICATED, "invalid API key");
+    r->auth.ok = true;
+    r->auth.kind = cred.kind;
+    td_strlcpy(r->auth.member_id, cred.owner_id, sizeof r->auth.member_id);
+    r->auth.level = cred.level;
+    memcpy(r->auth.cred_hash, cred.hash, sizeof r->auth.cred_hash);
+    return TD_OK;
+}
+
+static td_err authenticate_admin(td_req *r, td_error *e)
+{
+    const char *h = td_header(r, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7))
+        return td_fail(e, TD_E_UNAUTHENTICATED, "missing Authorization: Bearer <admin key>");
+    if (td_ct_equal(h + 7, r->svc->cfg->admin_key) != 0) return td_fail(e, TD_E_UNAUTHENTICATED, "invalid admin key");
+    r->auth.ok = true;
+    r->auth.admin = true;
+    td_strlcpy(r->auth.cred_hash, "admin", sizeof r->auth.cred_hash);
+    return TD_OK;
+}
+
+/* ---- the request lifecycle ---- */
+
+typedef struct {
+    size_t total;
+} header_sum;
+
+static enum MHD_Result sum_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    header_sum *s = cls;
+    s->total += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+/* Everything decided from the request line and headers, before the body. */
+static void start_request(td_req *r, const char *url, const char *method)
+{
+    td_server *srv = r->srv;
+    td_config *cfg = r->svc->cfg;
+    td_error e = {0};
+    r->method = parse_method(method);
+    r->path = url;
+    header_sum hs = {0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, sum_header, &hs);
+    if (hs.total > (size_t)cfg->headers_max) {
+        td_reply_err(r, TD_E_HEADERS_TOO_LARGE, NULL);
+        return;
+    }
+    if (r->body_cap > (size_t)cfg->url_max) { /* body_cap holds the raw URI length until now */
+        td_reply_err(r, TD_E_URI_TOO_LONG, NULL);
+        return;
+    }
+    r->body_cap = 0;
+    bool mismatch = false;
+    r->route = td_route_match(r, r->method, url, &mismatch);
+    if (!r->route) {
+        td_fail(&e, mismatch ? TD_E_METHOD_NOT_ALLOWED : TD_E_NOT_FOUND, "%s %.200s: %s", method, url,
+                mismatch ? "method not allowed" : "no such endpoint");
+        td_reply_error(r, &e, "");
+        return;
+    }
+    const char *cl = td_header(r, "Content-Length");
+    int64_t len;
+    if (cl && (td_parse_i64(cl, &len) || len > cfg->body_max)) {
+        td_reply_err(r, TD_E_BODY_TOO_LARGE, NULL);
+        return;
+    }
+    td_err rc = TD_OK;
+    if (r->route->auth == TD_AUTH_MEMBER) rc = authenticate_member(r, &e);
+    else if (r->route->auth == TD_AUTH_ADMIN) rc = authenticate_admin(r, &e);
+    if (rc != TD_OK) {
+        td_reply_error(r, &e, "");
+        return;
+    }
+    if (r->auth.ok && !r->auth.admin) {
+        int retry = td_ratelimit_take(srv->rl, r->auth.cred_hash);
+        if (retry > 0) {
+            r->retry_after_s = retry;
+            td_reply_err(r, TD_E_RATE_LIMITED, "rate limit exceeded for this credential");
+            return;
+        }
+    }
+}
+
+static void append_body(td_req *r, const char *data, size_t n)
+{
+    if (r->body_too_large) return;
+    if (r->body_len + n > (size_t)r->svc->cfg->body_max) {
+        r->body_too_large = true;
+        return;
+    }
+    if (r->body_len + n + 1 > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : 1024;
+        while (cap < r->body_len + n + 1) cap *= 2;
+        char *nb = realloc(r->body, cap);
+        if (!nb) {
+            r->body_too_large = true;
+            return;
+        }
+        r->body = nb;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    r->body[r->body_len] = 0;
+}
+
+static enum MHD_Result queue_answer(td_req *r)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(r->resp_len, r->resp ? r->resp : (void *)"", r->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    r->resp = NULL; /* MHD owns it now */
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", r->content_type ? r->content_type : "application/json");
+    MHD_add_response_header(resp, "Token-Trace-Id", r->trace_id);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (r->location[0]) MHD_add_response_header(resp, "Location", r->location);
+    if (r->retry_after_s > 0) {
+        char s[16];
+        snprintf(s, sizeof s, "%d", r->retry_after_s);
+        MHD_add_response_header(resp, "Retry-After", s);
+    }
+    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    td_req *r = *con_cls;
+    if (!r) return MHD_NO;
+    if (!r->conn) {
+        r->conn = conn;
+        start_request(r, url, method);
+        return r->ready ? queue_answer(r) : MHD_YES;
+    }
+    if (*upload_size) {
+        append_body(r, upload_data, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (r->dispatched) {
+        /* Resumed: the completion set the answer under the lock. */
+        pthread_mutex_lock(&r->mu);
+        bool ready = r->ready;
+        pthread_mutex_unlock(&r->mu);
+        return ready ? queue_answer(r) : MHD_YES;
+    }
+    if (r->ready) return queue_answer(r);
+    if (r->body_too_large) {
+        td_reply_err(r, TD_E_BODY_TOO_LARGE, NULL);
+        return queue_answer(r);
+    }
+    r->dispatched = true;
+    r->route->handler(r);
+    return park(r) ? MHD_YES : queue_answer(r);
+}
+
+/* Called with the raw URI before anything else: the request is born here. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)conn;
+    td_server *srv = cls;
+    td_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->srv = srv;
+    r->svc = srv->svc;
+    r->start_us = td_mono_us();
+    pthread_mutex_init(&r->mu, NULL);
+    r->body_cap = strlen(uri); /* checked against url_max in start_request */
+    uint8_t raw[16];
+    td_random_bytes(raw, sizeof raw);
+    static const char HEX[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        r->trace_id[2 * i] = HEX[raw[i] >> 4];
+        r->trace_id[2 * i + 1] = HEX[raw[i] & 15];
+    }
+    r->trace_id[32] = 0;
+    atomic_fetch_add(&srv->inflight, 1);
+    return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    td_server *srv = cls;
+    td_req *r = *con_cls;
+    if (!r) return;
+    int64_t dur = td_mono_us() - r->start_us;
+    int status = r->ready ? r->status : 0;
+    const char *route = r->route ? r->route->name : "unmatched";
+    const char *fault = status >= 500 || (status == 0 && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+                            ? (status ? "server" : "client_gone")
+                            : (status >= 400 ? "caller" : NULL);
+    static const char *const METHODS[] = {"GET", "POST", "PUT", "DELETE", "OTHER"};
+    td_log_request(r->trace_id, METHODS[r->method], route, status, dur, r->auth.ok && !r->auth.admin ? r->auth.member_id : NULL,
+                   r->errcode, fault);
+    td_metrics_observe(srv->metrics, r->route ? (int)(r->route - td_routes) : td_route_count, status, dur);
+    free(r->resp);
+    free(r->body);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+    *con_cls = NULL;
+    atomic_fetch_sub(&srv->inflight, 1);
+}
+
+static void on_mhd_error(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n') msg[--n] = 0;
+    td_log(TD_LOG_WARN, "http", "%s", msg);
+}
+
+td_server *td_server_start(td_svc *svc, char *err, size_t cap)
+{
+    td_config *cfg = svc->cfg;
+    td_server *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->svc = svc;
+    s->rl = td_ratelimit_new(cfg->rate_rps, cfg->rate_burst);
+    s->metrics = td_metrics_new(td_route_count + 1);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(cfg->listen_port)};
+    if (inet_pton(AF_INET, cfg->listen_host, &sa.sin_addr) != 1) {
+        snprintf(err, cap, "listen address must be an IPv4 address, got '%s'", cfg->listen_host);
+        goto fail;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    s->d = MHD_start_daemon(flags, cfg->listen_port, NULL, NULL, on_request, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
+                            /* Headers beyond our own limit still fit, so we answer 414/431 ourselves. */
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(cfg->headers_max + cfg->url_max) * 4,
+                            MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_END);
+    if (!s->d) {
+        snprintf(err, cap, "cannot listen on %s:%u (in use?)", cfg->listen_host, cfg->listen_port);
+        goto fail;
+    }
+    return s;
+fail:
+    td_ratelimit_free(s->rl);
+    td_metrics_free(s->metrics);
+    free(s);
+    return NULL;
+}
+
+void td_server_shutdown(td_server *s, int64_t drain_ms)
+{
+    MHD_quiesce_daemon(s->d);
+    int64_t until = td_mono_us() + drain_ms * 1000;
+    while (atomic_load(&s->inflight) > 0 && td_mono_us() < until) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    int left = atomic_load(&s->inflight);
+    if (left) td_log(TD_LOG_WARN, "shutdown", "%d requests still in flight after the drain period", left);
+    MHD_stop_daemon(s->d);
+    td_ratelimit_free(s->rl);
+    td_metrics_free(s->metrics);
+    free(s);
+}
+
+char *td_metrics_render(td_server *s)
+{
+    td_store_stats st;
+    s->svc->store->stats(s->svc->store, &st);
+    return td_metrics_text(s->metrics, &st, atomic_load(&s->inflight));
+}

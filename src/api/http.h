@@ -1,0 +1,137 @@
+/* http.h — the HTTP edge: the per-request context every handler works on, the
+ * route table's shape, and helpers to answer. The server itself (MHD glue,
+ * limits, auth, rate limiting, metrics, logging) is in http.c. */
+#ifndef TD_HTTP_H
+#define TD_HTTP_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/errors.h"
+#include "core/token.h"
+#include "store/store.h"
+
+struct MHD_Connection;
+typedef struct td_server td_server;
+typedef struct td_svc td_svc;
+typedef struct td_req td_req;
+
+typedef enum { TD_GET, TD_POST, TD_PUT, TD_DELETE, TD_METHOD_OTHER } td_method;
+
+typedef enum {
+    TD_AUTH_NONE,   /* health, metrics, consent pages (the code is the capability) */
+    TD_AUTH_MEMBER, /* Token API: Bearer apiKey or Basic memberId:apiKey */
+    TD_AUTH_ADMIN,  /* admin API: Bearer <admin key> */
+} td_auth_kind;
+
+/* How errors are rendered on a route. */
+typedef enum { TD_FACE_TOKENIO, TD_FACE_HTML, TD_FACE_PLAIN } td_face;
+
+typedef void (*td_handler)(td_req *r);
+
+typedef struct {
+    td_method method;
+    const char *pattern; /* "/tokens/{tokenId}/cancel": {x} matches one path segment */
+    td_handler handler;
+    td_auth_kind auth;
+    td_face face;
+    const char *name; /* for metrics and logs: the pattern, or an operation name */
+} td_route;
+
+#define TD_MAX_PARAMS 4
+
+typedef struct {
+    bool ok;
+    td_cred_kind kind;
+    char member_id[TD_ID_MAX]; /* or issuer id */
+    td_level level;
+    char cred_hash[65];        /* scope of rate limits and idempotency keys */
+    bool admin;
+} td_auth;
+
+struct td_req {
+    struct MHD_Connection *conn;
+    td_server *srv;
+    td_svc *svc;
+    const td_route *route;
+    td_method method;
+    const char *path;
+    const char *params[TD_MAX_PARAMS]; /* path parameters, in pattern order */
+    char param_buf[1024];
+    int nparams;
+
+    char *body;
+    size_t body_len, body_cap;
+    bool body_too_large;
+
+    char trace_id[40];
+    int64_t start_us;
+    td_auth auth;
+
+    /* the answer */
+    int status;
+    char *resp;           /* malloc'd; owned by the request */
+    size_t resp_len;
+    const char *content_type;
+    char location[2048];
+    int retry_after_s;
+    const char *errcode;  /* for the log line */
+    bool caller_fault;
+    bool ready;           /* an answer is set */
+    bool suspended;
+    bool dispatched;      /* the handler ran */
+    pthread_mutex_t mu;   /* orders the answer against suspending */
+    void *pending;        /* a write in flight (freed by its completion) */
+};
+
+/* Answers. Each sets r->ready. */
+void td_reply_json_steal(td_req *r, int status, char *body); /* takes ownership of body */
+void td_reply_json_copy(td_req *r, int status, const char *body, size_t len);
+void td_reply_json(td_req *r, int status, json_t *v);         /* serializes; does not steal v */
+void td_reply_html_steal(td_req *r, int status, char *html);
+void td_reply_redirect(td_req *r, const char *location);
+/* The error in the route's face shape. `id_asked` fills error.paymentId where the
+ * Token.io reference requires one (404, 429, 501, 503, 504). */
+void td_reply_error(td_req *r, const td_error *e, const char *id_asked);
+void td_reply_err(td_req *r, td_err code, const char *detail);
+
+/* A handler that submits a write returns without an answer; the server then
+ * suspends the connection. The write's completion (on any thread, possibly
+ * before the handler returned) sets the answer between these two calls, which
+ * resume the connection if it was suspended. */
+void td_req_complete_begin(td_req *r);
+void td_req_complete_end(td_req *r);
+
+/* Request inputs. */
+const char *td_header(td_req *r, const char *name);
+const char *td_query(td_req *r, const char *name);
+/* 0 if every query parameter is in allowed (NULL-terminated); else sets e. */
+int td_query_allowed(td_req *r, const char *const *allowed, td_error *e);
+/* Parses the body as one strict JSON object (UTF-8, no duplicate keys, no
+ * trailing data). NULL and sets e on failure. */
+json_t *td_body_json(td_req *r, td_error *e);
+
+/* The Idempotency-Key header, validated: NULL if absent; sets e if malformed. */
+const char *td_idempotency_key(td_req *r, td_error *e);
+
+/* The route table (routes.c). */
+extern const td_route td_routes[];
+extern const int td_route_count;
+
+/* Matches method+path; returns the route or NULL. *method_mismatch is set if
+ * the path matched a route with another method. Params are written into r. */
+const td_route *td_route_match(td_req *r, td_method m, const char *path, bool *method_mismatch);
+
+/* The server: starts listening; returns NULL with a message on failure. */
+struct td_config_s;
+td_server *td_server_start(td_svc *svc, char *err, size_t cap);
+/* Stops accepting connections, waits up to drain_ms for requests in flight
+ * (including writes waiting for their commit), then stops. */
+void td_server_shutdown(td_server *s, int64_t drain_ms);
+/* Prometheus text for /metrics (malloc'd). */
+char *td_metrics_render(td_server *s);
+
+#endif

@@ -1,0 +1,139 @@
+/* metrics.c — lock-free counters (relaxed atomics): observing a request is a
+ * few increments on the hot path; rendering reads them all. */
+#include "api/metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/http.h"
+
+static const int STATUSES[] = {0, 200, 201, 303, 400, 401, 403, 404, 405, 409, 410, 413, 414, 415, 429, 431, 500, 501, 503, 504};
+#define NSTATUS ((int)(sizeof STATUSES / sizeof STATUSES[0]))
+static const double BOUNDS_MS[] = {0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 5000};
+#define NBOUNDS ((int)(sizeof BOUNDS_MS / sizeof BOUNDS_MS[0]))
+
+typedef struct {
+    uint64_t by_status[NSTATUS + 1]; /* last: any other status */
+    uint64_t hist[NBOUNDS + 1];      /* last: +Inf */
+    uint64_t sum_us;
+} route_stats;
+
+struct td_metrics {
+    int nroutes;
+    route_stats *r;
+};
+
+td_metrics *td_metrics_new(int nroutes)
+{
+    td_metrics *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->nroutes = nroutes;
+    m->r = calloc((size_t)nroutes, sizeof *m->r);
+    if (!m->r) {
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void td_metrics_free(td_metrics *m)
+{
+    if (!m) return;
+    free(m->r);
+    free(m);
+}
+
+void td_metrics_observe(td_metrics *m, int route, int status, int64_t dur_us)
+{
+    if (!m || route < 0 || route >= m->nroutes) return;
+    route_stats *rs = &m->r[route];
+    int si = NSTATUS;
+    for (int i = 0; i < NSTATUS; i++)
+        if (STATUSES[i] == status) si = i;
+    __atomic_fetch_add(&rs->by_status[si], 1, __ATOMIC_RELAXED);
+    int b = NBOUNDS;
+    for (int i = 0; i < NBOUNDS; i++)
+        if ((double)dur_us <= BOUNDS_MS[i] * 1000) {
+            b = i;
+            break;
+        }
+    __atomic_fetch_add(&rs->hist[b], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&rs->sum_us, (uint64_t)dur_us, __ATOMIC_RELAXED);
+}
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} sbuf;
+
+static void put(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap * 2 + (size_t)n;
+        char *np = realloc(b->p, cap);
+        if (!np) return;
+        b->p = np;
+        b->cap = cap;
+    }
+}
+
+static uint64_t load(const uint64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
+
+char *td_metrics_text(td_metrics *m, const td_store_stats *st, int inflight)
+{
+    sbuf b = {malloc(8192), 0, 8192};
+    if (!b.p) return NULL;
+    b.p[0] = 0;
+    put(&b, "# HELP tokend_requests_total HTTP requests by route and status.\n# TYPE tokend_requests_total counter\n");
+    for (int r = 0; r < m->nroutes; r++) {
+        const char *name = r < td_route_count ? td_routes[r].name : "unmatched";
+        const char *meth = r < td_route_count ? (const char *[]){"GET", "POST", "PUT", "DELETE", "OTHER"}[td_routes[r].method] : "";
+        for (int s = 0; s <= NSTATUS; s++) {
+            uint64_t v = load(&m->r[r].by_status[s]);
+            if (!v) continue;
+            if (s < NSTATUS)
+                put(&b, "tokend_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n", meth, name, STATUSES[s], (unsigned long long)v);
+            else
+                put(&b, "tokend_requests_total{method=\"%s\",route=\"%s\",status=\"other\"} %llu\n", meth, name, (unsigned long long)v);
+        }
+    }
+    put(&b, "# HELP tokend_request_duration_seconds Request latency by route.\n# TYPE tokend_request_duration_seconds histogram\n");
+    for (int r = 0; r < m->nroutes; r++) {
+        uint64_t cum = 0, total = 0;
+        for (int i = 0; i <= NBOUNDS; i++) total += load(&m->r[r].hist[i]);
+        if (!total) continue;
+        const char *name = r < td_route_count ? td_routes[r].name : "unmatched";
+        const char *meth = r < td_route_count ? (const char *[]){"GET", "POST", "PUT", "DELETE", "OTHER"}[td_routes[r].method] : "";
+        for (int i = 0; i < NBOUNDS; i++) {
+            cum += load(&m->r[r].hist[i]);
+            put(&b, "tokend_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"%g\"} %llu\n", meth, name, BOUNDS_MS[i] / 1000, (unsigned long long)cum);
+        }
+        put(&b, "tokend_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"+Inf\"} %llu\n", meth, name, (unsigned long long)total);
+        put(&b, "tokend_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n", meth, name, (double)load(&m->r[r].sum_us) / 1e6);
+        put(&b, "tokend_request_duration_seconds_count{method=\"%s\",route=\"%s\"} %llu\n", meth, name, (unsigned long long)total);
+    }
+    static const int BATCH_LE[] = {1, 3, 7, 15, 31, 63, 127};
+    put(&b, "# HELP tokend_store_commit_batch_size Write jobs committed per transaction (group commit).\n# TYPE tokend_store_commit_batch_size histogram\n");
+    uint64_t cum = 0;
+    for (int i = 0; i < 7; i++) {
+        cum += st->batch_hist[i];
+        put(&b, "tokend_store_commit_batch_size_bucket{le=\"%d\"} %llu\n", BATCH_LE[i], (unsigned long long)cum);
+    }
+    cum += st->batch_hist[7];
+    put(&b, "tokend_store_commit_batch_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    put(&b, "tokend_store_commit_batch_size_sum %llu\ntokend_store_commit_batch_size_count %llu\n", (unsigned long long)st->jobs, (unsigned long long)st->commits);
+    put(&b, "# HELP tokend_requests_in_flight Requests being processed.\n# TYPE tokend_requests_in_flight gauge\ntokend_requests_in_flight %d\n", inflight);
+    return b.p;
+}

@@ -1,0 +1,23 @@
+/* ops.c — operations endpoints: liveness, readiness (the store answers), and
+ * Prometheus metrics. */
+#include <string.h>
+
+#include "api/faces.h"
+
+void td_ops_healthz(td_req *r) { td_reply_json_copy(r, 200, "{\"status\":\"ok\"}", 15); }
+
+void td_ops_readyz(td_req *r)
+{
+    if (td_svc_ready(r->svc)) {
+        td_reply_json_copy(r, 200, "{\"status\":\"ready\"}", 18);
+        return;
+    }
+    td_reply_err(r, TD_E_UNAVAILABLE, "the store is not reachable");
+}
+
+void td_ops_metrics(td_req *r)
+{
+    char *text = td_metrics_render(r->srv);
+    td_reply_json_steal(r, 200, text);
+    r->content_type = "text/plain; version=0.0.4";
+}

@@ -1,0 +1,97 @@
+/* routes.c — the one route table: method, path pattern, handler, who may call
+ * it, and the face whose error shape it answers in. */
+#include <string.h>
+
+#include "api/faces.h"
+#include "api/http.h"
+
+#define R(m, p, h, a, f) {m, p, h, a, f, p}
+
+const td_route td_routes[] = {
+    /* operations */
+    R(TD_GET, "/healthz", td_ops_healthz, TD_AUTH_NONE, TD_FACE_TOKENIO),
+    R(TD_GET, "/readyz", td_ops_readyz, TD_AUTH_NONE, TD_FACE_TOKENIO),
+    R(TD_GET, "/metrics", td_ops_metrics, TD_AUTH_NONE, TD_FACE_TOKENIO),
+
+    /* Token API (Token.io-compatible) */
+    R(TD_GET, "/tokens", tokenio_list_tokens, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/tokens/{tokenId}", tokenio_get_token, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_PUT, "/tokens/{tokenId}/cancel", tokenio_cancel_token, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_POST, "/token-requests", tokenio_store_request, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/token-requests/{requestId}", tokenio_get_request, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/token-requests/{tokenRequestId}/result", tokenio_get_request_result, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_POST, "/token-requests/{tokenRequestId}/authorization", tokenio_authorize_request, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/member/{memberId}/keys", tokenio_list_keys, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_POST, "/member/{memberId}/keys", tokenio_add_key, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/member/{memberId}/keys/{keyId}", tokenio_get_key, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_DELETE, "/member/{memberId}/keys/{keyId}", tokenio_delete_key, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+
+    /* Operations the reference has and tokend does not: 501 in its shape. */
+    R(TD_POST, "/transfers", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/transfers", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/transfers/{transferId}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_PUT, "/webhook/config", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/webhook/config", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_DELETE, "/webhook/config", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/banks", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/accounts", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_POST, "/v2/payments", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/v2/payments", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+
+    /* Consent pages: the one-time code in the path is the credential. */
+    R(TD_GET, "/consent/{code}", consent_page, TD_AUTH_NONE, TD_FACE_HTML),
+    R(TD_POST, "/consent/{code}", consent_decide, TD_AUTH_NONE, TD_FACE_HTML),
+
+    /* Admin API */
+    R(TD_POST, "/admin/v1/members", admin_create_member, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
+    R(TD_POST, "/admin/v1/members/{memberId}/api-keys", admin_create_member_api_key, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
+    R(TD_POST, "/admin/v1/issuers", admin_create_issuer, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
+    R(TD_POST, "/admin/v1/issuers/{issuerId}/api-keys", admin_create_issuer_api_key, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
+    R(TD_POST, "/admin/v1/faults", admin_set_fault, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
+};
+const int td_route_count = (int)(sizeof td_routes / sizeof td_routes[0]);
+
+/* Compares one path segment [s, s+n) with a pattern segment [p, p+pn). */
+static bool segment_matches(const char *p, size_t pn, const char *s, size_t n)
+{
+    if (pn >= 2 && p[0] == '{' && p[pn - 1] == '}') return n > 0;
+    return pn == n && memcmp(p, s, n) == 0;
+}
+
+/* Walks pattern and path segment by segment; copies parameters into r. */
+static bool match_path(td_req *r, const char *pattern, const char *path)
+{
+    const char *p = pattern, *s = path;
+    int np = 0;
+    size_t used = 0;
+    while (*p == '/' && *s == '/') {
+        p++;
+        s++;
+        size_t pn = strcspn(p, "/"), n = strcspn(s, "/");
+        if (!segment_matches(p, pn, s, n)) return false;
+        if (p[0] == '{') {
+            if (!r || np >= TD_MAX_PARAMS || used + n + 1 > sizeof r->param_buf) return false;
+            memcpy(r->param_buf + used, s, n);
+            r->param_buf[used + n] = 0;
+            r->params[np++] = r->param_buf + used;
+            used += n + 1;
+        }
+        p += pn;
+        s += n;
+    }
+    if (*p || *s) return false;
+    if (r) r->nparams = np;
+    return true;
+}
+
+const td_route *td_route_match(td_req *r, td_method m, const char *path, bool *method_mismatch)
+{
+    *method_mismatch = false;
+    for (int i = 0; i < td_route_count; i++) {
+        const td_route *rt = &td_routes[i];
+        if (!match_path(r, rt->pattern, path)) continue;
+        if (rt->method == m) return rt;
+        *method_mismatch = true;
+    }
+    return NULL;
+}

@@ -1,0 +1,232 @@
+/* tokenio_tokens.c — Token API: GET /tokens, GET /tokens/{tokenId},
+ * PUT /tokens/{tokenId}/cancel, and 501 for the reference's operations tokend
+ * does not implement. Stored token JSON is served as is, never re-rendered. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/faces.h"
+#include "util/util.h"
+
+/* "{prefix}<json>{suffix}" without parsing json. */
+static char *wrap(const char *prefix, const char *json, const char *suffix)
+{
+    size_t a = strlen(prefix), b = strlen(json), c = strlen(suffix);
+    char *out = malloc(a + b + c + 1);
+    if (!out) return NULL;
+    memcpy(out, prefix, a);
+    memcpy(out + a, json, b);
+    memcpy(out + a + b, suffix, c + 1);
+    return out;
+}
+
+void tokenio_get_token(td_req *r)
+{
+    if (!td_param_id(r, 0, "tokenId")) return;
+    td_token_rec t;
+    td_error e = {0};
+    if (td_svc_get_token(r->svc, r->auth.member_id, r->params[0], &t, &e) != TD_OK) {
+        td_reply_error(r, &e, r->params[0]);
+        return;
+    }
+    td_reply_json_steal(r, 200, wrap("{\"token\":", t.json, "}"));
+    td_token_rec_free(&t);
+}
+
+/* ---- GET /tokens ---- */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int count;
+    bool oom;
+} list_buf;
+
+static void list_append(list_buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (b->oom) return;
+    if (b->len + n + 2 > b->cap) {
+        size_t cap = (b->cap + n + 2) * 2;
+        char *nb = realloc(b->buf, cap);
+        if (!nb) {
+            b->oom = true;
+            return;
+        }
+        b->buf = nb;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, n + 1);
+    b->len += n;
+}
+
+static void list_one(const char *json, void *arg)
+{
+    list_buf *b = arg;
+    if (b->count++) list_append(b, ",");
+    list_append(b, json);
+}
+
+static int query_i64(td_req *r, const char *name, int64_t lo, int64_t hi, int64_t *out, td_error *e)
+{
+    const char *v = td_query(r, name);
+    if (!v) return 0;
+    if (td_parse_i64(v, out) || *out < lo || *out > hi) {
+        td_fail(e, TD_E_BAD_PAGINATION, "%s must be an integer in [%lld, %lld]", name, (long long)lo, (long long)hi);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *query_text(td_req *r, const char *name, td_error *e)
+{
+    const char *v = td_query(r, name);
+    if (v && (!*v || strlen(v) > 128)) {
+        td_fail(e, TD_E_INVALID_ARGUMENT, "%s must be 1-128 characters", name);
+        return NULL;
+    }
+    return v;
+}
+
+void tokenio_list_tokens(td_req *r)
+{
+    static const char *const ALLOWED[] = {"type", "page.offset", "page.limit", "filter.sourceAccountId",
+                                          "filter.destinationAccountId", "filter.startTimeMs", "filter.endTimeMs",
+                                          "filter.role", "filter.actingAsRefId", NULL};
+    td_error e = {0};
+    td_list_query q = {.caller = r->auth.member_id, .kind = -1};
+    int64_t limit = -1;
+    if (td_query_allowed(r, ALLOWED, &e)) goto fail;
+    const char *type = td_query(r, "type");
+    if (type && strcmp(type, "INVALID")) {
+        td_kind k;
+        if (td_kind_parse(type, &k) || k == TD_KIND_CARD) {
+            td_fail(&e, TD_E_INVALID_ARGUMENT, "type must be one of INVALID, ACCESS, TRANSFER, STANDING_ORDER");
+            goto fail;
+        }
+        q.kind = (int)k;
+    }
+    if (!td_query(r, "page.limit")) {
+        td_fail(&e, TD_E_BAD_PAGINATION, "page.limit is required");
+        goto fail;
+    }
+    if (query_i64(r, "page.limit", 1, 199, &limit, &e) || query_i64(r, "page.offset", 0, 1000000000, &q.offset, &e) ||
+        query_i64(r, "filter.startTimeMs", 0, INT64_MAX, &q.start_ms, &e) ||
+        query_i64(r, "filter.endTimeMs", 0, INT64_MAX, &q.end_ms, &e))
+        goto fail;
+    q.limit = (int)limit;
+    const char *role = td_query(r, "filter.role");
+    static const char *const ROLES[] = {"ANY", "FROM", "TO", "ISSUER"};
+    if (role) {
+        q.role = -1;
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(role, ROLES[i])) q.role = i;
+        if (q.role < 0) {
+            td_fail(&e, TD_E_INVALID_ARGUMENT, "filter.role must be one of ANY, FROM, TO, ISSUER");
+            goto fail;
+        }
+    }
+    q.source_account = query_text(r, "filter.sourceAccountId", &e);
+    q.destination_account = query_text(r, "filter.destinationAccountId", &e);
+    q.acting_as_ref_id = query_text(r, "filter.actingAsRefId", &e);
+    if (e.code) goto fail;
+
+    list_buf b = {0};
+    list_append(&b, "{\"tokens\":[");
+    if (td_svc_list_tokens(r->svc, &q, list_one, &b, &e) != TD_OK) {
+        free(b.buf);
+        goto fail;
+    }
+    /* offset is the next page's page.offset, or empty once there is no more. */
+    char tail[64];
+    if (b.count == q.limit)
+        snprintf(tail, sizeof tail, "],\"offset\":\"%lld\"}", (long long)(q.offset + b.count));
+    else
+        snprintf(tail, sizeof tail, "],\"offset\":\"\"}");
+    list_append(&b, tail);
+    if (b.oom) {
+        free(b.buf);
+        td_reply_err(r, TD_E_INTERNAL, "out of memory");
+        return;
+    }
+    td_reply_json_steal(r, 200, b.buf);
+    return;
+fail:
+    td_reply_error(r, &e, "");
+}
+
+/* ---- PUT /tokens/{tokenId}/cancel ---- */
+
+static void render_cancel(td_write *w)
+{
+    td_cancel *cmd = (td_cancel *)w;
+    char prefix[96];
+    snprintf(prefix, sizeof prefix, "{\"result\":{\"status\":\"%s\",\"token\":", td_cancel_status_name(cmd->outcome));
+    w->status = 200;
+    w->body = wrap(prefix, cmd->token_json ? cmd->token_json : "{}", "}}");
+}
+
+static void dispose_cancel(td_write *w) { td_cancel_free((td_cancel *)w); }
+
+/* The optional customer headers of the reference, validated and recorded on the event. */
+static int customer_headers(td_req *r, td_cancel *cmd, td_error *e)
+{
+    const char *ip = td_header(r, "token-customer-ip-address");
+    const char *ci = td_header(r, "customer-initiated");
+    const char *dev = td_header(r, "token-customer-device-id");
+    if (ip) {
+        unsigned char buf[16];
+        if (inet_pton(AF_INET, ip, buf) != 1 && inet_pton(AF_INET6, ip, buf) != 1)
+            return td_fail(e, TD_E_INVALID_ARGUMENT, "token-customer-ip-address must be an IP address"), -1;
+        td_strlcpy(cmd->customer_ip, ip, sizeof cmd->customer_ip);
+    }
+    if (ci) {
+        if (strcmp(ci, "true") && strcmp(ci, "false"))
+            return td_fail(e, TD_E_INVALID_ARGUMENT, "customer-initiated must be true or false"), -1;
+        td_strlcpy(cmd->customer_initiated, ci, sizeof cmd->customer_initiated);
+    }
+    if (dev) {
+        if (!*dev || strlen(dev) >= sizeof cmd->customer_device_id)
+            return td_fail(e, TD_E_INVALID_ARGUMENT, "token-customer-device-id must be 1-127 characters"), -1;
+        td_strlcpy(cmd->customer_device_id, dev, sizeof cmd->customer_device_id);
+    }
+    return 0;
+}
+
+void tokenio_cancel_token(td_req *r)
+{
+    if (!td_param_id(r, 0, "tokenId")) return;
+    td_error e = {0};
+    /* The operation has no request body; an empty object is tolerated. */
+    if (r->body_len) {
+        json_t *b = td_body_json(r, &e);
+        bool empty = b && json_object_size(b) == 0;
+        json_decref(b);
+        if (!empty) {
+            if (!e.code) td_fail(&e, TD_E_INVALID_ARGUMENT, "this operation takes no request body");
+            td_reply_error(r, &e, "");
+            return;
+        }
+    }
+    td_cancel *cmd = td_face_new_write(r, sizeof *cmd, render_cancel);
+    if (!cmd) return;
+    cmd->w.dispose = dispose_cancel;
+    if (customer_headers(r, cmd, &e)) {
+        td_reply_error(r, &e, "");
+        free(cmd);
+        return;
+    }
+    td_strlcpy(cmd->caller, r->auth.member_id, sizeof cmd->caller);
+    cmd->level = r->auth.level;
+    td_strlcpy(cmd->token_id, r->params[0], sizeof cmd->token_id);
+    cmd->w.subject = cmd->token_id;
+    td_svc_cancel(r->svc, cmd);
+}
+
+void tokenio_not_implemented(td_req *r)
+{
+    td_error e;
+    td_fail(&e, TD_E_NOT_IMPLEMENTED, "%s is not implemented by tokend", r->route->pattern);
+    td_reply_error(r, &e, r->nparams ? r->params[0] : "");
+}

@@ -1,0 +1,80 @@
+/* crypto.h — libsodium wrappers: randomness, base64url, Ed25519 signing keys,
+ * key ids, sealing secrets with the master key, hashing API keys. */
+#ifndef TD_CRYPTO_H
+#define TD_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TD_ED25519_PK_LEN 32
+#define TD_ED25519_SK_LEN 64
+#define TD_ED25519_SIG_LEN 64
+#define TD_MASTER_KEY_LEN 32
+#define TD_KEY_ID_LEN 16 /* characters, without the terminating NUL */
+
+/* Must be called once before any other function; returns 0 on success. */
+int td_crypto_init(void);
+
+/* Overwrites a secret in memory in a way the compiler keeps. */
+void td_wipe(void *p, size_t n);
+
+/* Fills buf with n random bytes. */
+void td_random_bytes(void *buf, size_t n);
+
+/* base64url without padding. Writes a NUL-terminated string into out
+ * (capacity out_cap, which must be >= td_b64url_len(n) + 1).
+ * Returns the string length, or -1 if out is too small. */
+size_t td_b64url_len(size_t n);
+int td_b64url_encode(const uint8_t *in, size_t n, char *out, size_t out_cap);
+/* Decodes base64url (no padding accepted, no whitespace). Returns the decoded
+ * length, or -1 on invalid input or if out_cap is too small. */
+int td_b64url_decode(const char *in, size_t in_len, uint8_t *out, size_t out_cap);
+
+/* Standard base64 with padding (HTTP Basic credentials). Writes at most cap
+ * bytes; returns 0 and sets *out_len, or -1 on invalid input. */
+int td_b64_std_decode(const char *in, uint8_t *out, size_t cap, size_t *out_len);
+
+/* Ed25519. */
+int td_ed25519_keypair(uint8_t pk[TD_ED25519_PK_LEN], uint8_t sk[TD_ED25519_SK_LEN]);
+/* Deterministic keypair from a 32-byte seed (fixed test vectors). 0 on success. */
+int td_ed25519_seed_keypair(const uint8_t seed[32], uint8_t pk[TD_ED25519_PK_LEN],
+                            uint8_t sk[TD_ED25519_SK_LEN]);
+int td_ed25519_sign(const uint8_t sk[TD_ED25519_SK_LEN], const uint8_t *msg, size_t len,
+                    uint8_t sig[TD_ED25519_SIG_LEN]);
+int td_ed25519_verify(const uint8_t pk[TD_ED25519_PK_LEN], const uint8_t *msg, size_t len,
+                      const uint8_t sig[TD_ED25519_SIG_LEN]); /* 0 = valid */
+
+/* keyId = first 16 characters of base64url(SHA-256(raw public key)). */
+void td_key_id(const uint8_t pk[TD_ED25519_PK_LEN], char out[TD_KEY_ID_LEN + 1]);
+
+/* Seals a secret with the master key (XChaCha20-Poly1305, random nonce, the
+ * nonce prepended). *out is malloc'd; the caller frees it. 0 on success. */
+int td_seal(const uint8_t key[TD_MASTER_KEY_LEN], const uint8_t *plain, size_t n,
+            uint8_t **out, size_t *out_len);
+/* Opens a sealed secret; -1 if it was tampered with or the key is wrong. */
+int td_open(const uint8_t key[TD_MASTER_KEY_LEN], const uint8_t *sealed, size_t n,
+            uint8_t **out, size_t *out_len);
+
+/* Hash of an API key for storage and lookup: hex of keyed BLAKE2b-256 with
+ * a fixed domain key (API keys have 256 bits of entropy, so a slow hash is
+ * unnecessary). out gets 64 hex chars + NUL. */
+void td_api_key_hash(const char *api_key, char out[65]);
+
+/* Constant-time string equality for secrets of equal length; 0 if equal. */
+int td_ct_equal(const char *a, const char *b);
+
+/* Token signature over canonical payload: signs the UTF-8 bytes
+ * canonical + "." + suffix (suffix "endorsed" or "cancelled") and writes the
+ * base64url (no padding) signature into out (capacity >= 87). 0 on success. */
+int td_sign_payload(const uint8_t sk[TD_ED25519_SK_LEN], const char *canonical,
+                    const char *suffix, char *out, size_t out_cap);
+/* Maps an action name to its signing suffix, case-insensitively: "endorsed"
+ * -> "endorsed"; "cancelled" and "canceled" (the REST spelling) ->
+ * "cancelled". NULL for anything else. td_sign_payload and td_verify_payload
+ * apply it to their suffix argument, so they never sign any other statement. */
+const char *td_sig_suffix(const char *action);
+/* Verifies such a signature; 0 if valid. */
+int td_verify_payload(const uint8_t pk[TD_ED25519_PK_LEN], const char *canonical,
+                      const char *suffix, const char *sig_b64url);
+
+#endif

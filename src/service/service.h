@@ -1,0 +1,186 @@
+/* service.h — use cases. Each write is a job run inside the store's group
+ * commit: it re-reads what it needs, asks the engine, writes the record, its
+ * event and (with an Idempotency-Key) the answer, all in one transaction.
+ * Faces parse and validate input, then call these; they never see the store. */
+#ifndef TD_SERVICE_H
+#define TD_SERVICE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "core/errors.h"
+#include "core/token.h"
+#include "store/store.h"
+#include "util/config.h"
+
+typedef struct td_svc {
+    td_store *store;
+    td_config *cfg;
+} td_svc;
+
+/* ---- the generic write ---- */
+
+typedef struct td_write td_write;
+struct td_write {
+    td_job job;
+    td_svc *svc;
+    /* The use case: runs in the writer's transaction. Refusals go in w->err and
+     * return TD_ST_OK (the job's changes are then rolled back); store failures
+     * return their td_st. */
+    td_st (*run)(td_conn *c, td_write *w);
+    /* The face: renders the use case's result into status/body, inside the
+     * transaction, so an idempotent replay can be stored with the change. */
+    void (*render)(td_write *w);
+    /* The face: called once after the commit (or its failure); frees w. */
+    void (*complete)(td_write *w);
+
+    bool idem;             /* an Idempotency-Key was given */
+    char idem_scope[80];   /* the caller's credential */
+    char idem_key[256];
+    char req_hash[65];     /* hash of method, path and body */
+
+    td_error err;          /* a refusal (or 503/504 after a failed commit) */
+    int status;            /* the rendered answer */
+    char *body;            /* malloc'd; the face frees it */
+    bool replayed;         /* the answer came from the idempotency record */
+    void *face;            /* the face's request */
+    const char *subject;   /* the id the request is about (error bodies name it) */
+    void (*dispose)(td_write *w); /* frees what the command holds, not w itself */
+};
+
+/* Queues w. If the store refuses (shutting down), completes it with 503. */
+void td_svc_submit(td_svc *svc, td_write *w);
+/* Hex SHA-256 of the parts, for idempotency request hashes. */
+void td_request_hash(const char *method, const char *path, const char *body, size_t body_len,
+                     char out[65]);
+
+/* ---- members, credentials, issuers (admin) ---- */
+
+typedef struct {
+    td_write w;
+    char display_name[256];
+    char member_id[TD_ID_MAX]; /* out */
+} td_create_member;
+void td_svc_create_member(td_svc *svc, td_create_member *cmd);
+
+typedef struct {
+    td_write w;
+    td_cred_kind kind;
+    char owner_id[TD_ID_MAX];
+    td_level level;   /* members */
+    char role[16];    /* issuers */
+    char api_key[80]; /* out, shown once */
+} td_create_api_key;
+void td_svc_create_api_key(td_svc *svc, td_create_api_key *cmd);
+
+typedef struct {
+    td_write w;
+    char issuer_id[16];
+    char display_name[256];
+} td_create_issuer;
+void td_svc_create_issuer(td_svc *svc, td_create_issuer *cmd);
+
+/* Member keys. */
+typedef struct {
+    td_write w;
+    char member_id[TD_ID_MAX];
+    uint8_t public_key[32];
+    td_level level;
+    int64_t expires_ms;
+    char key_id[24]; /* out */
+} td_add_key;
+void td_svc_add_key(td_svc *svc, td_add_key *cmd);
+
+typedef struct {
+    td_write w;
+    char member_id[TD_ID_MAX];
+    char key_id[24];
+} td_delete_key;
+void td_svc_delete_key(td_svc *svc, td_delete_key *cmd);
+
+/* Lists a member's public keys; fn gets each. */
+td_err td_svc_list_keys(td_svc *svc, const char *member_id, void (*fn)(const td_key_rec *, void *), void *arg,
+                        td_error *e);
+td_err td_svc_get_key(td_svc *svc, const char *member_id, const char *key_id, td_key_rec *out, td_error *e);
+
+/* Authenticates an API key; fills cred. TD_E_UNAUTHENTICATED if unknown. */
+td_err td_svc_authenticate(td_svc *svc, const char *api_key, td_cred_rec *cred, td_error *e);
+/* Reachability of the store, for /readyz. */
+bool td_svc_ready(td_svc *svc);
+
+/* ---- token requests and consent ---- */
+
+typedef struct {
+    td_write w;
+    char caller[TD_ID_MAX];
+    td_kind kind;
+    char from_id[TD_ID_MAX];
+    char to_id[TD_ID_MAX];
+    json_t *request; /* the validated {requestOptions, requestPayload}; borrowed */
+    char request_id[TD_ID_MAX]; /* out */
+} td_store_request;
+void td_svc_store_request(td_svc *svc, td_store_request *cmd);
+
+/* Reads a request visible to caller (its from or to member). */
+td_err td_svc_get_request(td_svc *svc, const char *caller, const char *id, td_request_rec *out, td_error *e);
+
+typedef struct {
+    td_write w;
+    char caller[TD_ID_MAX];
+    char request_id[TD_ID_MAX];
+    char redirect_url[2048]; /* out: <public-url>/consent/<code> */
+} td_authorize_request;
+void td_svc_authorize_request(td_svc *svc, td_authorize_request *cmd);
+
+/* The request behind a consent code, if the code is still usable. */
+td_err td_svc_consent_lookup(td_svc *svc, const char *code, td_request_rec *out, td_error *e);
+
+typedef struct {
+    td_write w;
+    char code[128];
+    bool approve;
+    char accounts[8][TD_ID_MAX]; /* approved accounts for access requests */
+    int naccounts;
+    char redirect[4096]; /* out: the request's redirectUrl with tokenId (or an error) */
+    char token_id[TD_ID_MAX]; /* out */
+} td_consent_decide;
+void td_svc_consent_decide(td_svc *svc, td_consent_decide *cmd);
+
+/* ---- tokens ---- */
+
+td_err td_svc_get_token(td_svc *svc, const char *caller, const char *id, td_token_rec *out, td_error *e);
+
+typedef struct {
+    const char *caller;
+    int kind; /* -1 all */
+    int role;
+    const char *source_account, *destination_account, *acting_as_ref_id;
+    int64_t start_ms, end_ms, offset;
+    int limit;
+} td_list_query;
+/* fn gets each token's served JSON. */
+td_err td_svc_list_tokens(td_svc *svc, const td_list_query *q, void (*fn)(const char *json, void *), void *arg,
+                          td_error *e);
+
+typedef struct {
+    td_write w;
+    char caller[TD_ID_MAX];
+    td_level level;
+    char token_id[TD_ID_MAX];
+    char customer_ip[64];
+    char customer_initiated[8];
+    char customer_device_id[128];
+    /* prepared outside the writer (signature, new JSON) when the token is read */
+    int64_t prepared_seq;
+    td_cancel_outcome prepared;
+    char *prepared_json;
+    /* out */
+    td_cancel_outcome outcome;
+    td_invalid_reason why;
+    char *token_json; /* the token as it now stands (malloc'd) */
+} td_cancel;
+/* Prepares on the calling thread (reads, decides, signs) then commits. */
+void td_svc_cancel(td_svc *svc, td_cancel *cmd);
+void td_cancel_free(td_cancel *cmd);
+
+#endif

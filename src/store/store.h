@@ -1,0 +1,220 @@
+/* store.h — the store as a struct of verbs. The service layer calls these and
+ * holds no SQL; store_sqlite.c implements them (a PostgreSQL one can follow).
+ *
+ * Reads run on a per-thread read connection (td_store_reader). Writes are jobs
+ * handed to td_store_submit: one writer commits many jobs in one transaction
+ * (group commit), each job inside its own savepoint so one job's failure does
+ * not undo the others; `done` runs after the commit is durable (or failed). */
+#ifndef TD_STORE_H
+#define TD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/token.h"
+
+typedef enum {
+    TD_ST_OK = 0,
+    TD_ST_NOT_FOUND,
+    TD_ST_CONFLICT, /* a unique constraint refused the row */
+    TD_ST_BUSY,     /* retryable: lock contention or serialization failure */
+    TD_ST_ERROR,    /* hard error: the store is broken or unreachable */
+} td_st;
+
+typedef struct td_store td_store;
+typedef struct td_conn td_conn; /* one connection: a reader, or the writer inside a transaction */
+
+/* ---- records (fixed-size ids; JSON documents as malloc'd strings) ---- */
+
+#define TD_ID_MAX 96
+
+typedef struct {
+    char id[TD_ID_MAX];
+    char display_name[256];
+    int64_t created_ms;
+} td_member_rec;
+
+typedef struct {
+    char member_id[TD_ID_MAX];
+    char key_id[24];
+    td_level level;
+    char algorithm[16]; /* ED25519 */
+    uint8_t public_key[32];
+    uint8_t sealed_secret[128]; /* private key sealed with the master key; empty for submitted keys */
+    size_t sealed_len;
+    int64_t created_ms;
+    int64_t expires_ms; /* 0 = never */
+} td_key_rec;
+
+typedef enum { TD_CRED_MEMBER = 0, TD_CRED_ISSUER = 1 } td_cred_kind;
+
+typedef struct {
+    char hash[65];            /* keyed hash of the API key */
+    td_cred_kind kind;
+    char owner_id[TD_ID_MAX]; /* memberId or issuerId */
+    td_level level;           /* members */
+    char role[16];            /* issuers: issuer | network */
+    int64_t created_ms;
+} td_cred_rec;
+
+typedef struct {
+    char id[16];
+    char display_name[256];
+    int64_t created_ms;
+} td_issuer_rec;
+
+typedef struct {
+    char id[TD_ID_MAX];
+    td_kind kind;
+    char from_id[TD_ID_MAX];
+    char to_id[TD_ID_MAX];
+    td_request_state state;
+    int64_t created_ms;
+    int64_t expires_ms;
+    char *request_json;  /* the stored TokenRequest object {id, requestOptions, requestPayload} */
+    char token_id[TD_ID_MAX];
+    char *signature_json; /* {keyId, memberId, signature} of the ENDORSED signature, once processed */
+    char consent_hash[65]; /* hash of the current one-time consent code ("" if none) */
+    int64_t consent_expires_ms;
+    bool consent_used;
+} td_request_rec;
+
+typedef struct {
+    char id[TD_ID_MAX];
+    td_kind kind;
+    td_token_state state;
+    char from_id[TD_ID_MAX];
+    char to_id[TD_ID_MAX];
+    char issuer_id[TD_ID_MAX];
+    char ref_id[32];
+    char acting_as_ref_id[64];
+    char token_request_id[TD_ID_MAX];
+    char replaced_by[TD_ID_MAX];
+    char canceled_by[TD_ID_MAX];
+    int64_t created_ms;
+    int64_t expires_ms;
+    int64_t seq;           /* number of the last event appended */
+    char *json;            /* the Token object exactly as served */
+    char *payload_canonical; /* canonical JSON of payload: the bytes signed */
+    char *accounts_src;    /* space-separated accountIds, for filters (may be NULL) */
+    char *accounts_dst;
+} td_token_rec;
+
+typedef struct {
+    char token_id[TD_ID_MAX];
+    int64_t seq;
+    int64_t time_ms;
+    char type[32];   /* CREATED, CANCELED, ... */
+    char actor[TD_ID_MAX];
+    char customer_ip[64];
+    char customer_initiated[8];
+    char customer_device_id[128];
+    const char *detail_json; /* optional */
+} td_event_rec;
+
+typedef struct {
+    int status;
+    char *body;          /* malloc'd */
+    char req_hash[65];
+} td_idem_rec;
+
+typedef struct {
+    const char *member_id; /* the caller: only tokens it is a party to */
+    int kind;              /* -1 = all kinds */
+    int role;              /* 0 ANY, 1 FROM, 2 TO, 3 ISSUER */
+    const char *source_account;
+    const char *destination_account;
+    int64_t start_ms, end_ms; /* 0 = unbounded; created_ms in [start, end) */
+    const char *acting_as_ref_id;
+    int64_t offset;
+    int limit;
+} td_token_filter;
+
+/* ---- the verbs ---- */
+
+typedef struct td_store_ops {
+    td_st (*ping)(td_conn *c);
+
+    td_st (*member_insert)(td_conn *c, const td_member_rec *m);
+    td_st (*member_get)(td_conn *c, const char *id, td_member_rec *out);
+
+    td_st (*key_insert)(td_conn *c, const td_key_rec *k);
+    td_st (*key_get)(td_conn *c, const char *member_id, const char *key_id, td_key_rec *out);
+    /* The member's newest generated (signing) key at exactly this level. */
+    td_st (*key_for_level)(td_conn *c, const char *member_id, td_level level, td_key_rec *out);
+    /* Calls fn for each key of the member, oldest first. */
+    td_st (*key_list)(td_conn *c, const char *member_id, void (*fn)(const td_key_rec *, void *), void *arg);
+    td_st (*key_delete)(td_conn *c, const char *member_id, const char *key_id);
+
+    td_st (*cred_insert)(td_conn *c, const td_cred_rec *k);
+    td_st (*cred_get)(td_conn *c, const char *hash, td_cred_rec *out);
+
+    td_st (*issuer_insert)(td_conn *c, const td_issuer_rec *i);
+    td_st (*issuer_get)(td_conn *c, const char *id, td_issuer_rec *out);
+
+    td_st (*request_insert)(td_conn *c, const td_request_rec *r);
+    td_st (*request_get)(td_conn *c, const char *id, td_request_rec *out);
+    td_st (*request_by_consent)(td_conn *c, const char *consent_hash, td_request_rec *out);
+    td_st (*request_update)(td_conn *c, const td_request_rec *r); /* state, token, signature, consent */
+
+    td_st (*token_insert)(td_conn *c, const td_token_rec *t);
+    td_st (*token_get)(td_conn *c, const char *id, td_token_rec *out);
+    /* Only when the stored seq still equals expect_seq; TD_ST_CONFLICT otherwise. */
+    td_st (*token_update)(td_conn *c, const td_token_rec *t, int64_t expect_seq);
+    /* Calls fn for each matching token (json only is guaranteed filled). */
+    td_st (*token_list)(td_conn *c, const td_token_filter *f, void (*fn)(const td_token_rec *, void *), void *arg);
+
+    td_st (*event_append)(td_conn *c, const td_event_rec *e);
+    td_st (*event_count)(td_conn *c, const char *token_id, int64_t *out);
+
+    td_st (*idem_get)(td_conn *c, const char *scope, const char *key, td_idem_rec *out);
+    td_st (*idem_put)(td_conn *c, const char *scope, const char *key, const td_idem_rec *r);
+} td_store_ops;
+
+/* A write job: run() executes inside the writer's transaction and returns
+ * TD_ST_OK to keep its changes; anything else rolls them back (its savepoint).
+ * done() runs on the writer thread after COMMIT with the final status: TD_ST_OK
+ * only if the commit is durable. done() must be quick (it resumes a request). */
+typedef struct td_job {
+    td_st (*run)(td_conn *c, void *arg);
+    void (*done)(void *arg, td_st status);
+    void *arg;
+    int64_t queued_us;   /* set by submit: a job that waited too long is not run */
+    struct td_job *next; /* owned by the queue */
+} td_job;
+
+typedef struct {
+    uint64_t commits;
+    uint64_t jobs;
+    uint64_t batch_hist[8]; /* jobs per commit: 1, 2-3, 4-7, 8-15, 16-31, 32-63, 64-127, 128+ */
+} td_store_stats;
+
+struct td_store {
+    const td_store_ops *ops;
+    /* Returns this thread's read connection (opened on first use), or NULL. */
+    td_conn *(*reader)(td_store *s);
+    /* Queues a write job; 0 if queued, -1 if the store is shutting down. */
+    int (*submit)(td_store *s, td_job *job);
+    /* Runs a job synchronously on the writer and waits (for CLI/setup paths). */
+    td_st (*run_sync)(td_store *s, td_st (*run)(td_conn *, void *), void *arg);
+    void (*stats)(td_store *s, td_store_stats *out);
+    /* Test hook (only when fault injection is enabled): 0 none, 1 every verb
+     * fails as if the store were unreachable, 2 the writer stalls (jobs time out). */
+    void (*inject_fault)(td_store *s, int fault);
+    /* Jobs that waited longer than this in the queue fail with TD_ST_BUSY. */
+    int64_t job_timeout_us;
+    /* Stops accepting jobs, commits what is queued, closes everything. */
+    void (*close)(td_store *s);
+};
+
+/* Opens the store named by url ("sqlite:PATH"), applying migrations.
+ * Returns NULL and sets err (capacity cap) on failure. */
+td_store *td_store_open(const char *url, char *err, size_t cap);
+
+/* Frees the malloc'd members of records. */
+void td_token_rec_free(td_token_rec *t);
+void td_request_rec_free(td_request_rec *r);
+void td_idem_rec_free(td_idem_rec *r);
+
+#endif

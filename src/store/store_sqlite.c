@@ -1,0 +1,969 @@
+/* store_sqlite.c — the embedded store: SQLite in WAL mode, synchronous=FULL,
+ * one writer thread that group-commits queued jobs, one read connection per
+ * thread. Every SQL statement of the project lives in this file. */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store/store.h"
+#include "util/log.h"
+#include "util/util.h"
+
+extern const char *const td_migrations[];
+extern const int td_migration_count;
+
+/* ---- statements, prepared once per connection ---- */
+
+enum {
+    Q_PING,
+    Q_MEMBER_INSERT,
+    Q_MEMBER_GET,
+    Q_KEY_INSERT,
+    Q_KEY_GET,
+    Q_KEY_FOR_LEVEL,
+    Q_KEY_LIST,
+    Q_KEY_DELETE,
+    Q_CRED_INSERT,
+    Q_CRED_GET,
+    Q_ISSUER_INSERT,
+    Q_ISSUER_GET,
+    Q_REQ_INSERT,
+    Q_REQ_GET,
+    Q_REQ_BY_CONSENT,
+    Q_REQ_UPDATE,
+    Q_TOKEN_INSERT,
+    Q_TOKEN_GET,
+    Q_TOKEN_UPDATE,
+    Q_EVENT_APPEND,
+    Q_EVENT_COUNT,
+    Q_IDEM_GET,
+    Q_IDEM_PUT,
+    Q__COUNT
+};
+
+#define TOKEN_COLS                                                                                 \
+    "id, kind, state, from_id, to_id, issuer_id, ref_id, acting_as_ref_id, token_request_id, "     \
+    "replaced_by, canceled_by, created_ms, expires_ms, seq, json, payload_canonical, accounts_src, " \
+    "accounts_dst"
+#define REQ_COLS                                                                                   \
+    "id, kind, from_id, to_id, state, created_ms, expires_ms, request_json, token_id, "            \
+    "signature_json, consent_hash, consent_expires_ms, consent_used"
+#define KEY_COLS "member_id, key_id, level, algorithm, public_key, sealed_secret, created_ms, expires_ms"
+
+static const char *const SQL[Q__COUNT] = {
+    [Q_PING] = "SELECT 1",
+    [Q_MEMBER_INSERT] = "INSERT INTO members(id, display_name, created_ms) VALUES (?1, ?2, ?3)",
+    [Q_MEMBER_GET] = "SELECT id, display_name, created_ms FROM members WHERE id = ?1",
+    [Q_KEY_INSERT] = "INSERT INTO member_keys(" KEY_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [Q_KEY_GET] = "SELECT " KEY_COLS " FROM member_keys WHERE member_id = ?1 AND key_id = ?2",
+    [Q_KEY_FOR_LEVEL] = "SELECT " KEY_COLS " FROM member_keys WHERE member_id = ?1 AND level = ?2 "
+                        "AND sealed_secret IS NOT NULL ORDER BY created_ms DESC LIMIT 1",
+    [Q_KEY_LIST] = "SELECT " KEY_COLS " FROM member_keys WHERE member_id = ?1 ORDER BY created_ms, key_id",
+    [Q_KEY_DELETE] = "DELETE FROM member_keys WHERE member_id = ?1 AND key_id = ?2",
+    [Q_CRED_INSERT] = "INSERT INTO credentials(hash, kind, owner_id, level, role, created_ms) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_CRED_GET] = "SELECT hash, kind, owner_id, level, role, created_ms FROM credentials WHERE hash = ?1",
+    [Q_ISSUER_INSERT] = "INSERT INTO issuers(id, display_name, created_ms) VALUES (?1, ?2, ?3)",
+    [Q_ISSUER_GET] = "SELECT id, display_name, created_ms FROM issuers WHERE id = ?1",
+    [Q_REQ_INSERT] = "INSERT INTO token_requests(" REQ_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                     "?9, ?10, ?11, ?12, ?13)",
+    [Q_REQ_GET] = "SELECT " REQ_COLS " FROM token_requests WHERE id = ?1",
+    [Q_REQ_BY_CONSENT] = "SELECT " REQ_COLS " FROM token_requests WHERE consent_hash = ?1",
+    [Q_REQ_UPDATE] = "UPDATE token_requests SET state = ?2, token_id = ?3, signature_json = ?4, "
+                     "consent_hash = ?5, consent_expires_ms = ?6, consent_used = ?7 WHERE id = ?1",
+    [Q_TOKEN_INSERT] = "INSERT INTO tokens(" TOKEN_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                       "?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    [Q_TOKEN_GET] = "SELECT " TOKEN_COLS " FROM tokens WHERE id = ?1",
+    [Q_TOKEN_UPDATE] = "UPDATE tokens SET state = ?2, replaced_by = ?3, canceled_by = ?4, seq = ?5, "
+                       "json = ?6 WHERE id = ?1 AND seq = ?7",
+    [Q_EVENT_APPEND] = "INSERT INTO token_events(token_id, seq, time_ms, type, actor, customer_ip, "
+                       "customer_initiated, customer_device_id, detail_json) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [Q_EVENT_COUNT] = "SELECT count(*) FROM token_events WHERE token_id = ?1",
+    [Q_IDEM_GET] = "SELECT req_hash, status, body FROM idempotency WHERE scope = ?1 AND key = ?2",
+    [Q_IDEM_PUT] = "INSERT INTO idempotency(scope, key, req_hash, status, body, created_ms) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+};
+
+struct td_conn {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[Q__COUNT];
+    struct sqlite_store *owner;
+    struct td_conn *next_reader;
+};
+
+typedef struct sqlite_store {
+    td_store pub;
+    char path[1024];
+    td_conn *writer;
+    pthread_t writer_thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    td_job *head, *tail;
+    bool closing;
+    bool thread_started;
+    td_conn *readers; /* every reader ever opened, closed at the end */
+    pthread_key_t reader_key;
+    td_store_stats stats;
+    volatile int fault;
+} sqlite_store;
+
+/* ---- connections ---- */
+
+static td_st map_rc(int rc)
+{
+    switch (rc) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW: return TD_ST_OK;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return TD_ST_BUSY;
+    case SQLITE_CONSTRAINT: return TD_ST_CONFLICT;
+    default: return TD_ST_ERROR;
+    }
+}
+
+static sqlite3_stmt *stmt(td_conn *c, int q)
+{
+    if (c->owner->fault == 1) return NULL;
+    if (!c->stmt[q]) {
+        if (sqlite3_prepare_v3(c->db, SQL[q], -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[q], NULL) !=
+            SQLITE_OK) {
+            td_log(TD_LOG_ERROR, "store_prepare", "%s", sqlite3_errmsg(c->db));
+            return NULL;
+        }
+    }
+    return c->stmt[q];
+}
+
+static int exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        td_log(TD_LOG_ERROR, "store_exec", "%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+    }
+    return rc;
+}
+
+static td_conn *conn_open(sqlite_store *s, char *err, size_t cap)
+{
+    td_conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->owner = s;
+    int rc = sqlite3_open_v2(s->path, &c->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        if (err) snprintf(err, cap, "cannot open %s: %s", s->path, sqlite3_errstr(rc));
+        sqlite3_close(c->db);
+        free(c);
+        return NULL;
+    }
+    sqlite3_busy_timeout(c->db, 5000);
+    /* FULL: a commit is on disk before the writer reports it, so a 2xx means durable. */
+    if (exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;") !=
+        SQLITE_OK) {
+        if (err) snprintf(err, cap, "cannot configure %s: %s", s->path, sqlite3_errmsg(c->db));
+        sqlite3_close(c->db);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void conn_close(td_conn *c)
+{
+    if (!c) return;
+    for (int i = 0; i < Q__COUNT; i++) sqlite3_finalize(c->stmt[i]);
+    sqlite3_close(c->db);
+    free(c);
+}
+
+static td_conn *reader(td_store *pub)
+{
+    sqlite_store *s = (sqlite_store *)pub;
+    td_conn *c = pthread_getspecific(s->reader_key);
+    if (c) return c;
+    c = conn_open(s, NULL, 0);
+    if (!c) return NULL;
+    pthread_setspecific(s->reader_key, c);
+    pthread_mutex_lock(&s->mu);
+    c->next_reader = s->readers;
+    s->readers = c;
+    pthread_mutex_unlock(&s->mu);
+    return c;
+}
+
+/* ---- migrations ---- */
+
+static int migrate(td_conn *c, char *err, size_t cap)
+{
+    if (exec(c->db, "CREATE TABLE IF NOT EXISTS schema_migrations(version INTEGER PRIMARY KEY, "
+                    "applied_ms INTEGER NOT NULL)") != SQLITE_OK)
+        goto fail;
+    for (int i = 0; i < td_migration_count; i++) {
+        sqlite3_stmt *st;
+        sqlite3_prepare_v2(c->db, "SELECT 1 FROM schema_migrations WHERE version = ?1", -1, &st, NULL);
+        sqlite3_bind_int(st, 1, i + 1);
+        int have = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+        if (have) continue;
+        if (exec(c->db, "BEGIN IMMEDIATE") != SQLITE_OK) goto fail;
+        if (exec(c->db, td_migrations[i]) != SQLITE_OK) {
+            exec(c->db, "ROLLBACK");
+            goto fail;
+        }
+        sqlite3_prepare_v2(c->db, "INSERT INTO schema_migrations VALUES (?1, ?2)", -1, &st, NULL);
+        sqlite3_bind_int(st, 1, i + 1);
+        sqlite3_bind_int64(st, 2, td_now_ms());
+        int rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE || exec(c->db, "COMMIT") != SQLITE_OK) {
+            exec(c->db, "ROLLBACK");
+            goto fail;
+        }
+        td_log(TD_LOG_INFO, "store_migrated", "applied migration %d", i + 1);
+    }
+    return 0;
+fail:
+    snprintf(err, cap, "migration failed: %s", sqlite3_errmsg(c->db));
+    return -1;
+}
+
+/* ---- helpers for binding and reading columns ---- */
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t cap)
+{
+    const unsigned char *v = sqlite3_column_text(st, i);
+    td_strlcpy(dst, v ? (const char *)v : "", cap);
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+    const unsigned char *v = sqlite3_column_text(st, i);
+    return v ? strdup((const char *)v) : NULL;
+}
+
+/* Runs a statement that returns no row. */
+static td_st step_done(sqlite3_stmt *st)
+{
+    if (!st) return TD_ST_ERROR;
+    int rc = sqlite3_step(st);
+    td_st r = rc == SQLITE_DONE ? TD_ST_OK : map_rc(rc);
+    if (rc == SQLITE_ROW) r = TD_ST_OK;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return r;
+}
+
+/* Steps to the first row; TD_ST_NOT_FOUND if none. The caller resets. */
+static td_st step_row(sqlite3_stmt *st)
+{
+    if (!st) return TD_ST_ERROR;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) return TD_ST_OK;
+    if (rc == SQLITE_DONE) return TD_ST_NOT_FOUND;
+    return map_rc(rc);
+}
+
+static void finish(sqlite3_stmt *st)
+{
+    if (!st) return;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* ---- verbs ---- */
+
+static td_st v_ping(td_conn *c)
+{
+    sqlite3_stmt *st = stmt(c, Q_PING);
+    td_st r = step_row(st);
+    finish(st);
+    return r;
+}
+
+static td_st v_member_insert(td_conn *c, const td_member_rec *m)
+{
+    sqlite3_stmt *st = stmt(c, Q_MEMBER_INSERT);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, m->id);
+    bind_text(st, 2, m->display_name);
+    sqlite3_bind_int64(st, 3, m->created_ms);
+    return step_done(st);
+}
+
+static td_st v_member_get(td_conn *c, const char *id, td_member_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, Q_MEMBER_GET);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, id);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) {
+        col_copy(st, 0, out->id, sizeof out->id);
+        col_copy(st, 1, out->display_name, sizeof out->display_name);
+        out->created_ms = sqlite3_column_int64(st, 2);
+    }
+    finish(st);
+    return r;
+}
+
+static td_st v_key_insert(td_conn *c, const td_key_rec *k)
+{
+    sqlite3_stmt *st = stmt(c, Q_KEY_INSERT);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, k->member_id);
+    bind_text(st, 2, k->key_id);
+    sqlite3_bind_int(st, 3, (int)k->level);
+    bind_text(st, 4, k->algorithm);
+    sqlite3_bind_blob(st, 5, k->public_key, sizeof k->public_key, SQLITE_STATIC);
+    if (k->sealed_len)
+        sqlite3_bind_blob(st, 6, k->sealed_secret, (int)k->sealed_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
+    sqlite3_bind_int64(st, 7, k->created_ms);
+    sqlite3_bind_int64(st, 8, k->expires_ms);
+    return step_done(st);
+}
+
+static void read_key(sqlite3_stmt *st, td_key_rec *k)
+{
+    memset(k, 0, sizeof *k);
+    col_copy(st, 0, k->member_id, sizeof k->member_id);
+    col_copy(st, 1, k->key_id, sizeof k->key_id);
+    k->level = (td_level)sqlite3_column_int(st, 2);
+    col_copy(st, 3, k->algorithm, sizeof k->algorithm);
+    int n = sqlite3_column_bytes(st, 4);
+    if (n == (int)sizeof k->public_key) memcpy(k->public_key, sqlite3_column_blob(st, 4), (size_t)n);
+    n = sqlite3_column_bytes(st, 5);
+    if (n > 0 && n <= (int)sizeof k->sealed_secret) {
+        memcpy(k->sealed_secret, sqlite3_column_blob(st, 5), (size_t)n);
+        k->sealed_len = (size_t)n;
+    }
+    k->created_ms = sqlite3_column_int64(st, 6);
+    k->expires_ms = sqlite3_column_int64(st, 7);
+}
+
+static td_st v_key_get(td_conn *c, const char *member_id, const char *key_id, td_key_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, Q_KEY_GET);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, member_id);
+    bind_text(st, 2, key_id);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) read_key(st, out);
+    finish(st);
+    return r;
+}
+
+static td_st v_key_for_level(td_conn *c, const char *member_id, td_level level, td_key_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, Q_KEY_FOR_LEVEL);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, member_id);
+    sqlite3_bind_int(st, 2, (int)level);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) read_key(st, out);
+    finish(st);
+    return r;
+}
+
+static td_st v_key_list(td_conn *c, const char *member_id, void (*fn)(const td_key_rec *, void *),
+                        void *arg)
+{
+    sqlite3_stmt *st = stmt(c, Q_KEY_LIST);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, member_id);
+    int rc;
+    td_key_rec k;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_key(st, &k);
+        fn(&k, arg);
+    }
+    finish(st);
+    return rc == SQLITE_DONE ? TD_ST_OK : map_rc(rc);
+}
+
+static td_st v_key_delete(td_conn *c, const char *member_id, const char *key_id)
+{
+    sqlite3_stmt *st = stmt(c, Q_KEY_DELETE);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, member_id);
+    bind_text(st, 2, key_id);
+    td_st r = step_done(st);
+    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = TD_ST_NOT_FOUND;
+    return r;
+}
+
+static td_st v_cred_insert(td_conn *c, const td_cred_rec *k)
+{
+    sqlite3_stmt *st = stmt(c, Q_CRED_INSERT);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, k->hash);
+    sqlite3_bind_int(st, 2, (int)k->kind);
+    bind_text(st, 3, k->owner_id);
+    sqlite3_bind_int(st, 4, (int)k->level);
+    bind_text(st, 5, k->role);
+    sqlite3_bind_int64(st, 6, k->created_ms);
+    return step_done(st);
+}
+
+static td_st v_cred_get(td_conn *c, const char *hash, td_cred_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, Q_CRED_GET);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, hash);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) {
+        col_copy(st, 0, out->hash, sizeof out->hash);
+        out->kind = (td_cred_kind)sqlite3_column_int(st, 1);
+        col_copy(st, 2, out->owner_id, sizeof out->owner_id);
+        out->level = (td_level)sqlite3_column_int(st, 3);
+        col_copy(st, 4, out->role, sizeof out->role);
+        out->created_ms = sqlite3_column_int64(st, 5);
+    }
+    finish(st);
+    return r;
+}
+
+static td_st v_issuer_insert(td_conn *c, const td_issuer_rec *i)
+{
+    sqlite3_stmt *st = stmt(c, Q_ISSUER_INSERT);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, i->id);
+    bind_text(st, 2, i->display_name);
+    sqlite3_bind_int64(st, 3, i->created_ms);
+    return step_done(st);
+}
+
+static td_st v_issuer_get(td_conn *c, const char *id, td_issuer_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, Q_ISSUER_GET);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, id);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) {
+        col_copy(st, 0, out->id, sizeof out->id);
+        col_copy(st, 1, out->display_name, sizeof out->display_name);
+        out->created_ms = sqlite3_column_int64(st, 2);
+    }
+    finish(st);
+    return r;
+}
+
+static td_st v_request_insert(td_conn *c, const td_request_rec *r)
+{
+    sqlite3_stmt *st = stmt(c, Q_REQ_INSERT);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, r->id);
+    sqlite3_bind_int(st, 2, (int)r->kind);
+    bind_text(st, 3, r->from_id);
+    bind_text(st, 4, r->to_id);
+    sqlite3_bind_int(st, 5, (int)r->state);
+    sqlite3_bind_int64(st, 6, r->created_ms);
+    sqlite3_bind_int64(st, 7, r->expires_ms);
+    bind_text(st, 8, r->request_json);
+    bind_text(st, 9, r->token_id);
+    bind_text(st, 10, r->signature_json);
+    bind_text(st, 11, r->consent_hash);
+    sqlite3_bind_int64(st, 12, r->consent_expires_ms);
+    sqlite3_bind_int(st, 13, r->consent_used);
+    return step_done(st);
+}
+
+static void read_request(sqlite3_stmt *st, td_request_rec *r)
+{
+    memset(r, 0, sizeof *r);
+    col_copy(st, 0, r->id, sizeof r->id);
+    r->kind = (td_kind)sqlite3_column_int(st, 1);
+    col_copy(st, 2, r->from_id, sizeof r->from_id);
+    col_copy(st, 3, r->to_id, sizeof r->to_id);
+    r->state = (td_request_state)sqlite3_column_int(st, 4);
+    r->created_ms = sqlite3_column_int64(st, 5);
+    r->expires_ms = sqlite3_column_int64(st, 6);
+    r->request_json = col_dup(st, 7);
+    col_copy(st, 8, r->token_id, sizeof r->token_id);
+    r->signature_json = col_dup(st, 9);
+    col_copy(st, 10, r->consent_hash, sizeof r->consent_hash);
+    r->consent_expires_ms = sqlite3_column_int64(st, 11);
+    r->consent_used = sqlite3_column_int(st, 12) != 0;
+}
+
+static td_st request_get_by(td_conn *c, int q, const char *key, td_request_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, q);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, key);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) read_request(st, out);
+    finish(st);
+    return r;
+}
+
+static td_st v_request_get(td_conn *c, const char *id, td_request_rec *out)
+{
+    return request_get_by(c, Q_REQ_GET, id, out);
+}
+
+static td_st v_request_by_consent(td_conn *c, const char *hash, td_request_rec *out)
+{
+    return request_get_by(c, Q_REQ_BY_CONSENT, hash, out);
+}
+
+static td_st v_request_update(td_conn *c, const td_request_rec *r)
+{
+    sqlite3_stmt *st = stmt(c, Q_REQ_UPDATE);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, r->id);
+    sqlite3_bind_int(st, 2, (int)r->state);
+    bind_text(st, 3, r->token_id);
+    bind_text(st, 4, r->signature_json);
+    bind_text(st, 5, r->consent_hash);
+    sqlite3_bind_int64(st, 6, r->consent_expires_ms);
+    sqlite3_bind_int(st, 7, r->consent_used);
+    td_st res = step_done(st);
+    if (res == TD_ST_OK && sqlite3_changes(c->db) == 0) res = TD_ST_NOT_FOUND;
+    return res;
+}
+
+static td_st v_token_insert(td_conn *c, const td_token_rec *t)
+{
+    sqlite3_stmt *st = stmt(c, Q_TOKEN_INSERT);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, t->id);
+    sqlite3_bind_int(st, 2, (int)t->kind);
+    sqlite3_bind_int(st, 3, (int)t->state);
+    bind_text(st, 4, t->from_id);
+    bind_text(st, 5, t->to_id);
+    bind_text(st, 6, t->issuer_id);
+    bind_text(st, 7, t->ref_id);
+    bind_text(st, 8, t->acting_as_ref_id);
+    bind_text(st, 9, t->token_request_id);
+    bind_text(st, 10, t->replaced_by);
+    bind_text(st, 11, t->canceled_by);
+    sqlite3_bind_int64(st, 12, t->created_ms);
+    sqlite3_bind_int64(st, 13, t->expires_ms);
+    sqlite3_bind_int64(st, 14, t->seq);
+    bind_text(st, 15, t->json);
+    bind_text(st, 16, t->payload_canonical);
+    bind_text(st, 17, t->accounts_src);
+    bind_text(st, 18, t->accounts_dst);
+    return step_done(st);
+}
+
+static void read_token(sqlite3_stmt *st, td_token_rec *t)
+{
+    memset(t, 0, sizeof *t);
+    col_copy(st, 0, t->id, sizeof t->id);
+    t->kind = (td_kind)sqlite3_column_int(st, 1);
+    t->state = (td_token_state)sqlite3_column_int(st, 2);
+    col_copy(st, 3, t->from_id, sizeof t->from_id);
+    col_copy(st, 4, t->to_id, sizeof t->to_id);
+    col_copy(st, 5, t->issuer_id, sizeof t->issuer_id);
+    col_copy(st, 6, t->ref_id, sizeof t->ref_id);
+    col_copy(st, 7, t->acting_as_ref_id, sizeof t->acting_as_ref_id);
+    col_copy(st, 8, t->token_request_id, sizeof t->token_request_id);
+    col_copy(st, 9, t->replaced_by, sizeof t->replaced_by);
+    col_copy(st, 10, t->canceled_by, sizeof t->canceled_by);
+    t->created_ms = sqlite3_column_int64(st, 11);
+    t->expires_ms = sqlite3_column_int64(st, 12);
+    t->seq = sqlite3_column_int64(st, 13);
+    t->json = col_dup(st, 14);
+    t->payload_canonical = col_dup(st, 15);
+    t->accounts_src = col_dup(st, 16);
+    t->accounts_dst = col_dup(st, 17);
+}
+
+static td_st v_token_get(td_conn *c, const char *id, td_token_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, Q_TOKEN_GET);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, id);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) read_token(st, out);
+    finish(st);
+    return r;
+}
+
+static td_st v_token_update(td_conn *c, const td_token_rec *t, int64_t expect_seq)
+{
+    sqlite3_stmt *st = stmt(c, Q_TOKEN_UPDATE);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, t->id);
+    sqlite3_bind_int(st, 2, (int)t->state);
+    bind_text(st, 3, t->replaced_by);
+    bind_text(st, 4, t->canceled_by);
+    sqlite3_bind_int64(st, 5, t->seq);
+    bind_text(st, 6, t->json);
+    sqlite3_bind_int64(st, 7, expect_seq);
+    td_st r = step_done(st);
+    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = TD_ST_CONFLICT;
+    return r;
+}
+
+/* The list query is built from the filter: only fixed SQL fragments are
+ * concatenated; every value is bound. */
+static td_st v_token_list(td_conn *c, const td_token_filter *f, void (*fn)(const td_token_rec *, void *),
+                          void *arg)
+{
+    if (c->owner->fault == 1) return TD_ST_ERROR;
+    char sql[1024] = "SELECT " TOKEN_COLS " FROM tokens WHERE ";
+    size_t n = strlen(sql);
+#define ADD(s)                                                                                     \
+    do {                                                                                           \
+        size_t l_ = strlen(s);                                                                     \
+        if (n + l_ >= sizeof sql) return TD_ST_ERROR;                                              \
+        memcpy(sql + n, s, l_ + 1);                                                                \
+        n += l_;                                                                                   \
+    } while (0)
+    switch (f->role) {
+    case 1: ADD("from_id = ?1"); break;
+    case 2: ADD("to_id = ?1"); break;
+    case 3: ADD("issuer_id = ?1"); break;
+    default: ADD("(from_id = ?1 OR to_id = ?1 OR issuer_id = ?1)"); break;
+    }
+    if (f->kind >= 0) ADD(" AND kind = ?2");
+    if (f->source_account) ADD(" AND (' ' || accounts_src || ' ') LIKE ('% ' || ?3 || ' %')");
+    if (f->destination_account) ADD(" AND (' ' || accounts_dst || ' ') LIKE ('% ' || ?4 || ' %')");
+    if (f->start_ms) ADD(" AND created_ms >= ?5");
+    if (f->end_ms) ADD(" AND created_ms < ?6");
+    if (f->acting_as_ref_id) ADD(" AND acting_as_ref_id = ?7");
+    ADD(" ORDER BY created_ms DESC, id LIMIT ?8 OFFSET ?9");
+#undef ADD
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return TD_ST_ERROR;
+    bind_text(st, 1, f->member_id);
+    if (f->kind >= 0) sqlite3_bind_int(st, 2, f->kind);
+    bind_text(st, 3, f->source_account);
+    bind_text(st, 4, f->destination_account);
+    sqlite3_bind_int64(st, 5, f->start_ms);
+    sqlite3_bind_int64(st, 6, f->end_ms);
+    bind_text(st, 7, f->acting_as_ref_id);
+    sqlite3_bind_int(st, 8, f->limit);
+    sqlite3_bind_int64(st, 9, f->offset);
+    int rc;
+    td_token_rec t;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_token(st, &t);
+        fn(&t, arg);
+        td_token_rec_free(&t);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? TD_ST_OK : map_rc(rc);
+}
+
+static td_st v_event_append(td_conn *c, const td_event_rec *e)
+{
+    sqlite3_stmt *st = stmt(c, Q_EVENT_APPEND);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, e->token_id);
+    sqlite3_bind_int64(st, 2, e->seq);
+    sqlite3_bind_int64(st, 3, e->time_ms);
+    bind_text(st, 4, e->type);
+    bind_text(st, 5, e->actor);
+    bind_text(st, 6, e->customer_ip[0] ? e->customer_ip : NULL);
+    bind_text(st, 7, e->customer_initiated[0] ? e->customer_initiated : NULL);
+    bind_text(st, 8, e->customer_device_id[0] ? e->customer_device_id : NULL);
+    bind_text(st, 9, e->detail_json);
+    return step_done(st);
+}
+
+static td_st v_event_count(td_conn *c, const char *token_id, int64_t *out)
+{
+    sqlite3_stmt *st = stmt(c, Q_EVENT_COUNT);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, token_id);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) *out = sqlite3_column_int64(st, 0);
+    finish(st);
+    return r;
+}
+
+static td_st v_idem_get(td_conn *c, const char *scope, const char *key, td_idem_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, Q_IDEM_GET);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, scope);
+    bind_text(st, 2, key);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) {
+        col_copy(st, 0, out->req_hash, sizeof out->req_hash);
+        out->status = sqlite3_column_int(st, 1);
+        out->body = col_dup(st, 2);
+    }
+    finish(st);
+    return r;
+}
+
+static td_st v_idem_put(td_conn *c, const char *scope, const char *key, const td_idem_rec *r)
+{
+    sqlite3_stmt *st = stmt(c, Q_IDEM_PUT);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, scope);
+    bind_text(st, 2, key);
+    bind_text(st, 3, r->req_hash);
+    sqlite3_bind_int(st, 4, r->status);
+    bind_text(st, 5, r->body ? r->body : "");
+    sqlite3_bind_int64(st, 6, td_now_ms());
+    return step_done(st);
+}
+
+static const td_store_ops OPS = {
+    .ping = v_ping,
+    .member_insert = v_member_insert,
+    .member_get = v_member_get,
+    .key_insert = v_key_insert,
+    .key_get = v_key_get,
+    .key_for_level = v_key_for_level,
+    .key_list = v_key_list,
+    .key_delete = v_key_delete,
+    .cred_insert = v_cred_insert,
+    .cred_get = v_cred_get,
+    .issuer_insert = v_issuer_insert,
+    .issuer_get = v_issuer_get,
+    .request_insert = v_request_insert,
+    .request_get = v_request_get,
+    .request_by_consent = v_request_by_consent,
+    .request_update = v_request_update,
+    .token_insert = v_token_insert,
+    .token_get = v_token_get,
+    .token_update = v_token_update,
+    .token_list = v_token_list,
+    .event_append = v_event_append,
+    .event_count = v_event_count,
+    .idem_get = v_idem_get,
+    .idem_put = v_idem_put,
+};
+
+/* ---- the writer: group commit ---- */
+
+#define MAX_BATCH 256
+
+static int batch_bucket(int n)
+{
+    int b = 0;
+    while (n > 1 && b < 7) {
+        n >>= 1;
+        b++;
+    }
+    return b;
+}
+
+/* Runs one job inside its own savepoint so that its failure undoes only its
+ * own changes. */
+static td_st run_job(sqlite_store *s, td_job *j)
+{
+    if (td_mono_us() - j->queued_us > s->pub.job_timeout_us) return TD_ST_BUSY;
+    if (exec(s->writer->db, "SAVEPOINT job") != SQLITE_OK) return TD_ST_ERROR;
+    td_st r = j->run(s->writer, j->arg);
+    if (r != TD_ST_OK) exec(s->writer->db, "ROLLBACK TO job");
+    exec(s->writer->db, "RELEASE job");
+    return r;
+}
+
+static void commit_batch(sqlite_store *s, td_job *batch, int n)
+{
+    td_st results[MAX_BATCH];
+    td_st commit = TD_ST_OK;
+    if (s->fault == 1 || exec(s->writer->db, "BEGIN IMMEDIATE") != SQLITE_OK) {
+        commit = TD_ST_ERROR;
+    } else {
+        int i = 0;
+        for (td_job *j = batch; j; j = j->next) results[i++] = run_job(s, j);
+        if (exec(s->writer->db, "COMMIT") != SQLITE_OK) {
+            exec(s->writer->db, "ROLLBACK");
+            commit = TD_ST_ERROR;
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stats.commits++;
+    s->stats.jobs += (uint64_t)n;
+    s->stats.batch_hist[batch_bucket(n)]++;
+    pthread_mutex_unlock(&s->mu);
+    int i = 0;
+    for (td_job *j = batch, *next; j; j = next, i++) {
+        next = j->next; /* done() may free the job */
+        j->done(j->arg, commit == TD_ST_OK ? results[i] : commit);
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    sqlite_store *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->head && !s->closing) pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->head && s->closing) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        /* Take up to MAX_BATCH jobs: everything that queued while we committed. */
+        td_job *batch = s->head, *last = s->head;
+        int n = 1;
+        while (last->next && n < MAX_BATCH) {
+            last = last->next;
+            n++;
+        }
+        s->head = last->next;
+        if (!s->head) s->tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&s->mu);
+        while (s->fault == 2 && !s->closing) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        commit_batch(s, batch, n);
+    }
+    return NULL;
+}
+
+static int submit(td_store *pub, td_job *job)
+{
+    sqlite_store *s = (sqlite_store *)pub;
+    job->next = NULL;
+    job->queued_us = td_mono_us();
+    pthread_mutex_lock(&s->mu);
+    if (s->closing) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    if (s->tail)
+        s->tail->next = job;
+    else
+        s->head = job;
+    s->tail = job;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+typedef struct {
+    td_job job;
+    td_st (*run)(td_conn *, void *);
+    void *arg;
+    td_st result;
+    bool finished;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} sync_job;
+
+static td_st sync_run(td_conn *c, void *arg)
+{
+    sync_job *sj = arg;
+    return sj->run(c, sj->arg);
+}
+
+static void sync_done(void *arg, td_st st)
+{
+    sync_job *sj = arg;
+    pthread_mutex_lock(&sj->mu);
+    sj->result = st;
+    sj->finished = true;
+    pthread_cond_signal(&sj->cv);
+    pthread_mutex_unlock(&sj->mu);
+}
+
+static td_st run_sync(td_store *pub, td_st (*run)(td_conn *, void *), void *arg)
+{
+    sync_job sj = {.job = {.run = sync_run, .done = sync_done}, .run = run, .arg = arg};
+    sj.job.arg = &sj;
+    pthread_mutex_init(&sj.mu, NULL);
+    pthread_cond_init(&sj.cv, NULL);
+    if (submit(pub, &sj.job) != 0) return TD_ST_ERROR;
+    pthread_mutex_lock(&sj.mu);
+    while (!sj.finished) pthread_cond_wait(&sj.cv, &sj.mu);
+    pthread_mutex_unlock(&sj.mu);
+    pthread_mutex_destroy(&sj.mu);
+    pthread_cond_destroy(&sj.cv);
+    return sj.result;
+}
+
+static void stats(td_store *pub, td_store_stats *out)
+{
+    sqlite_store *s = (sqlite_store *)pub;
+    pthread_mutex_lock(&s->mu);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void inject_fault(td_store *pub, int fault) { ((sqlite_store *)pub)->fault = fault; }
+
+static void store_close(td_store *pub)
+{
+    sqlite_store *s = (sqlite_store *)pub;
+    pthread_mutex_lock(&s->mu);
+    s->closing = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->thread_started) pthread_join(s->writer_thread, NULL);
+    conn_close(s->writer);
+    for (td_conn *c = s->readers, *next; c; c = next) {
+        next = c->next_reader;
+        conn_close(c);
+    }
+    pthread_key_delete(s->reader_key);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+/* Creates the directory holding the database file, like `mkdir -p`. */
+static void make_parent_dirs(const char *path)
+{
+    char dir[1024];
+    if (td_strlcpy(dir, path, sizeof dir)) return;
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        mkdir(dir, 0700);
+        *p = '/';
+    }
+}
+
+td_store *td_store_sqlite_open(const char *path, char *err, size_t cap)
+{
+    sqlite_store *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    if (td_strlcpy(s->path, path, sizeof s->path)) {
+        snprintf(err, cap, "store path too long");
+        free(s);
+        return NULL;
+    }
+    make_parent_dirs(s->path);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    pthread_key_create(&s->reader_key, NULL);
+    s->pub.ops = &OPS;
+    s->pub.reader = reader;
+    s->pub.submit = submit;
+    s->pub.run_sync = run_sync;
+    s->pub.stats = stats;
+    s->pub.inject_fault = inject_fault;
+    s->pub.close = store_close;
+    s->pub.job_timeout_us = 10 * 1000 * 1000;
+    s->writer = conn_open(s, err, cap);
+    if (!s->writer || migrate(s->writer, err, cap) != 0) {
+        store_close(&s->pub);
+        return NULL;
+    }
+    if (pthread_create(&s->writer_thread, NULL, writer_main, s) != 0) {
+        snprintf(err, cap, "cannot start the writer thread");
+        store_close(&s->pub);
+        return NULL;
+    }
+    s->thread_started = true;
+    return &s->pub;
+}
+

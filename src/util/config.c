@@ -1,0 +1,397 @@
+/* config.c — loading settings. Every setting has one name used three ways:
+ * `--name value` on the command line, `name = value` in the config file, and
+ * TOKEND_NAME (upper case, dashes as underscores) in the environment. */
+#include "util/config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crypto/crypto.h"
+#include "util/log.h"
+#include "util/util.h"
+
+typedef int (*setter)(td_config *c, const char *v, char *err, size_t cap);
+
+static int set_listen(td_config *c, const char *v, char *err, size_t cap)
+{
+    const char *colon = strrchr(v, ':');
+    int64_t port;
+    if (!colon || colon == v || (size_t)(colon - v) >= sizeof c->listen_host ||
+        td_parse_i64(colon + 1, &port) || port < 0 || port > 65535) {
+        snprintf(err, cap, "listen must be ADDR:PORT, got '%s'", v);
+        return -1;
+    }
+    memcpy(c->listen_host, v, (size_t)(colon - v));
+    c->listen_host[colon - v] = 0;
+    c->listen_port = (uint16_t)port;
+    return 0;
+}
+
+#define STRING_SETTER(fn, field)                                                                   \
+    static int fn(td_config *c, const char *v, char *err, size_t cap)                              \
+    {                                                                                              \
+        if (td_strlcpy(c->field, v, sizeof c->field)) {                                            \
+            snprintf(err, cap, #field " is too long");                                             \
+            return -1;                                                                             \
+        }                                                                                          \
+        return 0;                                                                                  \
+    }
+STRING_SETTER(set_store, store_url)
+STRING_SETTER(set_public_url, public_url)
+STRING_SETTER(set_admin_key_file, admin_key_file)
+STRING_SETTER(set_master_key_file, master_key_file)
+STRING_SETTER(set_admin_key, admin_key)
+
+static int parse_int_in(const char *name, const char *v, int64_t lo, int64_t hi, int64_t *out, char *err,
+                        size_t cap)
+{
+    if (td_parse_i64(v, out) || *out < lo || *out > hi) {
+        snprintf(err, cap, "%s must be an integer in [%lld, %lld], got '%s'", name, (long long)lo,
+                 (long long)hi, v);
+        return -1;
+    }
+    return 0;
+}
+
+#define INT_SETTER(fn, field, lo, hi, scale)                                                       \
+    static int fn(td_config *c, const char *v, char *err, size_t cap)                              \
+    {                                                                                              \
+        int64_t x;                                                                                 \
+        if (parse_int_in(#field, v, lo, hi, &x, err, cap)) return -1;                              \
+        c->field = (__typeof__(c->field))(x * (scale));                                            \
+        return 0;                                                                                  \
+    }
+INT_SETTER(set_threads, threads, 1, 64, 1)
+INT_SETTER(set_max_conn, max_connections, 1, 100000, 1)
+INT_SETTER(set_conn_timeout, connection_timeout_s, 1, 3600, 1)
+INT_SETTER(set_body_max, body_max, 1024, 16 * 1024 * 1024, 1)
+INT_SETTER(set_request_ttl, request_ttl_ms, 1, 365LL * 86400, 1000)
+INT_SETTER(set_consent_ttl, consent_ttl_ms, 1, 86400, 1000)
+INT_SETTER(set_access_ttl, access_ttl_ms, 1, 3650LL * 86400, 1000)
+INT_SETTER(set_commit_timeout, commit_timeout_ms, 1, 600000, 1)
+
+/* "RPS" or "RPS:BURST"; 0 disables rate limiting. */
+static int set_rate(td_config *c, const char *v, char *err, size_t cap)
+{
+    char buf[64];
+    int64_t rps, burst;
+    if (td_strlcpy(buf, v, sizeof buf)) goto bad;
+    char *colon = strchr(buf, ':');
+    if (colon) *colon = 0;
+    if (td_parse_i64(buf, &rps) || rps < 0 || rps > 10000000) goto bad;
+    burst = rps * 2;
+    if (colon && (td_parse_i64(colon + 1, &burst) || burst < 1 || burst > 100000000)) goto bad;
+    c->rate_rps = (double)rps;
+    c->rate_burst = (double)(burst ? burst : 1);
+    return 0;
+bad:
+    snprintf(err, cap, "rate-limit must be RPS or RPS:BURST, got '%s'", v);
+    return -1;
+}
+
+/* "ACCESS=LOW,TRANSFER=STANDARD,STANDING_ORDER=PRIVILEGED". */
+static int set_cancel_levels(td_config *c, const char *v, char *err, size_t cap)
+{
+    char buf[256];
+    if (td_strlcpy(buf, v, sizeof buf)) goto bad;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        td_kind k;
+        td_level l;
+        if (!eq) goto bad;
+        *eq = 0;
+        if (td_kind_parse(tok, &k) || td_level_parse(eq + 1, &l)) goto bad;
+        c->policy.required[k] = l;
+    }
+    return 0;
+bad:
+    snprintf(err, cap, "cancel-levels must be KIND=LEVEL,... (kinds ACCESS, TRANSFER, STANDING_ORDER, CARD; "
+                       "levels LOW, STANDARD, PRIVILEGED), got '%s'", v);
+    return -1;
+}
+
+static int set_bool(bool *b, const char *name, const char *v, char *err, size_t cap)
+{
+    if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes")) *b = true;
+    else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no")) *b = false;
+    else {
+        snprintf(err, cap, "%s must be true or false, got '%s'", name, v);
+        return -1;
+    }
+    return 0;
+}
+static int set_fault(td_config *c, const char *v, char *e, size_t n) { return set_bool(&c->fault_injection, "fault-injection", v, e, n); }
+static int set_debug(td_config *c, const char *v, char *e, size_t n) { return set_bool(&c->log_debug, "debug", v, e, n); }
+
+typedef struct {
+    const char *name;
+    setter set;
+    const char *help;
+} option;
+
+static const option OPTIONS[] = {
+    {"listen", set_listen, "ADDR:PORT to listen on (default 127.0.0.1:8080)"},
+    {"store", set_store, "store URL, sqlite:PATH (default sqlite:./var/tokend.db)"},
+    {"public-url", set_public_url, "base URL of consent links (default http://LISTEN)"},
+    {"admin-key", set_admin_key, "admin API key (prefer TOKEND_ADMIN_KEY or admin-key-file)"},
+    {"admin-key-file", set_admin_key_file, "file holding the admin API key (default: admin.key beside the SQLite file)"},
+    {"master-key-file", set_master_key_file, "file holding the 32-byte master key, hex (default: master.key beside the SQLite file)"},
+    {"threads", set_threads, "HTTP worker threads (default 2)"},
+    {"max-connections", set_max_conn, "concurrent connections (default 4096)"},
+    {"connection-timeout", set_conn_timeout, "seconds before an idle or slow connection is closed (default 30)"},
+    {"body-max", set_body_max, "largest request body in bytes (default 65536)"},
+    {"rate-limit", set_rate, "requests per second per credential, RPS[:BURST]; 0 disables (default 200:400)"},
+    {"request-ttl", set_request_ttl, "seconds a token request stays open (default 3600)"},
+    {"consent-ttl", set_consent_ttl, "seconds a consent link stays valid (default 600)"},
+    {"access-ttl", set_access_ttl, "default access-token lifetime in seconds (default 7776000 = 90 days)"},
+    {"commit-timeout", set_commit_timeout, "milliseconds a write may wait for the writer before 504 (default 10000)"},
+    {"cancel-levels", set_cancel_levels, "key level needed to cancel, KIND=LEVEL,... (default ACCESS=LOW,TRANSFER=STANDARD,STANDING_ORDER=STANDARD,CARD=STANDARD)"},
+    {"fault-injection", set_fault, "true enables POST /admin/v1/faults (tests only)"},
+    {"debug", set_debug, "true logs at debug level"},
+};
+#define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
+
+void td_config_usage(void)
+{
+    fprintf(stderr, "usage: tokend serve [--config FILE] [--NAME VALUE ...]\n\nSettings (flag --NAME, "
+                    "environment TOKEND_NAME, config file line 'NAME = VALUE'):\n");
+    for (size_t i = 0; i < N_OPTIONS; i++) fprintf(stderr, "  --%-20s %s\n", OPTIONS[i].name, OPTIONS[i].help);
+}
+
+static const option *find_option(const char *name)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (!strcmp(OPTIONS[i].name, name)) return &OPTIONS[i];
+    return NULL;
+}
+
+static void env_name(const char *opt, char *out, size_t cap)
+{
+    size_t i = 0;
+    const char *pre = "TOKEND_";
+    for (; *pre && i + 1 < cap; pre++) out[i++] = *pre;
+    for (; *opt && i + 1 < cap; opt++) out[i++] = *opt == '-' ? '_' : (char)(*opt >= 'a' && *opt <= 'z' ? *opt - 32 : *opt);
+    out[i] = 0;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t') s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r')) s[--n] = 0;
+    return s;
+}
+
+static int load_file(td_config *c, const char *path, char *err, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, cap, "cannot read config file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[2048];
+    int lineno = 0, rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        char *s = trim(line);
+        if (!*s || *s == '#') continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(err, cap, "%s:%d: expected 'name = value'", path, lineno);
+            rc = -1;
+            break;
+        }
+        *eq = 0;
+        char *name = trim(s), *val = trim(eq + 1);
+        const option *o = find_option(name);
+        if (!o) {
+            snprintf(err, cap, "%s:%d: unknown setting '%s'", path, lineno, name);
+            rc = -1;
+        } else {
+            rc = o->set(c, val, err, cap);
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static void defaults(td_config *c)
+{
+    memset(c, 0, sizeof *c);
+    td_strlcpy(c->listen_host, "127.0.0.1", sizeof c->listen_host);
+    c->listen_port = 8080;
+    td_strlcpy(c->store_url, "sqlite:./var/tokend.db", sizeof c->store_url);
+    c->threads = 2;
+    c->max_connections = 4096;
+    c->connection_timeout_s = 30;
+    c->body_max = 65536;
+    c->url_max = 2048;
+    c->headers_max = 16384;
+    c->rate_rps = 200;
+    c->rate_burst = 400;
+    c->request_ttl_ms = 3600 * 1000LL;
+    c->consent_ttl_ms = 600 * 1000LL;
+    c->access_ttl_ms = 90LL * 86400 * 1000;
+    c->commit_timeout_ms = 10000;
+    td_policy_default(&c->policy);
+}
+
+int td_config_load(td_config *c, int argc, char **argv, char *err, size_t cap)
+{
+    defaults(c);
+    /* The config file comes first so that environment and flags override it. */
+    const char *file = getenv("TOKEND_CONFIG");
+    for (int i = 0; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--config")) file = argv[i + 1];
+    if (file && load_file(c, file, err, cap)) return -1;
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        char name[64];
+        env_name(OPTIONS[i].name, name, sizeof name);
+        const char *v = getenv(name);
+        if (v && OPTIONS[i].set(c, v, err, cap)) return -1;
+    }
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0) {
+            snprintf(err, cap, "unexpected argument '%s'", a);
+            return -1;
+        }
+        if (!strcmp(a, "--help")) {
+            snprintf(err, cap, "help");
+            return -1;
+        }
+        if (i + 1 >= argc) {
+            snprintf(err, cap, "%s needs a value", a);
+            return -1;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--config")) continue;
+        const option *o = find_option(a + 2);
+        if (!o) {
+            snprintf(err, cap, "unknown flag '%s' (see tokend serve --help)", a);
+            return -1;
+        }
+        if (o->set(c, v, err, cap)) return -1;
+    }
+    if (!c->public_url[0])
+        snprintf(c->public_url, sizeof c->public_url, "http://%s:%u", c->listen_host, c->listen_port);
+    size_t n = strlen(c->public_url);
+    while (n && c->public_url[n - 1] == '/') c->public_url[--n] = 0;
+    return 0;
+}
+
+/* The directory holding the SQLite file, where generated keys go by default. */
+static void store_dir(const td_config *c, char *out, size_t cap)
+{
+    const char *path = strncmp(c->store_url, "sqlite:", 7) == 0 ? c->store_url + 7 : "./var/x";
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        td_strlcpy(out, ".", cap);
+        return;
+    }
+    size_t n = (size_t)(slash - path);
+    if (n >= cap) n = cap - 1;
+    memcpy(out, path, n);
+    out[n] = 0;
+}
+
+static int read_small_file(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n < 0) return -1;
+    buf[n] = 0;
+    trim(buf);
+    return 0;
+}
+
+static int write_secret_file(const char *path, const char *content)
+{
+    char dir[1024];
+    td_strlcpy(dir, path, sizeof dir);
+    char *slash = strrchr(dir, '/');
+    if (slash) {
+        *slash = 0;
+        mkdir(dir, 0700);
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return -1;
+    size_t n = strlen(content);
+    int ok = write(fd, content, n) == (ssize_t)n && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+/* Reads a key file, or creates it with fresh random content if it does not
+ * exist; returns 1 if it created it. */
+static int read_or_create(const char *path, char *buf, size_t cap, int nbytes, char *err, size_t ecap)
+{
+    if (read_small_file(path, buf, cap) == 0) return 0;
+    if (errno != ENOENT) {
+        snprintf(err, ecap, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    uint8_t raw[32];
+    td_random_bytes(raw, (size_t)nbytes);
+    static const char HEX[] = "0123456789abcdef";
+    for (int i = 0; i < nbytes; i++) {
+        buf[2 * i] = HEX[raw[i] >> 4];
+        buf[2 * i + 1] = HEX[raw[i] & 15];
+    }
+    buf[2 * nbytes] = 0;
+    if (write_secret_file(path, buf)) {
+        snprintf(err, ecap, "cannot create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 1;
+}
+
+static int hex_decode(const char *hex, uint8_t *out, size_t n)
+{
+    if (strlen(hex) != 2 * n) return -1;
+    for (size_t i = 0; i < n; i++) {
+        int v = 0;
+        for (int k = 0; k < 2; k++) {
+            char ch = hex[2 * i + (size_t)k];
+            int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+            if (d < 0) return -1;
+            v = v * 16 + d;
+        }
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+int td_config_load_keys(td_config *c, char *err, size_t cap)
+{
+    char dir[900], buf[256];
+    store_dir(c, dir, sizeof dir);
+    if (!c->master_key_file[0]) snprintf(c->master_key_file, sizeof c->master_key_file, "%s/master.key", dir);
+    int made = read_or_create(c->master_key_file, buf, sizeof buf, 32, err, cap);
+    if (made < 0) return -1;
+    if (made)
+        td_log(TD_LOG_WARN, "master_key_generated",
+               "generated a new master key in %s: back it up; without it sealed secrets cannot be read",
+               c->master_key_file);
+    if (hex_decode(buf, c->master_key, sizeof c->master_key)) {
+        snprintf(err, cap, "%s must hold 64 hex characters", c->master_key_file);
+        return -1;
+    }
+    if (c->admin_key[0]) return 0;
+    if (!c->admin_key_file[0]) snprintf(c->admin_key_file, sizeof c->admin_key_file, "%s/admin.key", dir);
+    made = read_or_create(c->admin_key_file, c->admin_key, sizeof c->admin_key, 24, err, cap);
+    if (made < 0) return -1;
+    if (made) td_log(TD_LOG_WARN, "admin_key_generated", "generated an admin key in %s", c->admin_key_file);
+    if (strlen(c->admin_key) < 16) {
+        snprintf(err, cap, "the admin key must be at least 16 characters");
+        return -1;
+    }
+    return 0;
+}

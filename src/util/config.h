@@ -1,0 +1,45 @@
+/* config.h — tokend's settings: defaults, then an optional config file, then
+ * TOKEND_* environment variables, then command-line flags (later wins). */
+#ifndef TD_CONFIG_H
+#define TD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/token.h"
+
+typedef struct td_config {
+    char listen_host[64];
+    uint16_t listen_port;
+    char store_url[1024];
+    char public_url[512];      /* base of consent links; default http://<listen> */
+    char admin_key_file[1024]; /* default: beside the SQLite file */
+    char master_key_file[1024];
+    char admin_key[128];       /* from TOKEND_ADMIN_KEY or the file */
+    uint8_t master_key[32];
+    int threads;               /* HTTP worker threads */
+    int max_connections;
+    int connection_timeout_s;  /* idle or slow clients are dropped after this */
+    long body_max;             /* bytes */
+    int url_max;
+    int headers_max;
+    double rate_rps;           /* per credential; 0 disables */
+    double rate_burst;
+    int64_t request_ttl_ms;    /* token requests expire after this */
+    int64_t consent_ttl_ms;    /* consent links expire after this */
+    int64_t access_ttl_ms;     /* default access-token lifetime */
+    int64_t commit_timeout_ms; /* a write not started within this answers 504 */
+    td_policy policy;          /* key level needed to cancel, per token kind */
+    bool fault_injection;      /* enables POST /admin/v1/faults, for tests only */
+    bool log_debug;
+} td_config;
+
+/* Fills cfg from defaults, file, environment and argv (argv[0] is the
+ * subcommand's first flag). Returns 0, or -1 with a message in err. */
+int td_config_load(td_config *cfg, int argc, char **argv, char *err, size_t cap);
+/* Resolves and, for the embedded default, creates the master and admin keys. */
+int td_config_load_keys(td_config *cfg, char *err, size_t cap);
+void td_config_usage(void);
+
+#endif

@@ -1,0 +1,33 @@
+/* util.h — small support pieces shared by every layer: time, ids, bounded
+ * string helpers and strict number parsing. */
+#ifndef TD_UTIL_H
+#define TD_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall-clock milliseconds since the epoch. Tests may shift it with
+ * td_time_set_offset_ms (used by the engine's unit tests only). */
+int64_t td_now_ms(void);
+/* Monotonic microseconds, for latency measurements. */
+int64_t td_mono_us(void);
+
+/* Writes "<prefix>:<base58 of 20 random bytes>:<suffix>" into out, the shape
+ * Token.io ids take (opaque to clients). Returns 0, or -1 if out is too small. */
+int td_new_id(const char *prefix, char *out, size_t cap);
+/* A random url-safe secret of n random bytes (api keys, consent codes). */
+int td_new_secret(size_t nbytes, char *out, size_t cap);
+
+/* Copies src into dst (capacity cap), always NUL-terminating; returns -1 if
+ * it had to truncate. */
+int td_strlcpy(char *dst, const char *src, size_t cap);
+
+/* Strict decimal parse of a whole string into int64; -1 on any junk,
+ * sign where not allowed, or overflow. */
+int td_parse_i64(const char *s, int64_t *out);
+
+/* True if s (length n) matches ^[A-Za-z0-9_-]{min,max}$ style classes. */
+bool td_is_id_chars(const char *s, size_t min, size_t max, const char *extra);
+
+#endif
