@@ -17,6 +17,8 @@ void tokenio_get_token(td_req *r);
 void tokenio_cancel_token(td_req *r);
 void tokenio_not_implemented(td_req *r);
 void tokenio_store_request(td_req *r);
+/* Validates a POST /token-requests body; sets *kind. 0 if valid. */
+int tokenio_check_request(json_t *body, td_kind *kind, td_error *e);
 void tokenio_get_request(td_req *r);
 void tokenio_get_request_result(td_req *r);
 void tokenio_authorize_request(td_req *r);

@@ -153,7 +153,7 @@ static int check_url(const char *url, const char *where, td_error *e)
 }
 
 /* Checks the whole body; sets *kind. */
-static int check_request(json_t *body, td_kind *kind, td_error *e)
+int tokenio_check_request(json_t *body, td_kind *kind, td_error *e)
 {
     static const char *const TOP[] = {"requestOptions", "requestPayload", NULL};
     static const char *const OPTIONS[] = {"from", "to", "bankId", "psuId", "receiptRequested", NULL};
@@ -237,7 +237,7 @@ void tokenio_store_request(td_req *r)
     td_error e = {0};
     td_kind kind = TD_KIND_ACCESS;
     json_t *body = td_body_json(r, &e);
-    if (!body || check_request(body, &kind, &e)) {
+    if (!body || tokenio_check_request(body, &kind, &e)) {
         json_decref(body);
         td_reply_error(r, &e, "");
         return;
