@@ -11,7 +11,7 @@ PACKAGES=(
   libcmocka-dev
   python3 python3-pytest python3-requests
   nodejs npm
-  sqlite3 curl
+  sqlite3 curl jq
 )
 # Only the test command needs these (benchmarks need wrk and nginx too).
 if [[ "${1:-}" == "--test" || "${1:-}" == "--bench" ]]; then
