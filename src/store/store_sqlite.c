@@ -41,6 +41,12 @@ enum {
     Q_EVENT_COUNT,
     Q_IDEM_GET,
     Q_IDEM_PUT,
+    Q_BEGIN,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_SAVEPOINT,
+    Q_RELEASE,
+    Q_ROLLBACK_TO,
     Q__COUNT
 };
 
@@ -86,6 +92,13 @@ static const char *const SQL[Q__COUNT] = {
     [Q_IDEM_GET] = "SELECT req_hash, status, body FROM idempotency WHERE scope = ?1 AND key = ?2",
     [Q_IDEM_PUT] = "INSERT INTO idempotency(scope, key, req_hash, status, body, created_ms) "
                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /* The writer's own statements, prepared once: they run for every job. */
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_SAVEPOINT] = "SAVEPOINT job",
+    [Q_RELEASE] = "RELEASE job",
+    [Q_ROLLBACK_TO] = "ROLLBACK TO job",
 };
 
 struct td_conn {
@@ -126,9 +139,8 @@ static td_st map_rc(int rc)
     }
 }
 
-static sqlite3_stmt *stmt(td_conn *c, int q)
+static sqlite3_stmt *prepared(td_conn *c, int q)
 {
-    if (c->owner->fault == 1) return NULL;
     if (!c->stmt[q]) {
         if (sqlite3_prepare_v3(c->db, SQL[q], -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[q], NULL) !=
             SQLITE_OK) {
@@ -137,6 +149,12 @@ static sqlite3_stmt *stmt(td_conn *c, int q)
         }
     }
     return c->stmt[q];
+}
+
+/* The statements of the verbs; an injected fault makes them all fail. */
+static sqlite3_stmt *stmt(td_conn *c, int q)
+{
+    return c->owner->fault == 1 ? NULL : prepared(c, q);
 }
 
 static int exec(sqlite3 *db, const char *sql)
@@ -761,15 +779,37 @@ static int batch_bucket(int n)
     return b;
 }
 
+/* Runs a writer statement; the raw SQLite result code, for retry decisions. */
+static int writer_exec(sqlite_store *s, int q)
+{
+    sqlite3_stmt *st = prepared(s->writer, q);
+    if (!st) return SQLITE_ERROR;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) return SQLITE_OK;
+    if (rc != SQLITE_BUSY) td_log(TD_LOG_ERROR, "store_writer", "%s: %s", SQL[q], sqlite3_errmsg(s->writer->db));
+    return rc;
+}
+
+/* BEGIN and COMMIT can meet SQLITE_BUSY when another process (a backup, the
+ * sqlite3 shell) holds the lock past busy_timeout: retry a few times. */
+static int writer_exec_retry(sqlite_store *s, int q)
+{
+    int rc = SQLITE_BUSY;
+    for (int attempt = 0; attempt < 3 && (rc == SQLITE_BUSY || rc == SQLITE_LOCKED); attempt++)
+        rc = writer_exec(s, q);
+    return rc;
+}
+
 /* Runs one job inside its own savepoint so that its failure undoes only its
  * own changes. */
 static td_st run_job(sqlite_store *s, td_job *j)
 {
     if (td_mono_us() - j->queued_us > s->pub.job_timeout_us) return TD_ST_BUSY;
-    if (exec(s->writer->db, "SAVEPOINT job") != SQLITE_OK) return TD_ST_ERROR;
+    if (writer_exec(s, Q_SAVEPOINT) != SQLITE_OK) return TD_ST_ERROR;
     td_st r = j->run(s->writer, j->arg);
-    if (r != TD_ST_OK) exec(s->writer->db, "ROLLBACK TO job");
-    exec(s->writer->db, "RELEASE job");
+    if (r != TD_ST_OK) writer_exec(s, Q_ROLLBACK_TO);
+    writer_exec(s, Q_RELEASE);
     return r;
 }
 
@@ -777,13 +817,13 @@ static void commit_batch(sqlite_store *s, td_job *batch, int n)
 {
     td_st results[MAX_BATCH];
     td_st commit = TD_ST_OK;
-    if (s->fault == 1 || exec(s->writer->db, "BEGIN IMMEDIATE") != SQLITE_OK) {
+    if (s->fault == 1 || writer_exec_retry(s, Q_BEGIN) != SQLITE_OK) {
         commit = TD_ST_ERROR;
     } else {
         int i = 0;
         for (td_job *j = batch; j; j = j->next) results[i++] = run_job(s, j);
-        if (exec(s->writer->db, "COMMIT") != SQLITE_OK) {
-            exec(s->writer->db, "ROLLBACK");
+        if (writer_exec_retry(s, Q_COMMIT) != SQLITE_OK) {
+            writer_exec(s, Q_ROLLBACK);
             commit = TD_ST_ERROR;
         }
     }
