@@ -194,7 +194,12 @@ static void complete_decision(td_write *w)
     free(w);
 }
 
-static void render_nothing(td_write *w) { w->status = 303; }
+/* The answer is a redirect built in complete_decision; nothing to store. */
+static void render_nothing(td_write *w)
+{
+    w->status = 303;
+    w->body = strdup("");
+}
 
 void consent_decide(td_req *r)
 {

@@ -16,7 +16,7 @@ td_st td_sign_as(td_conn *c, td_svc *svc, const char *member_id, td_level level,
         if (st == TD_ST_NOT_FOUND)
             td_log(TD_LOG_ERROR, "signing_key_missing", "member %s has no %s signing key", member_id,
                    td_level_name(level));
-        return st == TD_ST_NOT_FOUND ? TD_ST_ERROR : st;
+        return st == TD_ST_NOT_FOUND ? TD_ST_INTERNAL : st;
     }
     uint8_t *sk = NULL;
     size_t sk_len = 0;
@@ -24,13 +24,13 @@ td_st td_sign_as(td_conn *c, td_svc *svc, const char *member_id, td_level level,
         td_log(TD_LOG_ERROR, "signing_key_unreadable", "cannot unseal key %s of %s (wrong master key?)", k.key_id,
                member_id);
         free(sk);
-        return TD_ST_ERROR;
+        return TD_ST_INTERNAL;
     }
     char b64[128];
     int rc = td_sign_payload(sk, canonical, suffix, b64, sizeof b64);
     td_wipe(sk, sk_len);
     free(sk);
-    if (rc) return TD_ST_ERROR;
+    if (rc) return TD_ST_INTERNAL;
     *sig = json_pack("{s:s, s:s, s:s}", "keyId", k.key_id, "memberId", member_id, "signature", b64);
-    return *sig ? TD_ST_OK : TD_ST_ERROR;
+    return *sig ? TD_ST_OK : TD_ST_INTERNAL;
 }

@@ -168,7 +168,10 @@ void td_svc_cancel(td_svc *svc, td_cancel *cmd)
     td_token_rec t;
     td_st st = c ? prepare_cancel(c, svc, cmd, &t) : TD_ST_ERROR;
     if (st != TD_ST_OK) {
-        td_fail(&cmd->w.err, TD_E_UNAVAILABLE, "the store is unavailable");
+        if (st == TD_ST_INTERNAL)
+            td_fail(&cmd->w.err, TD_E_INTERNAL, "the token could not be signed");
+        else
+            td_fail(&cmd->w.err, TD_E_UNAVAILABLE, "the store is unavailable");
         cmd->w.complete(&cmd->w);
         return;
     }
@@ -181,6 +184,7 @@ void td_svc_cancel(td_svc *svc, td_cancel *cmd)
         take_result(cmd, &t);
         td_token_rec_free(&t);
         cmd->w.render(&cmd->w);
+        if (!cmd->w.body) td_fail(&cmd->w.err, TD_E_INTERNAL, "out of memory");
         cmd->w.complete(&cmd->w);
         return;
     }

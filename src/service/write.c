@@ -56,6 +56,7 @@ static td_st job_run(td_conn *c, void *arg)
     /* A refusal changes nothing: roll back anything the use case wrote. */
     if (w->err.code) return TD_ST_NOT_FOUND;
     w->render(w);
+    if (!w->body) return TD_ST_INTERNAL; /* rendering failed: out of memory */
     if (w->idem && w->status >= 200 && w->status < 300) {
         td_idem_rec rec = {.status = w->status, .body = w->body};
         memcpy(rec.req_hash, w->req_hash, sizeof rec.req_hash);
@@ -72,10 +73,10 @@ static void job_done(void *arg, td_st st)
         w->body = NULL;
         if (st == TD_ST_BUSY)
             td_fail(&w->err, TD_E_TIMEOUT, "the change was not committed in time; nothing was changed");
+        else if (st == TD_ST_INTERNAL)
+            td_fail(&w->err, TD_E_INTERNAL, "an internal error prevented the change; nothing was changed");
         else
             td_fail(&w->err, TD_E_UNAVAILABLE, "the store is unavailable; nothing was changed");
-    } else if (st != TD_ST_OK && w->err.code) {
-        /* A refusal whose savepoint rolled back: still a refusal. */
     }
     w->complete(w);
 }

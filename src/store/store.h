@@ -20,6 +20,7 @@ typedef enum {
     TD_ST_CONFLICT, /* a unique constraint refused the row */
     TD_ST_BUSY,     /* retryable: lock contention or serialization failure */
     TD_ST_ERROR,    /* hard error: the store is broken or unreachable */
+    TD_ST_INTERNAL, /* not the store: a bug or misconfiguration in the job (500) */
 } td_st;
 
 typedef struct td_store td_store;
