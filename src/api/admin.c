@@ -9,10 +9,7 @@
 
 static void render_member(td_write *w)
 {
-    json_t *v = json_pack("{s:s}", "memberId", ((td_create_member *)w)->member_id);
-    w->status = 201;
-    w->body = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
+    td_write_answer(w, 201, json_pack("{s:s}", "memberId", ((td_create_member *)w)->member_id));
 }
 
 void admin_create_member(td_req *r)
@@ -34,10 +31,7 @@ void admin_create_member(td_req *r)
 
 static void render_api_key(td_write *w)
 {
-    json_t *v = json_pack("{s:s}", "apiKey", ((td_create_api_key *)w)->api_key);
-    w->status = 201;
-    w->body = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
+    td_write_answer(w, 201, json_pack("{s:s}", "apiKey", ((td_create_api_key *)w)->api_key));
 }
 
 void admin_create_member_api_key(td_req *r)
@@ -70,10 +64,7 @@ static bool valid_issuer_id(const char *s) { return strlen(s) == 10 && td_is_id_
 static void render_issuer(td_write *w)
 {
     td_create_issuer *cmd = (td_create_issuer *)w;
-    json_t *v = json_pack("{s:s, s:s}", "issuerId", cmd->issuer_id, "displayName", cmd->display_name);
-    w->status = 201;
-    w->body = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
+    td_write_answer(w, 201, json_pack("{s:s, s:s}", "issuerId", cmd->issuer_id, "displayName", cmd->display_name));
 }
 
 void admin_create_issuer(td_req *r)

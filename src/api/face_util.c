@@ -50,6 +50,24 @@ void *td_face_new_write(td_req *r, size_t size, void (*render)(td_write *w))
     return w;
 }
 
+char *td_wrap(const char *prefix, const char *json, const char *suffix)
+{
+    size_t a = strlen(prefix), b = strlen(json), c = strlen(suffix);
+    char *out = malloc(a + b + c + 1);
+    if (!out) return NULL;
+    memcpy(out, prefix, a);
+    memcpy(out + a, json, b);
+    memcpy(out + a + b, suffix, c + 1);
+    return out;
+}
+
+void td_write_answer(td_write *w, int status, json_t *v)
+{
+    w->status = status;
+    w->body = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+}
+
 int td_json_only(json_t *obj, const char *where, const char *const *allowed, td_error *e)
 {
     const char *key;

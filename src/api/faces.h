@@ -45,6 +45,11 @@ void admin_set_fault(td_req *r);
  * generic completion. Returns NULL after answering the error itself. */
 void *td_face_new_write(td_req *r, size_t size, void (*render)(td_write *w));
 
+/* "<prefix><json><suffix>", malloc'd: stored JSON is served without re-parsing. */
+char *td_wrap(const char *prefix, const char *json, const char *suffix);
+/* A renderer's answer: serializes v (steals the reference). */
+void td_write_answer(td_write *w, int status, json_t *v);
+
 /* Checks that every key of obj is in allowed (NULL-terminated). */
 int td_json_only(json_t *obj, const char *where, const char *const *allowed, td_error *e);
 /* Typed field access: returns 0 and the value, or -1 with e set. A missing

@@ -94,10 +94,7 @@ static int parse_public_key(const char *s, uint8_t out[32])
 
 static void render_key_added(td_write *w)
 {
-    json_t *v = json_pack("{s:s}", "keyId", ((td_add_key *)w)->key_id);
-    w->status = 200;
-    w->body = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
+    td_write_answer(w, 200, json_pack("{s:s}", "keyId", ((td_add_key *)w)->key_id));
 }
 
 void tokenio_add_key(td_req *r)
@@ -147,8 +144,7 @@ fail:
 
 static void render_key_deleted(td_write *w)
 {
-    w->status = 200;
-    w->body = strdup("{}");
+    td_write_answer(w, 200, json_object());
 }
 
 void tokenio_delete_key(td_req *r)

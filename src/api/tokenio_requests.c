@@ -224,10 +224,7 @@ int tokenio_check_request(json_t *body, td_kind *kind, td_error *e)
 static void render_stored(td_write *w)
 {
     td_store_request *cmd = (td_store_request *)w;
-    json_t *v = json_pack("{s:{s:s}}", "tokenRequest", "id", cmd->request_id);
-    w->status = 200;
-    w->body = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
+    td_write_answer(w, 200, json_pack("{s:{s:s}}", "tokenRequest", "id", cmd->request_id));
 }
 
 static void dispose_stored(td_write *w) { json_decref(((td_store_request *)w)->request); }
@@ -282,14 +279,7 @@ void tokenio_get_request(td_req *r)
         td_reply_error(r, &e, r->params[0]);
         return;
     }
-    size_t n = strlen(rq.request_json);
-    char *out = malloc(n + 20);
-    if (out) {
-        memcpy(out, "{\"tokenRequest\":", 16);
-        memcpy(out + 16, rq.request_json, n);
-        memcpy(out + 16 + n, "}", 2);
-    }
-    td_reply_json_steal(r, 200, out);
+    td_reply_json_steal(r, 200, td_wrap("{\"tokenRequest\":", rq.request_json, "}"));
     td_request_rec_free(&rq);
 }
 
@@ -316,10 +306,7 @@ void tokenio_get_request_result(td_req *r)
 static void render_authorized(td_write *w)
 {
     td_authorize_request *cmd = (td_authorize_request *)w;
-    json_t *v = json_pack("{s:s}", "redirectUrl", cmd->redirect_url);
-    w->status = 200;
-    w->body = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
+    td_write_answer(w, 200, json_pack("{s:s}", "redirectUrl", cmd->redirect_url));
 }
 
 void tokenio_authorize_request(td_req *r)

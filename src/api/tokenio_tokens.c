@@ -9,18 +9,6 @@
 #include "api/faces.h"
 #include "util/util.h"
 
-/* "{prefix}<json>{suffix}" without parsing json. */
-static char *wrap(const char *prefix, const char *json, const char *suffix)
-{
-    size_t a = strlen(prefix), b = strlen(json), c = strlen(suffix);
-    char *out = malloc(a + b + c + 1);
-    if (!out) return NULL;
-    memcpy(out, prefix, a);
-    memcpy(out + a, json, b);
-    memcpy(out + a + b, suffix, c + 1);
-    return out;
-}
-
 void tokenio_get_token(td_req *r)
 {
     if (!td_param_id(r, 0, "tokenId")) return;
@@ -30,7 +18,7 @@ void tokenio_get_token(td_req *r)
         td_reply_error(r, &e, r->params[0]);
         return;
     }
-    td_reply_json_steal(r, 200, wrap("{\"token\":", t.json, "}"));
+    td_reply_json_steal(r, 200, td_wrap("{\"token\":", t.json, "}"));
     td_token_rec_free(&t);
 }
 
@@ -164,7 +152,7 @@ static void render_cancel(td_write *w)
     char prefix[96];
     snprintf(prefix, sizeof prefix, "{\"result\":{\"status\":\"%s\",\"token\":", td_cancel_status_name(cmd->outcome));
     w->status = 200;
-    w->body = wrap(prefix, cmd->token_json ? cmd->token_json : "{}", "}}");
+    w->body = td_wrap(prefix, cmd->token_json ? cmd->token_json : "{}", "}}");
 }
 
 static void dispose_cancel(td_write *w) { td_cancel_free((td_cancel *)w); }
