@@ -1,1 +1,171 @@
-int main(void){return 0;}
+/* tokenctl.c — the operator CLI of tokend: `tokenctl [OPTIONS] COMMAND ...`
+ * talks HTTP to a running tokend (admin API, Token API, consent links,
+ * health). This file reads the global options and dispatches; the commands
+ * are in src/cli/. Exit codes: 0 2xx, 1 HTTP error, 2 usage, 3 transport. */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+#define DEFAULT_URL "http://127.0.0.1:8080"
+
+typedef struct {
+    const char *group; /* "member" */
+    const char *name;  /* "create"; NULL for a command without a subcommand */
+    cli_cmd_fn fn;
+} command;
+
+static const command COMMANDS[] = {
+    {"member", "create", cmd_member_create},
+    {"member", "api-key", cmd_member_api_key},
+    {"issuer", "create", cmd_issuer_create},
+    {"issuer", "api-key", cmd_issuer_api_key},
+    {"keys", "list", cmd_keys_list},
+    {"keys", "get", cmd_keys_get},
+    {"keys", "add", cmd_keys_add},
+    {"keys", "delete", cmd_keys_delete},
+    {"request", "create", cmd_request_create},
+    {"request", "get", cmd_request_get},
+    {"request", "result", cmd_request_result},
+    {"request", "authorize", cmd_request_authorize},
+    {"consent", "approve", cmd_consent_approve},
+    {"consent", "reject", cmd_consent_reject},
+    {"tokens", "list", cmd_tokens_list},
+    {"token", "get", cmd_token_get},
+    {"token", "cancel", cmd_token_cancel},
+    {"health", NULL, cmd_health},
+};
+#define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
+
+static const char USAGE[] =
+    "usage: tokenctl [--url URL] [-q] [--admin-key-file FILE] [--api-key KEY [--member ID]]\n"
+    "                [--timeout SECONDS] COMMAND ...\n"
+    "\n"
+    "Admin API (admin key: --admin-key-file FILE, else TOKEND_ADMIN_KEY, else ./var/admin.key):\n"
+    "  member create NAME\n"
+    "  member api-key MEMBER_ID LOW|STANDARD|PRIVILEGED\n"
+    "  issuer create ISSUER_ID NAME\n"
+    "  issuer api-key ISSUER_ID issuer|network\n"
+    "\n"
+    "Token API (--api-key KEY or TOKEND_API_KEY as Bearer; with --member ID as Basic):\n"
+    "  keys list MEMBER_ID | keys get MEMBER_ID KEY_ID\n"
+    "  keys add MEMBER_ID PUBLIC_KEY|@FILE [--level L] | keys delete MEMBER_ID KEY_ID\n"
+    "  request create --from MEMBER --to MEMBER --redirect-url URL --ref-id REF\n"
+    "      (--access RES[,RES...] [--expires EPOCH_S] | --transfer AMOUNT CURRENCY\n"
+    "       | --standing-order AMOUNT CURRENCY FREQUENCY) [--description TEXT]\n"
+    "  request create --json FILE\n"
+    "  request get ID | request result ID | request authorize ID\n"
+    "  tokens list [--type T] [--limit N] [--offset O] [--role R]\n"
+    "  token get ID | token cancel ID [--idempotency-key K] [--customer-ip IP]\n"
+    "      [--customer-initiated true|false] [--device-id D]\n"
+    "\n"
+    "Consent links (no key: the link is the credential):\n"
+    "  consent approve CONSENT_URL [--accounts a:1,a:2] | consent reject CONSENT_URL\n"
+    "\n"
+    "Operations:\n"
+    "  health\n"
+    "\n"
+    "Options (before or after the command):\n"
+    "  --url URL        tokend's base URL (default: TOKEND_URL, else " DEFAULT_URL ")\n"
+    "  -q, --quiet      print only the main value: memberId, apiKey, request id, consent URL,\n"
+    "                   tokenId, status; lists print one id per line\n"
+    "  --timeout S      give up on a call after S seconds (default 30)\n"
+    "  -h, --help       this text; `tokenctl COMMAND --help` explains one command\n"
+    "\n"
+    "Output: the server's JSON answer, indented, on stdout; errors on stderr.\n"
+    "Exit status: 0 success (2xx), 1 HTTP error, 2 usage error, 3 transport error.\n";
+
+static const char HINT[] = "Run `tokenctl --help` for the commands and options.\n";
+
+/* The usage lines of one group, for `tokenctl member` and `tokenctl member --help`. */
+static void group_usage(FILE *f, const char *group)
+{
+    const char *lead = "usage:";
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(COMMANDS[i].group, group) || !COMMANDS[i].name) continue;
+        fprintf(f, "%s tokenctl %s %s ...\n", lead, group, COMMANDS[i].name);
+        lead = "      ";
+    }
+    fprintf(f, "`tokenctl %s SUBCOMMAND --help` explains one.\n", group);
+}
+
+static bool group_exists(const char *group)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(COMMANDS[i].group, group)) return true;
+    return false;
+}
+
+static const command *find(const char *group, const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        const command *c = &COMMANDS[i];
+        if (!strcmp(c->group, group) && (!c->name || (name && !strcmp(c->name, name)))) return c;
+    }
+    return NULL;
+}
+
+/* Defaults from the environment; flags override them later. */
+static int init_ctx(cli_ctx *ctx)
+{
+    const char *url = getenv("TOKEND_URL"), *key = getenv("TOKEND_API_KEY");
+    memset(ctx, 0, sizeof *ctx);
+    ctx->timeout_s = 30;
+    ctx->api_key = key && *key ? key : NULL;
+    return cli_set_url(ctx, url && *url ? url : DEFAULT_URL, "TOKEND_URL");
+}
+
+/* Finds the command at argv[i..] and runs it with the arguments after it. */
+static int dispatch(cli_ctx *ctx, int argc, char **argv, int i)
+{
+    const char *group = argv[i], *name = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!group_exists(group)) return cli_usage_error(HINT, "unknown command '%.64s'", group);
+    const command *c = find(group, name);
+    if (c && !c->name) return c->fn(ctx, argc - i - 1, argv + i + 1);
+    if (c) return c->fn(ctx, argc - i - 2, argv + i + 2);
+    if (name && (!strcmp(name, "--help") || !strcmp(name, "-h"))) {
+        group_usage(stdout, group);
+        return CLI_HELP;
+    }
+    if (name)
+        fprintf(stderr, "tokenctl: unknown command '%s %.64s'\n", group, name);
+    else
+        fprintf(stderr, "tokenctl: '%s' needs a subcommand\n", group);
+    group_usage(stderr, group);
+    return CLI_USAGE;
+}
+
+static int run(int argc, char **argv)
+{
+    cli_ctx ctx;
+    int rc = init_ctx(&ctx), i = 1;
+    if (rc != CLI_OK) return rc;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(USAGE, stdout);
+            return CLI_HELP;
+        }
+        rc = cli_global_option(&ctx, argc, argv, &i);
+        if (rc == 0) return cli_usage_error(HINT, "unknown option '%.*s'", (int)strcspn(argv[i], "="), argv[i]);
+        if (rc != 1) return CLI_USAGE;
+    }
+    if (i >= argc) return cli_usage_error(USAGE, "no command given");
+    return dispatch(&ctx, argc, argv, i);
+}
+
+int main(int argc, char **argv)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fputs("tokenctl: libcurl failed to initialise\n", stderr);
+        return CLI_TRANSPORT;
+    }
+    int rc = run(argc, argv);
+    curl_global_cleanup();
+    if (fflush(stdout) != 0) {
+        perror("tokenctl: stdout");
+        if (rc == CLI_OK) rc = CLI_TRANSPORT;
+    }
+    return rc == CLI_HELP ? CLI_OK : rc;
+}

@@ -160,6 +160,7 @@ static int parse_form(td_req *r, td_consent_decide *cmd, td_error *e)
         return td_fail(e, TD_E_UNSUPPORTED_MEDIA, "the decision must be posted as a form"), -1;
     char *body = strndup(r->body ? r->body : "", r->body_len);
     int decision = -1, rc = 0;
+    if (!body) return td_fail(e, TD_E_INTERNAL, "out of memory"), -1;
     for (char *save = NULL, *kv = strtok_r(body, "&", &save); kv && rc == 0; kv = strtok_r(NULL, "&", &save)) {
         char *eq = strchr(kv, '=');
         if (!eq) continue;

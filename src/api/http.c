@@ -489,7 +489,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&srv->inflight, 1);
 }
 
-static void on_mhd_error(void *cls, const char *fmt, va_list ap)
+/* The format attribute tells clang that fmt is MHD's printf format (-Wformat-nonliteral). */
+__attribute__((format(printf, 2, 0))) static void on_mhd_error(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
     char msg[512];

@@ -215,6 +215,8 @@ int tokenio_check_request(json_t *body, td_kind *kind, td_error *e)
             return td_fail(e, TD_E_INVALID_ARGUMENT, "requestPayload.tokenExpiration applies to access requests only"), -1;
         if (td_parse_i64(s, &exp) || exp <= 0)
             return td_fail(e, TD_E_INVALID_ARGUMENT, "requestPayload.tokenExpiration must be epoch seconds (or milliseconds)"), -1;
+        if (td_epoch_to_ms(exp) <= td_now_ms())
+            return td_fail(e, TD_E_INVALID_ARGUMENT, "requestPayload.tokenExpiration must be in the future"), -1;
     }
     return 0;
 }

@@ -147,9 +147,16 @@ td_err td_svc_consent_lookup(td_svc *svc, const char *code, td_request_rec *out,
     return consent_find(svc, c, code, out, e, &st);
 }
 
-/* Appends k=v to a URL, percent-encoding v. */
+/* Adds k=v (v percent-encoded) to a URL's query, before any #fragment, so
+ * that the parameter reaches the server. */
 static void url_add_param(char *url, size_t cap, const char *k, const char *v)
 {
+    char frag[2048] = "";
+    char *hash = strchr(url, '#');
+    if (hash) {
+        td_strlcpy(frag, hash, sizeof frag);
+        *hash = 0;
+    }
     size_t n = strlen(url);
     char sep = strchr(url, '?') ? '&' : '?';
     int w = snprintf(url + n, cap - n, "%c%s=", sep, k);
@@ -167,6 +174,7 @@ static void url_add_param(char *url, size_t cap, const char *k, const char *v)
         }
     }
     url[n] = 0;
+    if (frag[0] && n + strlen(frag) < cap) memcpy(url + n, frag, strlen(frag) + 1);
 }
 
 /* Space-separated "accountId" strings found under v, for list filters. */
@@ -249,7 +257,7 @@ static json_t *build_payload(const td_request_rec *r, json_t *req, const td_cons
         int64_t exp;
         json_t *te = json_object_get(rp, "tokenExpiration");
         if (te && td_parse_i64(json_string_value(te), &exp) == 0 && exp > 0)
-            *expires_ms = exp < 100000000000LL ? exp * 1000 : exp; /* seconds or ms */
+            *expires_ms = td_epoch_to_ms(exp);
     } else if (r->kind == TD_KIND_TRANSFER) {
         json_t *tb = json_deep_copy(json_object_get(rp, "transferBody"));
         json_object_del(tb, "setTransferDestinationsUrl");

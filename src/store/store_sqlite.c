@@ -653,8 +653,9 @@ static td_st v_token_list(td_conn *c, const td_token_filter *f, void (*fn)(const
     default: ADD("(from_id = ?1 OR to_id = ?1 OR issuer_id = ?1)"); break;
     }
     if (f->kind >= 0) ADD(" AND kind = ?2");
-    if (f->source_account) ADD(" AND (' ' || accounts_src || ' ') LIKE ('% ' || ?3 || ' %')");
-    if (f->destination_account) ADD(" AND (' ' || accounts_dst || ' ') LIKE ('% ' || ?4 || ' %')");
+    /* instr, not LIKE: an exact, case-sensitive account id, where % and _ are not wildcards. */
+    if (f->source_account) ADD(" AND instr(' ' || accounts_src || ' ', ' ' || ?3 || ' ') > 0");
+    if (f->destination_account) ADD(" AND instr(' ' || accounts_dst || ' ', ' ' || ?4 || ' ') > 0");
     if (f->start_ms) ADD(" AND created_ms >= ?5");
     if (f->end_ms) ADD(" AND created_ms < ?6");
     if (f->acting_as_ref_id) ADD(" AND acting_as_ref_id = ?7");

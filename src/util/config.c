@@ -308,7 +308,9 @@ static int read_small_file(const char *path, char *buf, size_t cap)
     close(fd);
     if (n < 0) return -1;
     buf[n] = 0;
-    trim(buf);
+    /* trim() drops leading blanks by returning a later start: move the key back. */
+    char *t = trim(buf);
+    memmove(buf, t, strlen(t) + 1);
     return 0;
 }
 

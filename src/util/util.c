@@ -16,6 +16,8 @@ int64_t td_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t td_epoch_to_ms(int64_t v) { return v < 100000000000LL ? v * 1000 : v; }
+
 int64_t td_mono_us(void)
 {
     struct timespec ts;

@@ -10,6 +10,10 @@
 /* Wall-clock milliseconds since the epoch. Tests may shift it with
  * td_time_set_offset_ms (used by the engine's unit tests only). */
 int64_t td_now_ms(void);
+/* An epoch time given in seconds or milliseconds (Token.io examples use
+ * seconds), as milliseconds: values below 10^11 are taken as seconds. */
+int64_t td_epoch_to_ms(int64_t v);
+
 /* Monotonic microseconds, for latency measurements. */
 int64_t td_mono_us(void);
 

@@ -111,12 +111,45 @@ else
   notok "--no-patch behaviour changed (rc=$rc)"; echo "$out" | sed 's/^/    /'
 fi
 run node "$V" --spec "$SPEC" --list-patches
-if [ "$rc" -eq 0 ] && grep -qx '#/components/schemas/TokenPayload/oneOf/2: required: \[access\]' <<<"$out" \
-   && grep -qx '#/components/schemas/InitiateBankAuthorizationResponse/oneOf/1: required: \[redirectUrl\]' <<<"$out" \
-   && ! grep -q 'GetTokenRequestResultWithStatusResponse\|TokenRequestPayload/' <<<"$out"; then
+first_patch="$(grep -v '^result patch ' <<<"$out" || true)"
+if [ "$rc" -eq 0 ] && grep -qx '#/components/schemas/TokenPayload/oneOf/2: required: \[access\]' <<<"$first_patch" \
+   && grep -qx '#/components/schemas/InitiateBankAuthorizationResponse/oneOf/1: required: \[redirectUrl\]' <<<"$first_patch" \
+   && ! grep -q 'GetTokenRequestResultWithStatusResponse\|TokenRequestPayload/' <<<"$first_patch"; then
   ok "patch list: $(tail -n1 <<<"$out")"
 else
   notok "--list-patches (rc=$rc)"; echo "$out" | sed 's/^/    /'
+fi
+
+# 7b. the result patch: exactly the three branches of GetTokenRequestResultWithStatusResponse,
+# made exclusive by transferId / standingOrderSubmissionId (derived from the spec)
+R='result patch #/components/schemas/GetTokenRequestResultWithStatusResponse/oneOf'
+if [ "$(grep -c '^result patch ' <<<"$out")" -eq 3 ] \
+   && grep -qxF "$R/0: allOf [#/components/schemas/TokenRequestPayloadResponse, required: [transferId]]" <<<"$out" \
+   && grep -qxF "$R/1: allOf [#/components/schemas/StandingOrderBodyResponse, required: [standingOrderSubmissionId]]" <<<"$out" \
+   && grep -qxF "$R/2: allOf [#/components/schemas/TokenRequestAccessBodyResponse, not: anyOf required: [transferId] | [standingOrderSubmissionId]]" <<<"$out"; then
+  ok "result patch list: 3 branches of GetTokenRequestResultWithStatusResponse"
+else
+  notok "result patch list (rc=$rc)"; grep '^result patch ' <<<"$out" | sed 's/^/    /'
+fi
+# defect 1 is real: without the patches a sensible result (first result line of good.jsonl) fails oneOf
+grep -m1 '"/token-requests/{tokenRequestId}/result"' "$FIX/good.jsonl" >"$TMP/result.jsonl"
+run node "$V" --spec "$SPEC" --no-patch "$TMP/result.jsonl"
+if [ "$rc" -eq 1 ] && grep -q 'body: must match exactly one schema in oneOf (passing branches: \[0,1\])' <<<"$out"; then
+  ok "without the result patch a sensible GET .../result 200 fails oneOf (spec defect 1; patch is needed)"
+else
+  notok "--no-patch on a result capture (rc=$rc)"; echo "$out" | sed 's/^/    /'
+fi
+# the patch refuses to guess when the schema's shape changes (exit 2, spec untouched)
+node -e '
+  const fs = require("fs"), yaml = require(process.argv[1] + "/node_modules/js-yaml");
+  const doc = yaml.load(fs.readFileSync(process.argv[2], "utf8"), { schema: yaml.CORE_SCHEMA });
+  doc.components.schemas.StandingOrderBodyResponse.properties.transferId = { type: "string" };
+  fs.writeFileSync(process.argv[3], JSON.stringify(doc));' "$HERE" "$SPEC" "$TMP/changed-spec.json"
+run node "$V" --spec "$TMP/changed-spec.json" "$FIX/good.jsonl"
+if [ "$rc" -eq 2 ] && grep -q 'result patch: .*review the result patch' <<<"$out"; then
+  ok "result patch stops (exit 2) when the branches no longer differ by one field each"
+else
+  notok "result patch on a changed spec (rc=$rc)"; echo "$out" | sed 's/^/    /'
 fi
 
 # 8. format handling of the validator (openapi-response-validator 12.1.3 / Ajv 8 without ajv-formats)

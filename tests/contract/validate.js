@@ -46,6 +46,21 @@
  *   ever adds constraints; nothing else is altered (branches with other
  *   keywords, several properties, or an existing `required` are left alone).
  *   `--list-patches` prints every branch touched.
+ *
+ * SECOND IN-MEMORY PATCH, for exactly one schema (README.md "The result patch"):
+ *   GetTokenRequestResultWithStatusResponse (GET /token-requests/{id}/result 200)
+ *   is oneOf three $ref'd objects that each require only `status`, declare the
+ *   same tokenId/signature/status/statusReasonInformation/bankId and allow
+ *   additional properties, so every sensible body matches all three and fails
+ *   oneOf (spec defect 1). The branches differ only by the property each one
+ *   alone declares: transferId (PIS payments), standingOrderSubmissionId
+ *   (standing orders), none (AIS). We make them mutually exclusive by exactly
+ *   those fields: each branch becomes allOf [its $ref, required: [its own
+ *   field]], and the branch without one becomes allOf [its $ref, not: anyOf
+ *   required: [each other branch's field]]. The referenced component schemas
+ *   are not modified. The distinguishing fields are derived from the spec, and
+ *   if the schema no longer has that shape validate.js stops (exit 2) rather
+ *   than guess. Disabled by --no-patch like the first patch.
  */
 
 const fs = require('fs');
@@ -167,6 +182,46 @@ function applyOneOfRequiredPatch(doc) {
   return touched;
 }
 
+const RESULT_SCHEMA = 'GetTokenRequestResultWithStatusResponse';
+
+/*
+ * The result patch (see header comment). Returns [{pointer, description}] for
+ * the three rewritten branches, or throws an Error when the schema does not
+ * have the shape the patch was written for.
+ */
+function applyResultOneOfPatch(doc) {
+  const base = `#/components/schemas/${RESULT_SCHEMA}`;
+  const schema = doc.components && doc.components.schemas && doc.components.schemas[RESULT_SCHEMA];
+  if (!schema || typeof schema !== 'object') throw new Error(`${base} not found`);
+  if (!Array.isArray(schema.oneOf) || schema.oneOf.length < 2) throw new Error(`${base} is no longer a oneOf of several branches`);
+  const branches = schema.oneOf.map((b, i) => {
+    if (!b || typeof b.$ref !== 'string' || Object.keys(b).length !== 1) throw new Error(`${base}/oneOf/${i} is not a plain $ref`);
+    const target = resolveLocalRef(doc, b.$ref);
+    if (!target || typeof target !== 'object' || !target.properties) throw new Error(`${base}/oneOf/${i}: cannot resolve ${b.$ref}`);
+    return { ref: b.$ref, props: new Set(Object.keys(target.properties)) };
+  });
+  // A branch's distinguishing fields: the properties no other branch declares.
+  const own = branches.map((b, i) => [...b.props].filter((p) => branches.every((o, j) => j === i || !o.props.has(p))));
+  const plain = own.filter((f) => f.length === 0).length;
+  if (plain !== 1 || own.some((f) => f.length > 1)) {
+    throw new Error(`${base}: expected one branch without a field of its own and one field per other branch, ` +
+                    `found ${JSON.stringify(own)}; review the result patch`);
+  }
+  const others = own.filter((f) => f.length === 1).map((f) => f[0]);
+  const touched = [];
+  schema.oneOf = branches.map((b, i) => {
+    const extra = own[i].length === 1
+      ? { required: [own[i][0]] }
+      : { not: { anyOf: others.map((f) => ({ required: [f] })) } };
+    const description = own[i].length === 1
+      ? `allOf [${b.ref}, required: [${own[i][0]}]]`
+      : `allOf [${b.ref}, not: anyOf required: [${others.join('] | [')}]]`;
+    touched.push({ pointer: `${base}/oneOf/${i}`, description });
+    return { allOf: [{ $ref: b.ref }, extra] };
+  });
+  return touched;
+}
+
 function resolveLocalRef(doc, ref) {
   if (typeof ref !== 'string' || !ref.startsWith('#/')) return undefined;
   let cur = doc;
@@ -223,9 +278,19 @@ function main() {
   const specPath = resolveSpecPath(opts.spec);
   const doc = loadSpec(specPath);
   const patched = opts.noPatch ? [] : applyOneOfRequiredPatch(doc);
+  let resultPatched = [];
+  if (!opts.noPatch) {
+    try {
+      resultPatched = applyResultOneOfPatch(doc);
+    } catch (e) {
+      process.stderr.write(`validate.js: result patch: ${e.message}\n`);
+      return 2;
+    }
+  }
 
   if (opts.listPatches) {
     for (const t of patched) process.stdout.write(`${t.pointer}: required: [${t.property}]\n`);
+    for (const t of resultPatched) process.stdout.write(`result patch ${t.pointer}: ${t.description}\n`);
     process.stdout.write(`${patched.length} oneOf branches patched in ${specPath}\n`);
     return 0;
   }

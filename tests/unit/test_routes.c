@@ -1,0 +1,677 @@
+/* test_routes.c — unit tests for the route table (td_route_match: every
+ * route, its parameters, method mismatch, near misses) and for the strict
+ * validation of POST /token-requests bodies (tokenio_check_request). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/faces.h"
+#include "api/http.h"
+
+static const td_method METHODS[] = {TD_GET, TD_POST, TD_PUT, TD_DELETE, TD_METHOD_OTHER};
+#define N_METHODS (sizeof METHODS / sizeof METHODS[0])
+
+/* Builds a concrete path from a pattern, replacing the i-th {param} with
+ * values[i] (or "v<i>" when values is NULL). Returns the number of params. */
+static int build_path(const char *pattern, const char *const *values, char *out, size_t cap)
+{
+    size_t n = 0;
+    int np = 0;
+    for (const char *p = pattern; *p;) {
+        if (*p == '{') {
+            const char *close = strchr(p, '}');
+            assert_non_null(close);
+            char dflt[16];
+            snprintf(dflt, sizeof dflt, "v%d", np);
+            const char *v = values ? values[np] : dflt;
+            size_t l = strlen(v);
+            assert_true(n + l < cap);
+            memcpy(out + n, v, l);
+            n += l;
+            np++;
+            p = close + 1;
+        } else {
+            assert_true(n + 1 < cap);
+            out[n++] = *p++;
+        }
+    }
+    out[n] = 0;
+    return np;
+}
+
+static bool pattern_has_method(const char *pattern, td_method m)
+{
+    for (int i = 0; i < td_route_count; i++)
+        if (td_routes[i].method == m && !strcmp(td_routes[i].pattern, pattern)) return true;
+    return false;
+}
+
+/* ---- the table itself ---- */
+
+static void test_route_table_sane(void **state)
+{
+    (void)state;
+    assert_true(td_route_count > 20);
+    for (int i = 0; i < td_route_count; i++) {
+        const td_route *rt = &td_routes[i];
+        assert_non_null(rt->handler);
+        assert_non_null(rt->pattern);
+        assert_int_equal(rt->pattern[0], '/');
+        assert_non_null(rt->name);
+        assert_true(rt->method >= TD_GET && rt->method <= TD_DELETE);
+        /* no two routes share a method and pattern: the second could never match */
+        for (int j = 0; j < i; j++)
+            assert_false(td_routes[j].method == rt->method && !strcmp(td_routes[j].pattern, rt->pattern));
+        /* the admin API is admin-only; consent pages are HTML and need no auth */
+        if (!strncmp(rt->pattern, "/admin/", 7)) assert_int_equal(rt->auth, TD_AUTH_ADMIN);
+        if (!strncmp(rt->pattern, "/consent/", 9)) {
+            assert_int_equal(rt->auth, TD_AUTH_NONE);
+            assert_int_equal(rt->face, TD_FACE_HTML);
+        }
+        if (!strncmp(rt->pattern, "/tokens", 7) || !strncmp(rt->pattern, "/token-requests", 15) ||
+            !strncmp(rt->pattern, "/member/", 8))
+            assert_int_equal(rt->auth, TD_AUTH_MEMBER);
+    }
+}
+
+/* ---- matching every route ---- */
+
+static void test_match_every_route(void **state)
+{
+    (void)state;
+    for (int i = 0; i < td_route_count; i++) {
+        const td_route *rt = &td_routes[i];
+        char path[512];
+        static const char *const vals[] = {"ta:4Zx9:5zKt", "m:abc_DEF-1:x", "key-id_0", "p3"};
+        int np = build_path(rt->pattern, vals, path, sizeof path);
+        td_req r;
+        memset(&r, 0, sizeof r);
+        bool mismatch = true;
+        const td_route *got = td_route_match(&r, rt->method, path, &mismatch);
+        assert_ptr_equal(got, rt);
+        assert_int_equal(r.nparams, np);
+        for (int k = 0; k < np; k++) assert_string_equal(r.params[k], vals[k]);
+        /* Methods no route of this path has: not found, but flagged. */
+        for (size_t m = 0; m < N_METHODS; m++) {
+            if (pattern_has_method(rt->pattern, METHODS[m])) continue;
+            td_req r2;
+            memset(&r2, 0, sizeof r2);
+            mismatch = false;
+            assert_null(td_route_match(&r2, METHODS[m], path, &mismatch));
+            assert_true(mismatch);
+        }
+    }
+}
+
+/* Spot checks written out, so a changed table is noticed by name. */
+static void test_match_examples(void **state)
+{
+    (void)state;
+    static const struct {
+        td_method m;
+        const char *path;
+        td_handler h;
+        int np;
+        const char *p0, *p1;
+    } cases[] = {
+        {TD_GET, "/healthz", td_ops_healthz, 0, NULL, NULL},
+        {TD_GET, "/tokens", tokenio_list_tokens, 0, NULL, NULL},
+        {TD_GET, "/tokens/ta:1", tokenio_get_token, 1, "ta:1", NULL},
+        {TD_GET, "/tokens/cancel", tokenio_get_token, 1, "cancel", NULL},
+        {TD_PUT, "/tokens/tt:9/cancel", tokenio_cancel_token, 1, "tt:9", NULL},
+        {TD_POST, "/token-requests", tokenio_store_request, 0, NULL, NULL},
+        {TD_GET, "/token-requests/rq:1", tokenio_get_request, 1, "rq:1", NULL},
+        {TD_GET, "/token-requests/rq:1/result", tokenio_get_request_result, 1, "rq:1", NULL},
+        {TD_POST, "/token-requests/rq:1/authorization", tokenio_authorize_request, 1, "rq:1", NULL},
+        {TD_GET, "/member/m:1/keys", tokenio_list_keys, 1, "m:1", NULL},
+        {TD_POST, "/member/m:1/keys", tokenio_add_key, 1, "m:1", NULL},
+        {TD_GET, "/member/m:1/keys/k1", tokenio_get_key, 2, "m:1", "k1"},
+        {TD_DELETE, "/member/m:1/keys/k1", tokenio_delete_key, 2, "m:1", "k1"},
+        {TD_GET, "/consent/abc", consent_page, 1, "abc", NULL},
+        {TD_POST, "/consent/abc", consent_decide, 1, "abc", NULL},
+        {TD_POST, "/admin/v1/members/m:1/api-keys", admin_create_member_api_key, 1, "m:1", NULL},
+        {TD_POST, "/admin/v1/issuers/iss1/api-keys", admin_create_issuer_api_key, 1, "iss1", NULL},
+        /* parameters are taken verbatim: no percent-decoding here */
+        {TD_GET, "/tokens/a%2Fb", tokenio_get_token, 1, "a%2Fb", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        td_req r;
+        memset(&r, 0, sizeof r);
+        bool mismatch;
+        const td_route *rt = td_route_match(&r, cases[i].m, cases[i].path, &mismatch);
+        assert_non_null(rt);
+        assert_ptr_equal(rt->handler, cases[i].h);
+        assert_int_equal(r.nparams, cases[i].np);
+        if (cases[i].p0) assert_string_equal(r.params[0], cases[i].p0);
+        if (cases[i].p1) assert_string_equal(r.params[1], cases[i].p1);
+    }
+}
+
+static void test_method_mismatch_examples(void **state)
+{
+    (void)state;
+    static const struct {
+        td_method m;
+        const char *path;
+    } cases[] = {
+        {TD_POST, "/healthz"}, {TD_DELETE, "/tokens"}, {TD_GET, "/tokens/ta:1/cancel"},
+        {TD_POST, "/tokens/ta:1"}, {TD_PUT, "/member/m:1/keys"}, {TD_METHOD_OTHER, "/consent/abc"},
+        {TD_GET, "/admin/v1/members"}, {TD_DELETE, "/token-requests"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        td_req r;
+        memset(&r, 0, sizeof r);
+        bool mismatch = false;
+        assert_null(td_route_match(&r, cases[i].m, cases[i].path, &mismatch));
+        assert_true(mismatch);
+    }
+}
+
+/* ---- near misses ---- */
+
+static void expect_no_route(const char *path)
+{
+    for (size_t m = 0; m < N_METHODS; m++) {
+        td_req r;
+        memset(&r, 0, sizeof r);
+        bool mismatch = true;
+        const td_route *got = td_route_match(&r, METHODS[m], path, &mismatch);
+        if (got) fail_msg("'%s' unexpectedly matched %s", path, got->pattern);
+        if (mismatch) fail_msg("'%s' flagged a method mismatch", path);
+    }
+}
+
+static void test_trailing_slash_not_matched(void **state)
+{
+    (void)state;
+    for (int i = 0; i < td_route_count; i++) {
+        char path[512];
+        build_path(td_routes[i].pattern, NULL, path, sizeof path - 1);
+        size_t n = strlen(path);
+        path[n] = '/';
+        path[n + 1] = 0;
+        expect_no_route(path);
+    }
+}
+
+/* One more segment never matches the same route (it may match another: /tokens/x). */
+static void test_extra_segment_not_matched(void **state)
+{
+    (void)state;
+    for (int i = 0; i < td_route_count; i++) {
+        char path[512];
+        build_path(td_routes[i].pattern, NULL, path, sizeof path - 8);
+        size_t n = strlen(path);
+        memcpy(path + n, "/extra", 7);
+        for (size_t m = 0; m < N_METHODS; m++) {
+            td_req r;
+            memset(&r, 0, sizeof r);
+            bool mismatch;
+            const td_route *got = td_route_match(&r, METHODS[m], path, &mismatch);
+            if (got) assert_string_not_equal(got->pattern, td_routes[i].pattern);
+        }
+    }
+    expect_no_route("/healthz/extra");
+    expect_no_route("/tokens/ta:1/cancel/extra");
+    expect_no_route("/member/m:1/keys/k1/extra");
+    expect_no_route("/admin/v1/members/m:1/api-keys/extra");
+}
+
+/* Each {param} left empty: an empty segment never fills a parameter. */
+static void test_empty_segment_not_matched(void **state)
+{
+    (void)state;
+    for (int i = 0; i < td_route_count; i++) {
+        if (!strchr(td_routes[i].pattern, '{')) continue;
+        static const char *const empty[] = {"", "", "", ""};
+        char path[512];
+        build_path(td_routes[i].pattern, empty, path, sizeof path);
+        expect_no_route(path);
+        /* and only the first one empty */
+        static const char *const first_empty[] = {"", "v1", "v2", "v3"};
+        build_path(td_routes[i].pattern, first_empty, path, sizeof path);
+        expect_no_route(path);
+    }
+    expect_no_route("//healthz");
+    expect_no_route("/admin//v1/members");
+    expect_no_route("/member/m:1//keys");
+}
+
+static void test_other_misses(void **state)
+{
+    (void)state;
+    static const char *const paths[] = {
+        "", "/", "healthz", "/healthzz", "/health", "/HEALTHZ", "/tokens/ta:1/CANCEL", "/token-requests/rq/results",
+        "/member/m:1/key", "/admin/v1", "/admin/v2/members", "/consent", "/v2", "/v2/payments/x/y",
+        "/{tokenId}", "/tokens?x=1/cancel/a",
+    };
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) expect_no_route(paths[i]);
+}
+
+/* Parameters share a fixed buffer: a path whose parameters do not fit is not
+ * matched (rather than truncated or overflowed). */
+static void test_param_buffer_bound(void **state)
+{
+    (void)state;
+    td_req r;
+    char big[1100], path[2400];
+    memset(big, 'a', 1022);
+    big[1022] = 0; /* 1022 + NUL = 1023 <= 1024: fits */
+    snprintf(path, sizeof path, "/tokens/%s", big);
+    memset(&r, 0, sizeof r);
+    bool mismatch;
+    const td_route *rt = td_route_match(&r, TD_GET, path, &mismatch);
+    assert_non_null(rt);
+    assert_int_equal(strlen(r.params[0]), 1022);
+    memset(big, 'a', 1024);
+    big[1024] = 0; /* 1025 bytes needed */
+    snprintf(path, sizeof path, "/tokens/%s", big);
+    memset(&r, 0, sizeof r);
+    assert_null(td_route_match(&r, TD_GET, path, &mismatch));
+    /* two parameters that only fit separately */
+    char a[600];
+    memset(a, 'k', sizeof a - 1);
+    a[sizeof a - 1] = 0;
+    snprintf(path, sizeof path, "/member/%s/keys/%s", a, a);
+    memset(&r, 0, sizeof r);
+    assert_null(td_route_match(&r, TD_GET, path, &mismatch));
+}
+
+/* ---- tokenio_check_request ---- */
+
+static const char ACCESS_BODY[] =
+    "{\"requestOptions\":{\"from\":{\"id\":\"m:user:1\"}},"
+    "\"requestPayload\":{\"refId\":\"ref-123\",\"to\":{\"id\":\"m:tpp:1\"},"
+    "\"redirectUrl\":\"https://tpp.example/cb?x=1\","
+    "\"accessBody\":{\"resourceTypeList\":{\"resources\":[\"ACCOUNTS\",\"BALANCES\"]}}}}";
+
+static const char ACCESS_FULL[] =
+    "{\"requestOptions\":{\"from\":{\"id\":\"m:user:1\",\"alias\":{\"type\":\"EMAIL\",\"value\":\"u@x.io\","
+    "\"realmId\":\"m:bank:1\"}},\"to\":{\"id\":\"m:tpp:1\"},\"bankId\":\"ob-bank\",\"psuId\":\"psu-1\","
+    "\"receiptRequested\":false},"
+    "\"requestPayload\":{\"refId\":\"A-1\",\"to\":{\"id\":\"m:tpp:1\",\"alias\":{\"type\":\"DOMAIN\",\"value\":\"tpp.io\"}},"
+    "\"redirectUrl\":\"http://localhost:3000/cb\",\"description\":\"read my accounts\",\"callbackState\":\"s\","
+    "\"countries\":[\"GB\",\"DE\"],\"actingAs\":{\"displayName\":\"Shop\",\"refId\":\"shop-1\",\"secondaryName\":\"x\"},"
+    "\"userRefId\":\"u1\",\"disableFutureDatedPaymentConversion\":true,\"id\":\"rq:client:1\","
+    "\"tokenExpiration\":\"1900000000000\","
+    "\"accessBody\":{\"transactionHistoryDays\":90,\"resourceTypeList\":{\"resources\":[\"ACCOUNTS\",\"BALANCES\","
+    "\"TRANSACTIONS\",\"TRANSFER_DESTINATIONS\",\"STANDING_ORDERS\",\"FUNDS_CONFIRMATIONS\"],\"source\":{}}}}}";
+
+static const char TRANSFER_BODY[] =
+    "{\"requestOptions\":{\"from\":{\"id\":\"m:user:1\"}},"
+    "\"requestPayload\":{\"refId\":\"pay-1\",\"to\":{\"id\":\"m:tpp:1\"},\"redirectUrl\":\"https://tpp.example/cb\","
+    "\"transferBody\":{\"currency\":\"EUR\",\"lifetimeAmount\":\"100.00\",\"amount\":\"25.5\","
+    "\"instructions\":{\"transferDestinations\":[{\"sepa\":{\"iban\":\"DE89\"}}]},\"executionDate\":\"2025-01-01\","
+    "\"confirmFunds\":true,\"remittanceReference\":\"inv 42\",\"returnRefundAccount\":false,"
+    "\"setTransferDestinationsUrl\":\"https://tpp.example/dest\"}}}";
+
+static const char STANDING_ORDER_BODY[] =
+    "{\"requestOptions\":{\"from\":{\"id\":\"m:user:1\"}},"
+    "\"requestPayload\":{\"refId\":\"so-1\",\"to\":{\"id\":\"m:tpp:1\"},\"redirectUrl\":\"https://tpp.example/cb\","
+    "\"standingOrderBody\":{\"amount\":\"10\",\"currency\":\"GBP\",\"instructions\":{},\"frequency\":\"MNTH\","
+    "\"startDate\":\"2025-01-01\",\"endDate\":\"2026-01-01\",\"remittanceReference\":\"rent\","
+    "\"returnRefundAccount\":true}}}";
+
+static json_t *load(const char *text)
+{
+    json_error_t je;
+    json_t *v = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!v) fail_msg("fixture does not parse: %s (line %d col %d)", je.text, je.line, je.column);
+    return v;
+}
+
+/* Follows a dotted path of object keys ("requestPayload.to.alias"). */
+static json_t *at(json_t *root, const char *path)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    json_t *v = root;
+    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k; k = strtok_r(NULL, ".", &save)) {
+        v = json_object_get(v, k);
+        if (!v) fail_msg("fixture has no %s", path);
+    }
+    return v;
+}
+
+static void expect_valid(json_t *body, td_kind want)
+{
+    td_error e = {0};
+    td_kind kind = (td_kind)-1;
+    int rc = tokenio_check_request(body, &kind, &e);
+    if (rc != 0) fail_msg("valid body refused: %s", e.detail);
+    assert_int_equal(e.code, TD_OK);
+    assert_int_equal(kind, want);
+}
+
+/* The body must be refused as INVALID_ARGUMENT with a message naming `field`. */
+static void expect_invalid(json_t *body, const char *field)
+{
+    td_error e = {0};
+    td_kind kind = TD_KIND_ACCESS;
+    assert_int_equal(tokenio_check_request(body, &kind, &e), -1);
+    assert_int_equal(e.code, TD_E_INVALID_ARGUMENT);
+    if (!strstr(e.detail, field)) fail_msg("message '%s' does not name '%s'", e.detail, field);
+}
+
+static void test_check_valid_bodies(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        td_kind kind;
+    } ok[] = {
+        {ACCESS_BODY, TD_KIND_ACCESS},
+        {ACCESS_FULL, TD_KIND_ACCESS},
+        {TRANSFER_BODY, TD_KIND_TRANSFER},
+        {STANDING_ORDER_BODY, TD_KIND_STANDING_ORDER},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        json_t *b = load(ok[i].text);
+        expect_valid(b, ok[i].kind);
+        json_decref(b);
+    }
+    /* Minimal transfer: no amount, no destinations. */
+    json_t *b = load(TRANSFER_BODY);
+    json_t *tb = at(b, "requestPayload.transferBody");
+    json_object_del(tb, "amount");
+    json_object_del(tb, "executionDate");
+    json_object_set_new(tb, "instructions", json_object());
+    expect_valid(b, TD_KIND_TRANSFER);
+    json_decref(b);
+}
+
+/* A mutation applied to a valid fixture, and the field the message must name. */
+typedef struct {
+    const char *fixture;
+    const char *where; /* dotted path of the object to change ("" = root) */
+    const char *key;
+    const char *value_json; /* NULL = delete the key */
+    const char *field;
+} mutation;
+
+static void apply_and_expect(const mutation *m)
+{
+    json_t *b = load(m->fixture);
+    json_t *obj = m->where[0] ? at(b, m->where) : b;
+    if (m->value_json) {
+        json_t *v = json_loads(m->value_json, JSON_DECODE_ANY, NULL);
+        if (!v) fail_msg("bad mutation value %s", m->value_json);
+        json_object_set_new(obj, m->key, v);
+    } else {
+        json_object_del(obj, m->key);
+    }
+    expect_invalid(b, m->field);
+    json_decref(b);
+}
+
+static void run_mutations(const mutation *ms, size_t n)
+{
+    for (size_t i = 0; i < n; i++) apply_and_expect(&ms[i]);
+}
+
+static void test_check_unknown_fields(void **state)
+{
+    (void)state;
+    static const mutation ms[] = {
+        {ACCESS_BODY, "", "extra", "1", "unknown field 'extra'"},
+        {ACCESS_BODY, "requestOptions", "pin", "\"1234\"", "requestOptions: unknown field 'pin'"},
+        {ACCESS_BODY, "requestOptions.from", "name", "\"x\"", "requestOptions.from: unknown field 'name'"},
+        {ACCESS_BODY, "requestPayload", "amount", "\"1\"", "requestPayload: unknown field 'amount'"},
+        {ACCESS_BODY, "requestPayload.to", "x", "null", "requestPayload.to: unknown field 'x'"},
+        {ACCESS_BODY, "requestPayload.accessBody", "accounts", "[]", "requestPayload.accessBody: unknown field 'accounts'"},
+        {ACCESS_BODY, "requestPayload.accessBody.resourceTypeList", "more", "1",
+         "requestPayload.accessBody.resourceTypeList: unknown field 'more'"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "fee", "\"1\"", "requestPayload.transferBody: unknown field 'fee'"},
+        {STANDING_ORDER_BODY, "requestPayload.standingOrderBody", "lifetimeAmount", "\"1\"",
+         "requestPayload.standingOrderBody: unknown field 'lifetimeAmount'"},
+        {ACCESS_FULL, "requestPayload.actingAs", "x", "1", "requestPayload.actingAs: unknown field 'x'"},
+        {ACCESS_FULL, "requestOptions.from.alias", "x", "1", "requestOptions.from.alias: unknown field 'x'"},
+    };
+    run_mutations(ms, sizeof ms / sizeof ms[0]);
+}
+
+static void test_check_wrong_types(void **state)
+{
+    (void)state;
+    static const mutation ms[] = {
+        {ACCESS_BODY, "", "requestOptions", "[]", "body.requestOptions must be an object"},
+        {ACCESS_BODY, "", "requestPayload", "\"x\"", "body.requestPayload must be an object"},
+        {ACCESS_BODY, "", "requestPayload", NULL, "body.requestPayload is required"},
+        {ACCESS_BODY, "requestOptions", "from", NULL, "requestOptions.from is required"},
+        {ACCESS_BODY, "requestOptions", "from", "\"m:user:1\"", "requestOptions.from must be an object"},
+        {ACCESS_BODY, "requestOptions", "receiptRequested", "\"true\"", "requestOptions.receiptRequested must be a boolean"},
+        {ACCESS_BODY, "requestOptions", "bankId", "7", "requestOptions.bankId must be a string"},
+        {ACCESS_BODY, "requestOptions.from", "id", "1", "requestOptions.from.id must be a string"},
+        {ACCESS_BODY, "requestOptions.from", "id", "\"bad id\"", "requestOptions.from.id is not a valid member id"},
+        {ACCESS_BODY, "requestOptions.from", "id", "\"m\"", "requestOptions.from.id is not a valid member id"},
+        {ACCESS_BODY, "requestPayload", "refId", "12", "requestPayload.refId must be a string"},
+        {ACCESS_BODY, "requestPayload", "refId", NULL, "requestPayload.refId is required"},
+        {ACCESS_BODY, "requestPayload", "to", NULL, "requestPayload.to is required"},
+        {ACCESS_BODY, "requestPayload.to", "alias", "\"EMAIL\"", "requestPayload.to.alias must be an object"},
+        {ACCESS_BODY, "requestPayload", "redirectUrl", "true", "requestPayload.redirectUrl must be a string"},
+        {ACCESS_BODY, "requestPayload", "redirectUrl", NULL, "requestPayload.redirectUrl is required"},
+        {ACCESS_BODY, "requestPayload", "description", "{}", "requestPayload.description must be a string"},
+        {ACCESS_BODY, "requestPayload", "actingAs", "\"shop\"", "requestPayload.actingAs must be an object"},
+        {ACCESS_BODY, "requestPayload", "disableFutureDatedPaymentConversion", "0",
+         "requestPayload.disableFutureDatedPaymentConversion must be a boolean"},
+        {ACCESS_BODY, "requestPayload", "countries", "\"GB\"", "requestPayload.countries"},
+        {ACCESS_BODY, "requestPayload", "countries", "[\"GBR\"]", "requestPayload.countries[0]"},
+        {ACCESS_BODY, "requestPayload", "countries", "[\"GB\",1]", "requestPayload.countries[1]"},
+        {ACCESS_BODY, "requestPayload", "accessBody", "[]", "requestPayload.accessBody must be an object"},
+        {ACCESS_BODY, "requestPayload.accessBody", "transactionHistoryDays", "\"90\"",
+         "requestPayload.accessBody.transactionHistoryDays must be an integer"},
+        {ACCESS_BODY, "requestPayload.accessBody", "transactionHistoryDays", "3651",
+         "requestPayload.accessBody.transactionHistoryDays"},
+        {ACCESS_BODY, "requestPayload.accessBody", "transactionHistoryDays", "-1",
+         "requestPayload.accessBody.transactionHistoryDays"},
+        {ACCESS_BODY, "requestPayload.accessBody", "resourceTypeList", NULL,
+         "requestPayload.accessBody.resourceTypeList is required"},
+        {ACCESS_BODY, "requestPayload.accessBody.resourceTypeList", "resources", "[]",
+         "requestPayload.accessBody.resourceTypeList.resources"},
+        {ACCESS_BODY, "requestPayload.accessBody.resourceTypeList", "resources", "\"ACCOUNTS\"",
+         "requestPayload.accessBody.resourceTypeList.resources"},
+        {ACCESS_BODY, "requestPayload.accessBody.resourceTypeList", "resources", "[\"ACCOUNTS\",\"PASSWORDS\"]",
+         "requestPayload.accessBody.resourceTypeList.resources[1]"},
+        {ACCESS_BODY, "requestPayload.accessBody.resourceTypeList", "resources", "[1]",
+         "requestPayload.accessBody.resourceTypeList.resources[0]"},
+        {ACCESS_BODY, "requestPayload.accessBody.resourceTypeList", "source", "[]",
+         "requestPayload.accessBody.resourceTypeList.source must be an object"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "confirmFunds", "\"yes\"",
+         "requestPayload.transferBody.confirmFunds must be a boolean"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "instructions", NULL,
+         "requestPayload.transferBody.instructions is required"},
+        {TRANSFER_BODY, "requestPayload.transferBody.instructions", "transferDestinations", "{}",
+         "requestPayload.transferBody.instructions.transferDestinations must be an array"},
+        {STANDING_ORDER_BODY, "requestPayload.standingOrderBody", "frequency", "12",
+         "requestPayload.standingOrderBody.frequency must be a string"},
+        {STANDING_ORDER_BODY, "requestPayload.standingOrderBody", "returnRefundAccount", "1",
+         "requestPayload.standingOrderBody.returnRefundAccount must be a boolean"},
+    };
+    run_mutations(ms, sizeof ms / sizeof ms[0]);
+}
+
+static void test_check_ref_id(void **state)
+{
+    (void)state;
+    static const mutation ms[] = {
+        {ACCESS_BODY, "requestPayload", "refId", "\"1234567890123456789\"", "requestPayload.refId is longer than 18"},
+        {ACCESS_BODY, "requestPayload", "refId", "\"\"", "requestPayload.refId must not be empty"},
+        {ACCESS_BODY, "requestPayload", "refId", "\"ref_1\"", "requestPayload.refId"},
+        {ACCESS_BODY, "requestPayload", "refId", "\"ref 1\"", "requestPayload.refId"},
+        {ACCESS_BODY, "requestPayload", "refId", "\"ref:1\"", "requestPayload.refId"},
+        {ACCESS_BODY, "requestPayload", "refId", "\"r\\u00e9f\"", "requestPayload.refId"},
+    };
+    run_mutations(ms, sizeof ms / sizeof ms[0]);
+    /* 18 characters is the limit, inclusive. */
+    json_t *b = load(ACCESS_BODY);
+    json_object_set_new(at(b, "requestPayload"), "refId", json_string("123456789012345678"));
+    expect_valid(b, TD_KIND_ACCESS);
+    json_decref(b);
+}
+
+static void test_check_bodies_count(void **state)
+{
+    (void)state;
+    static const mutation ms[] = {
+        /* two bodies */
+        {ACCESS_BODY, "requestPayload", "transferBody",
+         "{\"currency\":\"EUR\",\"lifetimeAmount\":\"1\",\"instructions\":{}}", "requestPayload must have exactly one"},
+        {TRANSFER_BODY, "requestPayload", "standingOrderBody", "{}", "requestPayload must have exactly one"},
+        /* none */
+        {ACCESS_BODY, "requestPayload", "accessBody", NULL, "requestPayload must have exactly one"},
+        {TRANSFER_BODY, "requestPayload", "transferBody", NULL, "requestPayload must have exactly one"},
+        /* a null body is present, and not an object */
+        {ACCESS_BODY, "requestPayload", "accessBody", "null", "requestPayload.accessBody must be an object"},
+    };
+    run_mutations(ms, sizeof ms / sizeof ms[0]);
+    /* All three. */
+    json_t *b = load(ACCESS_BODY);
+    json_object_set_new(at(b, "requestPayload"), "transferBody", json_object());
+    json_object_set_new(at(b, "requestPayload"), "standingOrderBody", json_object());
+    expect_invalid(b, "requestPayload must have exactly one");
+    json_decref(b);
+}
+
+static void test_check_alias(void **state)
+{
+    (void)state;
+    static const mutation ms[] = {
+        {ACCESS_BODY, "requestPayload.to", "alias", "{\"type\":\"TWITTER\",\"value\":\"x\"}",
+         "requestPayload.to.alias.type is not a known alias type"},
+        {ACCESS_BODY, "requestOptions.from", "alias", "{\"type\":\"email\"}",
+         "requestOptions.from.alias.type is not a known alias type"},
+        {ACCESS_BODY, "requestOptions.from", "alias", "{\"type\":5}", "requestOptions.from.alias.type must be a string"},
+        {ACCESS_BODY, "requestOptions.from", "alias", "{\"value\":[]}", "requestOptions.from.alias.value must be a string"},
+    };
+    run_mutations(ms, sizeof ms / sizeof ms[0]);
+    /* Every documented alias type is accepted. */
+    static const char *const types[] = {"INVALID", "UNKNOWN", "EMAIL", "PHONE", "DOMAIN", "BANK", "CUSTOM", "EIDAS"};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        json_t *b = load(ACCESS_BODY);
+        json_object_set_new(at(b, "requestPayload.to"), "alias", json_pack("{s:s,s:s}", "type", types[i], "value", "v"));
+        expect_valid(b, TD_KIND_ACCESS);
+        json_decref(b);
+    }
+}
+
+static void test_check_redirect_url(void **state)
+{
+    (void)state;
+    static const mutation ms[] = {
+        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"ftp://tpp.example/cb\"", "requestPayload.redirectUrl must be an http(s) URL"},
+        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"javascript:alert(1)\"", "requestPayload.redirectUrl"},
+        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"//tpp.example/cb\"", "requestPayload.redirectUrl"},
+        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"\"", "requestPayload.redirectUrl"},
+        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"https://tpp.example/a b\"", "requestPayload.redirectUrl contains"},
+        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"https://tpp.example/\\\"x\"", "requestPayload.redirectUrl contains"},
+        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"https://tpp.example/<x>\"", "requestPayload.redirectUrl contains"},
+        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"https://tpp.example/\\n\"", "requestPayload.redirectUrl contains"},
+    };
+    run_mutations(ms, sizeof ms / sizeof ms[0]);
+}
+
+static void test_check_currency_and_amount(void **state)
+{
+    (void)state;
+    static const mutation ms[] = {
+        {TRANSFER_BODY, "requestPayload.transferBody", "currency", "\"EU\"", "requestPayload.transferBody.currency"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "currency", "\"EURO\"", "requestPayload.transferBody.currency"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "currency", "\"E$R\"", "requestPayload.transferBody.currency"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "currency", "\"\"", "requestPayload.transferBody.currency"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "currency", "978", "requestPayload.transferBody.currency"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "currency", NULL, "requestPayload.transferBody.currency is required"},
+        {STANDING_ORDER_BODY, "requestPayload.standingOrderBody", "currency", "\"G P\"",
+         "requestPayload.standingOrderBody.currency"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"abc\"",
+         "requestPayload.transferBody.lifetimeAmount must be a decimal amount"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"1.2.3\"",
+         "requestPayload.transferBody.lifetimeAmount"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"-5\"", "requestPayload.transferBody.lifetimeAmount"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\".\"", "requestPayload.transferBody.lifetimeAmount"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"1e5\"", "requestPayload.transferBody.lifetimeAmount"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"\"", "requestPayload.transferBody.lifetimeAmount"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "100", "requestPayload.transferBody.lifetimeAmount must be a string"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", NULL, "requestPayload.transferBody.lifetimeAmount is required"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"123456789012345678901234567890123\"",
+         "requestPayload.transferBody.lifetimeAmount is longer than 32"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "amount", "\"\"", "requestPayload.transferBody.amount"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "amount", "\"1,00\"", "requestPayload.transferBody.amount"},
+        {STANDING_ORDER_BODY, "requestPayload.standingOrderBody", "amount", "\"ten\"",
+         "requestPayload.standingOrderBody.amount must be a decimal amount"},
+        {STANDING_ORDER_BODY, "requestPayload.standingOrderBody", "amount", NULL,
+         "requestPayload.standingOrderBody.amount is required"},
+    };
+    run_mutations(ms, sizeof ms / sizeof ms[0]);
+    /* Accepted amount shapes. */
+    static const char *const amounts[] = {"0", "1", "1.", ".5", "100.00", "12345678901234567890123456789012"};
+    for (size_t i = 0; i < sizeof amounts / sizeof amounts[0]; i++) {
+        json_t *b = load(TRANSFER_BODY);
+        json_object_set_new(at(b, "requestPayload.transferBody"), "lifetimeAmount", json_string(amounts[i]));
+        expect_valid(b, TD_KIND_TRANSFER);
+        json_decref(b);
+    }
+}
+
+static void test_check_token_expiration(void **state)
+{
+    (void)state;
+    static const mutation ms[] = {
+        {TRANSFER_BODY, "requestPayload", "tokenExpiration", "\"1900000000\"",
+         "requestPayload.tokenExpiration applies to access requests only"},
+        {STANDING_ORDER_BODY, "requestPayload", "tokenExpiration", "\"1900000000\"",
+         "requestPayload.tokenExpiration applies to access requests only"},
+        {ACCESS_BODY, "requestPayload", "tokenExpiration", "\"soon\"", "requestPayload.tokenExpiration"},
+        {ACCESS_BODY, "requestPayload", "tokenExpiration", "\"0\"", "requestPayload.tokenExpiration"},
+        {ACCESS_BODY, "requestPayload", "tokenExpiration", "\"-1\"", "requestPayload.tokenExpiration"},
+        {ACCESS_BODY, "requestPayload", "tokenExpiration", "1900000000", "requestPayload.tokenExpiration must be a string"},
+        {ACCESS_BODY, "requestPayload", "tokenExpiration", "\"12345678901234567\"",
+         "requestPayload.tokenExpiration is longer than 16"},
+    };
+    run_mutations(ms, sizeof ms / sizeof ms[0]);
+    json_t *b = load(ACCESS_BODY);
+    json_object_set_new(at(b, "requestPayload"), "tokenExpiration", json_string("1900000000"));
+    expect_valid(b, TD_KIND_ACCESS);
+    json_decref(b);
+}
+
+/* The same body the server would parse: duplicates are refused by the parser,
+ * before validation ever sees them. */
+static void test_check_duplicates_rejected_by_parser(void **state)
+{
+    (void)state;
+    const char dup[] = "{\"requestOptions\":{},\"requestOptions\":{}}";
+    assert_null(json_loadb(dup, sizeof dup - 1, JSON_REJECT_DUPLICATES, NULL));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_route_table_sane),
+        cmocka_unit_test(test_match_every_route),
+        cmocka_unit_test(test_match_examples),
+        cmocka_unit_test(test_method_mismatch_examples),
+        cmocka_unit_test(test_trailing_slash_not_matched),
+        cmocka_unit_test(test_extra_segment_not_matched),
+        cmocka_unit_test(test_empty_segment_not_matched),
+        cmocka_unit_test(test_other_misses),
+        cmocka_unit_test(test_param_buffer_bound),
+        cmocka_unit_test(test_check_valid_bodies),
+        cmocka_unit_test(test_check_unknown_fields),
+        cmocka_unit_test(test_check_wrong_types),
+        cmocka_unit_test(test_check_ref_id),
+        cmocka_unit_test(test_check_bodies_count),
+        cmocka_unit_test(test_check_alias),
+        cmocka_unit_test(test_check_redirect_url),
+        cmocka_unit_test(test_check_currency_and_amount),
+        cmocka_unit_test(test_check_token_expiration),
+        cmocka_unit_test(test_check_duplicates_rejected_by_parser),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

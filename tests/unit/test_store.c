@@ -1,0 +1,1200 @@
+/* test_store.c — unit tests for the SQLite store: migrations, every verb
+ * (writes through run_sync, reads through the per-thread reader), group
+ * commit with per-job savepoints, fault injection, job timeouts, durability.
+ * Each test opens its own database file under $TD_TEST_TMP. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crypto/crypto.h"
+#include "store/store.h"
+#include "util/util.h"
+
+extern const int td_migration_count;
+
+static char tmp_root[900];
+static const td_store_ops *OPS;
+
+typedef struct {
+    td_store *s;
+    char path[1024];
+} fixture;
+
+static void unique_path(char *out, size_t cap, const char *tag)
+{
+    static atomic_int counter;
+    snprintf(out, cap, "%s/store-%ld-%s-%d.db", tmp_root, (long)getpid(), tag, atomic_fetch_add(&counter, 1));
+}
+
+static td_store *open_store(const char *path)
+{
+    char url[1100], err[256] = "";
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    td_store *s = td_store_open(url, err, sizeof err);
+    if (!s) fail_msg("td_store_open(%s): %s", url, err);
+    OPS = s->ops;
+    return s;
+}
+
+static void remove_db(const char *path)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[1100];
+        int n = snprintf(p, sizeof p, "%s%s", path, suffixes[i]);
+        if (n > 0 && (size_t)n < sizeof p) unlink(p);
+    }
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    unique_path(f->path, sizeof f->path, "t");
+    f->s = open_store(f->path);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    if (f->s) f->s->close(f->s);
+    remove_db(f->path);
+    free(f);
+    return 0;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- write helpers: one run() per verb, called through run_sync ---- */
+
+static td_st run_member(td_conn *c, void *a) { return OPS->member_insert(c, a); }
+static td_st run_key(td_conn *c, void *a) { return OPS->key_insert(c, a); }
+static td_st run_cred(td_conn *c, void *a) { return OPS->cred_insert(c, a); }
+static td_st run_issuer(td_conn *c, void *a) { return OPS->issuer_insert(c, a); }
+static td_st run_request(td_conn *c, void *a) { return OPS->request_insert(c, a); }
+static td_st run_request_update(td_conn *c, void *a) { return OPS->request_update(c, a); }
+static td_st run_token(td_conn *c, void *a) { return OPS->token_insert(c, a); }
+static td_st run_event(td_conn *c, void *a) { return OPS->event_append(c, a); }
+
+typedef struct {
+    const td_token_rec *t;
+    int64_t expect_seq;
+} token_update_arg;
+static td_st run_token_update(td_conn *c, void *a)
+{
+    token_update_arg *u = a;
+    return OPS->token_update(c, u->t, u->expect_seq);
+}
+
+typedef struct {
+    const char *member_id, *key_id;
+} key_ref;
+static td_st run_key_delete(td_conn *c, void *a)
+{
+    key_ref *k = a;
+    return OPS->key_delete(c, k->member_id, k->key_id);
+}
+
+typedef struct {
+    const char *scope, *key;
+    td_idem_rec rec;
+} idem_arg;
+static td_st run_idem_put(td_conn *c, void *a)
+{
+    idem_arg *i = a;
+    return OPS->idem_put(c, i->scope, i->key, &i->rec);
+}
+
+static td_st put_member(td_store *s, const char *id, int64_t created)
+{
+    td_member_rec m = {.created_ms = created};
+    td_strlcpy(m.id, id, sizeof m.id);
+    td_strlcpy(m.display_name, "Member", sizeof m.display_name);
+    return s->run_sync(s, run_member, &m);
+}
+
+static td_conn *rd(td_store *s)
+{
+    td_conn *c = s->reader(s);
+    assert_non_null(c);
+    return c;
+}
+
+/* ---- open, migrations ---- */
+
+static int count_rows(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static int64_t migration_applied_ms(const char *path)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sum(applied_ms) FROM schema_migrations", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void test_open_applies_migrations(void **state)
+{
+    fixture *f = *state;
+    assert_true(td_migration_count >= 1);
+    char q[200];
+    snprintf(q, sizeof q, "SELECT count(*) FROM schema_migrations WHERE version BETWEEN 1 AND %d", td_migration_count);
+    assert_int_equal(count_rows(f->path, q), td_migration_count);
+    static const char *const tables[] = {"members", "member_keys", "credentials", "issuers", "token_requests",
+                                         "tokens", "token_events", "idempotency", "schema_migrations"};
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        snprintf(q, sizeof q, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '%s'", tables[i]);
+        if (count_rows(f->path, q) != 1) fail_msg("table %s missing", tables[i]);
+    }
+    /* WAL: readers do not block the writer. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_int_equal(OPS->ping(rd(f->s)), TD_ST_OK);
+}
+
+/* Re-opening applies nothing twice and keeps the data. */
+static void test_reopen_idempotent(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(put_member(f->s, "m:keep", 1), TD_ST_OK);
+    int64_t applied = migration_applied_ms(f->path);
+    for (int i = 0; i < 3; i++) {
+        f->s->close(f->s);
+        f->s = open_store(f->path);
+        assert_int_equal(count_rows(f->path, "SELECT count(*) FROM schema_migrations"), td_migration_count);
+        assert_true(migration_applied_ms(f->path) == applied);
+    }
+    td_member_rec m;
+    assert_int_equal(OPS->member_get(rd(f->s), "m:keep", &m), TD_ST_OK);
+}
+
+static void test_open_errors(void **state)
+{
+    (void)state;
+    char err[256];
+    err[0] = 0;
+    assert_null(td_store_open("postgres://localhost/tokend", err, sizeof err));
+    assert_non_null(strstr(err, "unsupported store URL"));
+    err[0] = 0;
+    assert_null(td_store_open("sqlite:", err, sizeof err));
+    assert_non_null(strstr(err, "unsupported store URL"));
+    /* A parent that is a regular file: the database cannot be created. */
+    char file[1024], url[1200];
+    unique_path(file, sizeof file, "notadir");
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    snprintf(url, sizeof url, "sqlite:%s/inner.db", file);
+    err[0] = 0;
+    assert_null(td_store_open(url, err, sizeof err));
+    assert_true(strlen(err) > 0);
+    unlink(file);
+}
+
+/* The parent directories of the database file are created (mkdir -p). */
+static void test_open_creates_directories(void **state)
+{
+    (void)state;
+    char dir[1024], path[1100];
+    unique_path(dir, sizeof dir, "dir");
+    snprintf(path, sizeof path, "%s/a/b/tokend.db", dir);
+    td_store *s = open_store(path);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    s->close(s);
+    remove_db(path);
+    char sub[1100];
+    snprintf(sub, sizeof sub, "%s/a/b", dir);
+    rmdir(sub);
+    snprintf(sub, sizeof sub, "%s/a", dir);
+    rmdir(sub);
+    rmdir(dir);
+}
+
+/* ---- members ---- */
+
+static void test_members(void **state)
+{
+    fixture *f = *state;
+    td_member_rec m = {.created_ms = 1234};
+    td_strlcpy(m.id, "m:alice:1", sizeof m.id);
+    td_strlcpy(m.display_name, "Alice \xc3\xa9", sizeof m.display_name);
+    assert_int_equal(f->s->run_sync(f->s, run_member, &m), TD_ST_OK);
+    td_member_rec got;
+    memset(&got, 0xaa, sizeof got);
+    assert_int_equal(OPS->member_get(rd(f->s), "m:alice:1", &got), TD_ST_OK);
+    assert_string_equal(got.id, "m:alice:1");
+    assert_string_equal(got.display_name, "Alice \xc3\xa9");
+    assert_true(got.created_ms == 1234);
+    assert_int_equal(OPS->member_get(rd(f->s), "m:bob:1", &got), TD_ST_NOT_FOUND);
+    assert_int_equal(f->s->run_sync(f->s, run_member, &m), TD_ST_CONFLICT);
+}
+
+/* ---- keys ---- */
+
+static td_key_rec make_key(const char *member, const char *key_id, td_level level, int64_t created, bool generated)
+{
+    td_key_rec k = {.level = level, .created_ms = created};
+    td_strlcpy(k.member_id, member, sizeof k.member_id);
+    td_strlcpy(k.key_id, key_id, sizeof k.key_id);
+    td_strlcpy(k.algorithm, "ED25519", sizeof k.algorithm);
+    for (size_t i = 0; i < sizeof k.public_key; i++) k.public_key[i] = (uint8_t)(i + (size_t)created);
+    if (generated) {
+        k.sealed_len = 88; /* nonce + 64-byte secret + tag */
+        for (size_t i = 0; i < k.sealed_len; i++) k.sealed_secret[i] = (uint8_t)(0x80 ^ i);
+    }
+    return k;
+}
+
+typedef struct {
+    char ids[16][24];
+    int n;
+} key_ids;
+static void collect_key(const td_key_rec *k, void *arg)
+{
+    key_ids *l = arg;
+    if (l->n < 16) td_strlcpy(l->ids[l->n++], k->key_id, sizeof l->ids[0]);
+}
+
+static void test_keys(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    assert_int_equal(put_member(s, "m:k", 1), TD_ST_OK);
+    td_key_rec keys[] = {
+        make_key("m:k", "low-old", TD_LEVEL_LOW, 100, true),
+        make_key("m:k", "std", TD_LEVEL_STANDARD, 150, true),
+        make_key("m:k", "low-new", TD_LEVEL_LOW, 200, true),
+        make_key("m:k", "low-sub", TD_LEVEL_LOW, 300, false), /* newest LOW, but submitted */
+        make_key("m:k", "priv-sub", TD_LEVEL_PRIVILEGED, 400, false),
+    };
+    keys[2].expires_ms = 999999;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) assert_int_equal(s->run_sync(s, run_key, &keys[i]), TD_ST_OK);
+    /* same (member, keyId) twice */
+    assert_int_equal(s->run_sync(s, run_key, &keys[0]), TD_ST_CONFLICT);
+    /* a key for a member that does not exist is refused (foreign key) */
+    td_key_rec ghost = make_key("m:ghost", "g", TD_LEVEL_LOW, 1, true);
+    assert_int_not_equal(s->run_sync(s, run_key, &ghost), TD_ST_OK);
+
+    td_conn *c = rd(s);
+    td_key_rec got;
+    assert_int_equal(OPS->key_get(c, "m:k", "low-new", &got), TD_ST_OK);
+    assert_string_equal(got.member_id, "m:k");
+    assert_string_equal(got.key_id, "low-new");
+    assert_int_equal(got.level, TD_LEVEL_LOW);
+    assert_string_equal(got.algorithm, "ED25519");
+    assert_memory_equal(got.public_key, keys[2].public_key, sizeof got.public_key);
+    assert_int_equal(got.sealed_len, 88);
+    assert_memory_equal(got.sealed_secret, keys[2].sealed_secret, 88);
+    assert_true(got.created_ms == 200 && got.expires_ms == 999999);
+
+    /* a submitted key has no sealed secret */
+    assert_int_equal(OPS->key_get(c, "m:k", "low-sub", &got), TD_ST_OK);
+    assert_int_equal(got.sealed_len, 0);
+    assert_int_equal(OPS->key_get(c, "m:k", "nope", &got), TD_ST_NOT_FOUND);
+    assert_int_equal(OPS->key_get(c, "m:other", "low-new", &got), TD_ST_NOT_FOUND);
+
+    /* key_for_level: the newest generated key of exactly that level */
+    assert_int_equal(OPS->key_for_level(c, "m:k", TD_LEVEL_LOW, &got), TD_ST_OK);
+    assert_string_equal(got.key_id, "low-new");
+    assert_int_equal(got.sealed_len, 88);
+    assert_int_equal(OPS->key_for_level(c, "m:k", TD_LEVEL_STANDARD, &got), TD_ST_OK);
+    assert_string_equal(got.key_id, "std");
+    /* only a submitted PRIVILEGED key: none to sign with */
+    assert_int_equal(OPS->key_for_level(c, "m:k", TD_LEVEL_PRIVILEGED, &got), TD_ST_NOT_FOUND);
+    assert_int_equal(OPS->key_for_level(c, "m:nobody", TD_LEVEL_LOW, &got), TD_ST_NOT_FOUND);
+
+    /* key_list: oldest first, all kinds */
+    key_ids l = {0};
+    assert_int_equal(OPS->key_list(c, "m:k", collect_key, &l), TD_ST_OK);
+    assert_int_equal(l.n, 5);
+    static const char *const order[] = {"low-old", "std", "low-new", "low-sub", "priv-sub"};
+    for (int i = 0; i < 5; i++) assert_string_equal(l.ids[i], order[i]);
+    key_ids none = {0};
+    assert_int_equal(OPS->key_list(c, "m:nobody", collect_key, &none), TD_ST_OK);
+    assert_int_equal(none.n, 0);
+
+    /* delete: once, then NOT_FOUND; key_for_level falls back to the older key */
+    key_ref del = {"m:k", "low-new"};
+    assert_int_equal(s->run_sync(s, run_key_delete, &del), TD_ST_OK);
+    assert_int_equal(s->run_sync(s, run_key_delete, &del), TD_ST_NOT_FOUND);
+    assert_int_equal(OPS->key_get(c, "m:k", "low-new", &got), TD_ST_NOT_FOUND);
+    assert_int_equal(OPS->key_for_level(c, "m:k", TD_LEVEL_LOW, &got), TD_ST_OK);
+    assert_string_equal(got.key_id, "low-old");
+}
+
+/* ---- credentials and issuers ---- */
+
+static void test_credentials(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    td_cred_rec m = {.kind = TD_CRED_MEMBER, .level = TD_LEVEL_STANDARD, .created_ms = 5};
+    td_strlcpy(m.hash, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", sizeof m.hash);
+    td_strlcpy(m.owner_id, "m:alice:1", sizeof m.owner_id);
+    td_cred_rec i = {.kind = TD_CRED_ISSUER, .created_ms = 6};
+    td_strlcpy(i.hash, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", sizeof i.hash);
+    td_strlcpy(i.owner_id, "iss1", sizeof i.owner_id);
+    td_strlcpy(i.role, "network", sizeof i.role);
+    assert_int_equal(s->run_sync(s, run_cred, &m), TD_ST_OK);
+    assert_int_equal(s->run_sync(s, run_cred, &i), TD_ST_OK);
+    assert_int_equal(s->run_sync(s, run_cred, &m), TD_ST_CONFLICT);
+
+    td_cred_rec got;
+    assert_int_equal(OPS->cred_get(rd(s), m.hash, &got), TD_ST_OK);
+    assert_string_equal(got.hash, m.hash);
+    assert_int_equal(got.kind, TD_CRED_MEMBER);
+    assert_string_equal(got.owner_id, "m:alice:1");
+    assert_int_equal(got.level, TD_LEVEL_STANDARD);
+    assert_string_equal(got.role, "");
+    assert_true(got.created_ms == 5);
+    assert_int_equal(OPS->cred_get(rd(s), i.hash, &got), TD_ST_OK);
+    assert_int_equal(got.kind, TD_CRED_ISSUER);
+    assert_string_equal(got.owner_id, "iss1");
+    assert_string_equal(got.role, "network");
+    assert_int_equal(OPS->cred_get(rd(s), "cccc", &got), TD_ST_NOT_FOUND);
+}
+
+static void test_issuers(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    td_issuer_rec i = {.created_ms = 77};
+    td_strlcpy(i.id, "iss-1", sizeof i.id);
+    td_strlcpy(i.display_name, "Issuer One", sizeof i.display_name);
+    assert_int_equal(s->run_sync(s, run_issuer, &i), TD_ST_OK);
+    td_strlcpy(i.display_name, "Another name", sizeof i.display_name);
+    assert_int_equal(s->run_sync(s, run_issuer, &i), TD_ST_CONFLICT);
+    td_issuer_rec got;
+    assert_int_equal(OPS->issuer_get(rd(s), "iss-1", &got), TD_ST_OK);
+    assert_string_equal(got.id, "iss-1");
+    assert_string_equal(got.display_name, "Issuer One"); /* the duplicate changed nothing */
+    assert_true(got.created_ms == 77);
+    assert_int_equal(OPS->issuer_get(rd(s), "iss-2", &got), TD_ST_NOT_FOUND);
+}
+
+/* ---- token requests ---- */
+
+static void test_requests(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    td_request_rec r = {.kind = TD_KIND_TRANSFER, .state = TD_TRS_PENDING, .created_ms = 10, .expires_ms = 20,
+                        .consent_expires_ms = 15};
+    td_strlcpy(r.id, "rq:1", sizeof r.id);
+    td_strlcpy(r.from_id, "m:user", sizeof r.from_id);
+    td_strlcpy(r.to_id, "m:tpp", sizeof r.to_id);
+    td_strlcpy(r.consent_hash, "hash-one", sizeof r.consent_hash);
+    r.request_json = "{\"id\":\"rq:1\"}";
+    assert_int_equal(s->run_sync(s, run_request, &r), TD_ST_OK);
+    assert_int_equal(s->run_sync(s, run_request, &r), TD_ST_CONFLICT);
+
+    td_request_rec other = r;
+    td_strlcpy(other.id, "rq:2", sizeof other.id);
+    td_strlcpy(other.consent_hash, "hash-two", sizeof other.consent_hash);
+    other.request_json = "{\"id\":\"rq:2\"}";
+    assert_int_equal(s->run_sync(s, run_request, &other), TD_ST_OK);
+
+    td_request_rec got;
+    assert_int_equal(OPS->request_get(rd(s), "rq:1", &got), TD_ST_OK);
+    assert_string_equal(got.id, "rq:1");
+    assert_int_equal(got.kind, TD_KIND_TRANSFER);
+    assert_string_equal(got.from_id, "m:user");
+    assert_string_equal(got.to_id, "m:tpp");
+    assert_int_equal(got.state, TD_TRS_PENDING);
+    assert_true(got.created_ms == 10 && got.expires_ms == 20 && got.consent_expires_ms == 15);
+    assert_string_equal(got.request_json, "{\"id\":\"rq:1\"}");
+    assert_null(got.signature_json);
+    assert_string_equal(got.token_id, "");
+    assert_string_equal(got.consent_hash, "hash-one");
+    assert_false(got.consent_used);
+    td_request_rec_free(&got);
+    assert_null(got.request_json);
+
+    /* by consent hash */
+    assert_int_equal(OPS->request_by_consent(rd(s), "hash-two", &got), TD_ST_OK);
+    assert_string_equal(got.id, "rq:2");
+    td_request_rec_free(&got);
+    assert_int_equal(OPS->request_by_consent(rd(s), "hash-three", &got), TD_ST_NOT_FOUND);
+    assert_int_equal(OPS->request_get(rd(s), "rq:3", &got), TD_ST_NOT_FOUND);
+
+    /* update: state, token, signature, consent */
+    td_request_rec u = r;
+    u.state = TD_TRS_PROCESSED;
+    td_strlcpy(u.token_id, "tt:1", sizeof u.token_id);
+    u.signature_json = "{\"keyId\":\"k\"}";
+    td_strlcpy(u.consent_hash, "hash-new", sizeof u.consent_hash);
+    u.consent_expires_ms = 99;
+    u.consent_used = true;
+    assert_int_equal(s->run_sync(s, run_request_update, &u), TD_ST_OK);
+    assert_int_equal(OPS->request_get(rd(s), "rq:1", &got), TD_ST_OK);
+    assert_int_equal(got.state, TD_TRS_PROCESSED);
+    assert_string_equal(got.token_id, "tt:1");
+    assert_string_equal(got.signature_json, "{\"keyId\":\"k\"}");
+    assert_string_equal(got.consent_hash, "hash-new");
+    assert_true(got.consent_expires_ms == 99);
+    assert_true(got.consent_used);
+    assert_string_equal(got.request_json, "{\"id\":\"rq:1\"}"); /* not an updated column */
+    td_request_rec_free(&got);
+    /* the old consent hash no longer finds it, the new one does */
+    assert_int_equal(OPS->request_by_consent(rd(s), "hash-one", &got), TD_ST_NOT_FOUND);
+    assert_int_equal(OPS->request_by_consent(rd(s), "hash-new", &got), TD_ST_OK);
+    assert_string_equal(got.id, "rq:1");
+    td_request_rec_free(&got);
+
+    td_strlcpy(u.id, "rq:missing", sizeof u.id);
+    assert_int_equal(s->run_sync(s, run_request_update, &u), TD_ST_NOT_FOUND);
+}
+
+/* ---- tokens ---- */
+
+typedef struct {
+    char id[TD_ID_MAX];
+    char json[TD_ID_MAX + 16];
+    td_token_rec rec;
+} token_fixture;
+
+static void make_token(token_fixture *tf, const char *id, td_kind kind, const char *from, const char *to,
+                       const char *issuer, int64_t created, const char *src, const char *dst, const char *acting)
+{
+    memset(tf, 0, sizeof *tf);
+    td_strlcpy(tf->id, id, sizeof tf->id);
+    snprintf(tf->json, sizeof tf->json, "{\"id\":\"%s\"}", id);
+    td_token_rec *t = &tf->rec;
+    td_strlcpy(t->id, id, sizeof t->id);
+    t->kind = kind;
+    t->state = TD_TS_ACTIVE;
+    td_strlcpy(t->from_id, from, sizeof t->from_id);
+    td_strlcpy(t->to_id, to, sizeof t->to_id);
+    td_strlcpy(t->issuer_id, issuer ? issuer : "", sizeof t->issuer_id);
+    td_strlcpy(t->acting_as_ref_id, acting ? acting : "", sizeof t->acting_as_ref_id);
+    t->created_ms = created;
+    t->seq = 1;
+    t->json = tf->json;
+    t->payload_canonical = "{}";
+    t->accounts_src = (char *)src;
+    t->accounts_dst = (char *)dst;
+}
+
+static void test_tokens_insert_get_update(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    token_fixture tf;
+    make_token(&tf, "ta:1", TD_KIND_ACCESS, "m:from", "m:to", "iss", 1000, "a:1 a:2", "", "shop-1");
+    td_strlcpy(tf.rec.ref_id, "ref-1", sizeof tf.rec.ref_id);
+    td_strlcpy(tf.rec.token_request_id, "rq:1", sizeof tf.rec.token_request_id);
+    tf.rec.expires_ms = 5000;
+    tf.rec.payload_canonical = "{\"refId\":\"ref-1\"}";
+    assert_int_equal(s->run_sync(s, run_token, &tf.rec), TD_ST_OK);
+    assert_int_equal(s->run_sync(s, run_token, &tf.rec), TD_ST_CONFLICT);
+
+    td_token_rec got;
+    assert_int_equal(OPS->token_get(rd(s), "ta:1", &got), TD_ST_OK);
+    assert_string_equal(got.id, "ta:1");
+    assert_int_equal(got.kind, TD_KIND_ACCESS);
+    assert_int_equal(got.state, TD_TS_ACTIVE);
+    assert_string_equal(got.from_id, "m:from");
+    assert_string_equal(got.to_id, "m:to");
+    assert_string_equal(got.issuer_id, "iss");
+    assert_string_equal(got.ref_id, "ref-1");
+    assert_string_equal(got.acting_as_ref_id, "shop-1");
+    assert_string_equal(got.token_request_id, "rq:1");
+    assert_string_equal(got.replaced_by, "");
+    assert_string_equal(got.canceled_by, "");
+    assert_true(got.created_ms == 1000 && got.expires_ms == 5000 && got.seq == 1);
+    assert_string_equal(got.json, "{\"id\":\"ta:1\"}");
+    assert_string_equal(got.payload_canonical, "{\"refId\":\"ref-1\"}");
+    assert_string_equal(got.accounts_src, "a:1 a:2");
+    assert_string_equal(got.accounts_dst, "");
+    td_token_rec_free(&got);
+    assert_null(got.json);
+    assert_int_equal(OPS->token_get(rd(s), "ta:2", &got), TD_ST_NOT_FOUND);
+
+    /* Update with the right expected seq: applied. */
+    td_token_rec u = tf.rec;
+    u.state = TD_TS_CANCELED;
+    td_strlcpy(u.canceled_by, "m:to", sizeof u.canceled_by);
+    u.seq = 2;
+    u.json = "{\"id\":\"ta:1\",\"v\":2}";
+    token_update_arg ua = {&u, 1};
+    assert_int_equal(s->run_sync(s, run_token_update, &ua), TD_ST_OK);
+    assert_int_equal(OPS->token_get(rd(s), "ta:1", &got), TD_ST_OK);
+    assert_int_equal(got.state, TD_TS_CANCELED);
+    assert_string_equal(got.canceled_by, "m:to");
+    assert_true(got.seq == 2);
+    assert_string_equal(got.json, "{\"id\":\"ta:1\",\"v\":2}");
+    td_token_rec_free(&got);
+
+    /* A stale expected seq: CONFLICT, and nothing changes. */
+    td_token_rec stale = tf.rec;
+    stale.state = TD_TS_REPLACED;
+    td_strlcpy(stale.replaced_by, "ta:9", sizeof stale.replaced_by);
+    stale.seq = 2;
+    stale.json = "{\"id\":\"ta:1\",\"v\":\"stale\"}";
+    token_update_arg sa = {&stale, 1};
+    assert_int_equal(s->run_sync(s, run_token_update, &sa), TD_ST_CONFLICT);
+    sa.expect_seq = 3; /* ahead of the store is as wrong as behind it */
+    assert_int_equal(s->run_sync(s, run_token_update, &sa), TD_ST_CONFLICT);
+    assert_int_equal(OPS->token_get(rd(s), "ta:1", &got), TD_ST_OK);
+    assert_int_equal(got.state, TD_TS_CANCELED);
+    assert_string_equal(got.replaced_by, "");
+    assert_string_equal(got.canceled_by, "m:to");
+    assert_true(got.seq == 2);
+    assert_string_equal(got.json, "{\"id\":\"ta:1\",\"v\":2}");
+    td_token_rec_free(&got);
+}
+
+typedef struct {
+    char json[16][TD_ID_MAX + 16];
+    int n;
+} json_list;
+static void collect_json(const td_token_rec *t, void *arg)
+{
+    json_list *l = arg;
+    if (l->n < 16) td_strlcpy(l->json[l->n++], t->json, sizeof l->json[0]);
+}
+
+/* Runs the filter and checks the result is exactly `want` (ids, in order). */
+static void expect_list(td_store *s, const td_token_filter *f, const char *const *want)
+{
+    json_list l = {0};
+    assert_int_equal(OPS->token_list(rd(s), f, collect_json, &l), TD_ST_OK);
+    int n = 0;
+    while (want[n]) n++;
+    char got_ids[512] = "", want_ids[512] = "";
+    for (int i = 0; i < l.n; i++) {
+        size_t len = strlen(got_ids);
+        snprintf(got_ids + len, sizeof got_ids - len, "%s ", l.json[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(want_ids);
+        snprintf(want_ids + len, sizeof want_ids - len, "{\"id\":\"%s\"} ", want[i]);
+    }
+    if (strcmp(got_ids, want_ids)) fail_msg("token_list: got [%s], want [%s]", got_ids, want_ids);
+}
+
+#define LIST(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define NONE ((const char *const[]){NULL})
+
+/* Six tokens around member m:me (see each line), listed newest first. */
+static void seed_list_tokens(td_store *s)
+{
+    static token_fixture tfs[6];
+    make_token(&tfs[0], "t1", TD_KIND_ACCESS, "m:me", "m:a", NULL, 1000, "a:1 a:2", NULL, NULL);
+    make_token(&tfs[1], "t2", TD_KIND_TRANSFER, "m:b", "m:me", NULL, 2000, "x:1", "d:1 d:2", NULL);
+    make_token(&tfs[2], "t3", TD_KIND_STANDING_ORDER, "m:me", "m:c", NULL, 3000, "a:2", "d:2", "shop-1");
+    make_token(&tfs[3], "t4", TD_KIND_TRANSFER, "m:x", "m:y", "m:me", 4000, NULL, NULL, NULL);
+    make_token(&tfs[4], "t5", TD_KIND_ACCESS, "m:x", "m:y", NULL, 5000, "a:1", NULL, NULL); /* not ours */
+    make_token(&tfs[5], "t6", TD_KIND_ACCESS, "m:me", "m:a", NULL, 3000, "b:1", NULL, NULL); /* ties with t3 */
+    for (int i = 0; i < 6; i++) assert_int_equal(s->run_sync(s, run_token, &tfs[i].rec), TD_ST_OK);
+}
+
+static void test_token_list_filters(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    seed_list_tokens(s);
+    td_token_filter base = {.member_id = "m:me", .kind = -1, .role = 0, .limit = 100};
+    td_token_filter q;
+
+    /* roles; equal created_ms is ordered by id */
+    q = base;
+    expect_list(s, &q, LIST("t4", "t3", "t6", "t2", "t1"));
+    q.role = 1;
+    expect_list(s, &q, LIST("t3", "t6", "t1"));
+    q.role = 2;
+    expect_list(s, &q, LIST("t2"));
+    q.role = 3;
+    expect_list(s, &q, LIST("t4"));
+    q = base;
+    q.member_id = "m:nobody";
+    expect_list(s, &q, NONE);
+
+    /* kind */
+    q = base;
+    q.kind = TD_KIND_ACCESS;
+    expect_list(s, &q, LIST("t6", "t1"));
+    q.kind = TD_KIND_TRANSFER;
+    expect_list(s, &q, LIST("t4", "t2"));
+    q.role = 1;
+    expect_list(s, &q, NONE);
+    q.kind = TD_KIND_CARD;
+    q.role = 0;
+    expect_list(s, &q, NONE);
+
+    /* accounts: a whole account id of the space-separated list */
+    q = base;
+    q.source_account = "a:2";
+    expect_list(s, &q, LIST("t3", "t1"));
+    q.source_account = "a:1";
+    expect_list(s, &q, LIST("t1"));
+    q.source_account = "a";
+    expect_list(s, &q, NONE);
+    q.source_account = ":1";
+    expect_list(s, &q, NONE);
+    q = base;
+    q.destination_account = "d:2";
+    expect_list(s, &q, LIST("t3", "t2"));
+    q.destination_account = "d:1";
+    expect_list(s, &q, LIST("t2"));
+    q.source_account = "x:1";
+    expect_list(s, &q, LIST("t2"));
+    q.source_account = "a:2";
+    expect_list(s, &q, NONE);
+
+    /* time range: created_ms in [start, end) */
+    q = base;
+    q.start_ms = 2000;
+    q.end_ms = 3001;
+    expect_list(s, &q, LIST("t3", "t6", "t2"));
+    q.end_ms = 3000;
+    expect_list(s, &q, LIST("t2"));
+    q = base;
+    q.start_ms = 3000;
+    expect_list(s, &q, LIST("t4", "t3", "t6"));
+    q = base;
+    q.end_ms = 3000;
+    expect_list(s, &q, LIST("t2", "t1"));
+
+    /* actingAs refId */
+    q = base;
+    q.acting_as_ref_id = "shop-1";
+    expect_list(s, &q, LIST("t3"));
+    q.acting_as_ref_id = "shop";
+    expect_list(s, &q, NONE);
+
+    /* paging: offset/limit over the newest-first order */
+    q = base;
+    q.limit = 2;
+    expect_list(s, &q, LIST("t4", "t3"));
+    q.offset = 2;
+    expect_list(s, &q, LIST("t6", "t2"));
+    q.offset = 4;
+    expect_list(s, &q, LIST("t1"));
+    q.offset = 5;
+    expect_list(s, &q, NONE);
+    q.offset = 1;
+    q.limit = 1;
+    expect_list(s, &q, LIST("t3"));
+}
+
+/* The account filters compare whole account ids, exactly: characters that
+ * are wildcards in SQL LIKE (% and _) and letter case must not widen them.
+ * (filter.sourceAccountId is free text from the query string.) */
+static void test_token_list_account_filter_exact(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    seed_list_tokens(s);
+    td_token_filter q = {.member_id = "m:me", .kind = -1, .role = 0, .limit = 100};
+    static const char *const wild[] = {"%", "a%", "%:1", "a_1", "_:_", "A:1", "A:2", "X:1"};
+    for (size_t i = 0; i < sizeof wild / sizeof wild[0]; i++) {
+        q.source_account = wild[i];
+        q.destination_account = NULL;
+        expect_list(s, &q, NONE);
+        q.source_account = NULL;
+        q.destination_account = wild[i];
+        expect_list(s, &q, NONE);
+    }
+}
+
+/* ---- events, idempotency ---- */
+
+static void test_events(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    td_event_rec e = {.seq = 1, .time_ms = 10};
+    td_strlcpy(e.token_id, "ta:1", sizeof e.token_id);
+    td_strlcpy(e.type, "CREATED", sizeof e.type);
+    td_strlcpy(e.actor, "m:from", sizeof e.actor);
+    assert_int_equal(s->run_sync(s, run_event, &e), TD_ST_OK);
+    e.seq = 2;
+    td_strlcpy(e.type, "CANCELED", sizeof e.type);
+    td_strlcpy(e.customer_ip, "192.0.2.1", sizeof e.customer_ip);
+    td_strlcpy(e.customer_initiated, "true", sizeof e.customer_initiated);
+    td_strlcpy(e.customer_device_id, "dev-1", sizeof e.customer_device_id);
+    e.detail_json = "{\"why\":\"user\"}";
+    assert_int_equal(s->run_sync(s, run_event, &e), TD_ST_OK);
+    /* (token, seq) is unique: a second event 2 is refused */
+    assert_int_equal(s->run_sync(s, run_event, &e), TD_ST_CONFLICT);
+    int64_t n = -1;
+    assert_int_equal(OPS->event_count(rd(s), "ta:1", &n), TD_ST_OK);
+    assert_true(n == 2);
+    assert_int_equal(OPS->event_count(rd(s), "ta:none", &n), TD_ST_OK);
+    assert_true(n == 0);
+    char q[200];
+    snprintf(q, sizeof q,
+             "SELECT count(*) FROM token_events WHERE token_id = 'ta:1' AND seq = 2 AND customer_ip = '192.0.2.1' "
+             "AND customer_device_id = 'dev-1' AND detail_json = '{\"why\":\"user\"}'");
+    assert_int_equal(count_rows(f->path, q), 1);
+    /* empty optional fields are stored as NULL */
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM token_events WHERE seq = 1 AND customer_ip IS NULL "
+                                         "AND customer_initiated IS NULL AND detail_json IS NULL"),
+                     1);
+}
+
+static void test_idempotency(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    idem_arg a = {.scope = "cred-1", .key = "key-1", .rec = {.status = 201, .body = "{\"ok\":true}"}};
+    td_strlcpy(a.rec.req_hash, "reqhash", sizeof a.rec.req_hash);
+    assert_int_equal(s->run_sync(s, run_idem_put, &a), TD_ST_OK);
+    assert_int_equal(s->run_sync(s, run_idem_put, &a), TD_ST_CONFLICT);
+    /* the same key in another scope is another record */
+    idem_arg b = {.scope = "cred-2", .key = "key-1", .rec = {.status = 400, .body = NULL}};
+    td_strlcpy(b.rec.req_hash, "other", sizeof b.rec.req_hash);
+    assert_int_equal(s->run_sync(s, run_idem_put, &b), TD_ST_OK);
+
+    td_idem_rec got = {0};
+    assert_int_equal(OPS->idem_get(rd(s), "cred-1", "key-1", &got), TD_ST_OK);
+    assert_int_equal(got.status, 201);
+    assert_string_equal(got.body, "{\"ok\":true}");
+    assert_string_equal(got.req_hash, "reqhash");
+    td_idem_rec_free(&got);
+    assert_null(got.body);
+    assert_int_equal(OPS->idem_get(rd(s), "cred-2", "key-1", &got), TD_ST_OK);
+    assert_int_equal(got.status, 400);
+    assert_string_equal(got.body, ""); /* a NULL body is stored empty */
+    assert_string_equal(got.req_hash, "other");
+    td_idem_rec_free(&got);
+    assert_int_equal(OPS->idem_get(rd(s), "cred-1", "key-2", &got), TD_ST_NOT_FOUND);
+    assert_int_equal(OPS->idem_get(rd(s), "cred-3", "key-1", &got), TD_ST_NOT_FOUND);
+}
+
+/* ---- group commit ---- */
+
+/* Completion bookkeeping shared by the asynchronous tests. */
+static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
+static int done_total;
+
+typedef struct {
+    td_job job;
+    char member_id[TD_ID_MAX];
+    bool fail;           /* run() inserts, then returns an error */
+    atomic_int runs;
+    atomic_int done_calls;
+    td_st status;
+} test_job;
+
+static td_st tj_run(td_conn *c, void *arg)
+{
+    test_job *j = arg;
+    atomic_fetch_add(&j->runs, 1);
+    td_member_rec m = {.created_ms = 1};
+    td_strlcpy(m.id, j->member_id, sizeof m.id);
+    td_strlcpy(m.display_name, "job", sizeof m.display_name);
+    td_st st = OPS->member_insert(c, &m);
+    if (st != TD_ST_OK) return st;
+    return j->fail ? TD_ST_CONFLICT : TD_ST_OK;
+}
+
+static void tj_done(void *arg, td_st status)
+{
+    test_job *j = arg;
+    j->status = status;
+    atomic_fetch_add(&j->done_calls, 1);
+    pthread_mutex_lock(&done_mu);
+    done_total++;
+    pthread_cond_broadcast(&done_cv);
+    pthread_mutex_unlock(&done_mu);
+}
+
+static void tj_init(test_job *j, const char *member_id, bool fail)
+{
+    memset(j, 0, sizeof *j);
+    j->job.run = tj_run;
+    j->job.done = tj_done;
+    j->job.arg = j;
+    td_strlcpy(j->member_id, member_id, sizeof j->member_id);
+    j->fail = fail;
+}
+
+static void reset_done(void)
+{
+    pthread_mutex_lock(&done_mu);
+    done_total = 0;
+    pthread_mutex_unlock(&done_mu);
+}
+
+/* Waits until `n` done() calls happened in all; fails after 30 s. */
+static void wait_done(int n)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 30;
+    pthread_mutex_lock(&done_mu);
+    int rc = 0;
+    while (done_total < n && rc == 0) rc = pthread_cond_timedwait(&done_cv, &done_mu, &deadline);
+    int got = done_total;
+    pthread_mutex_unlock(&done_mu);
+    if (got < n) fail_msg("only %d of %d jobs completed", got, n);
+}
+
+typedef struct {
+    td_store *s;
+    test_job *jobs;
+    int n;
+} submitter;
+
+static void *submit_all(void *arg)
+{
+    submitter *sb = arg;
+    for (int i = 0; i < sb->n; i++)
+        if (sb->s->submit(sb->s, &sb->jobs[i].job) != 0) return (void *)1;
+    return NULL;
+}
+
+static void test_group_commit_threads(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    enum { THREADS = 4, PER = 200, N = THREADS * PER };
+    test_job *jobs = calloc(N, sizeof *jobs);
+    assert_non_null(jobs);
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "m:g:%d", i);
+        tj_init(&jobs[i], id, false);
+    }
+    td_store_stats before, after;
+    s->stats(s, &before);
+    reset_done();
+    pthread_t th[THREADS];
+    submitter sb[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        sb[t] = (submitter){s, jobs + t * PER, PER};
+        assert_int_equal(pthread_create(&th[t], NULL, submit_all, &sb[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        void *rv;
+        pthread_join(th[t], &rv);
+        assert_null(rv);
+    }
+    wait_done(N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&jobs[i].done_calls), 1);
+        assert_int_equal(atomic_load(&jobs[i].runs), 1);
+        assert_int_equal(jobs[i].status, TD_ST_OK);
+        td_member_rec m;
+        assert_int_equal(OPS->member_get(rd(s), jobs[i].member_id, &m), TD_ST_OK);
+    }
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM members WHERE id LIKE 'm:g:%'"), N);
+    s->stats(s, &after);
+    uint64_t commits = after.commits - before.commits;
+    assert_true(after.jobs - before.jobs == N);
+    assert_true(commits >= 1 && commits <= N);
+    uint64_t hist = 0;
+    for (int b = 0; b < 8; b++) hist += after.batch_hist[b] - before.batch_hist[b];
+    assert_true(hist == commits);
+    /* done() has run for every job, so none is touched after this */
+    free(jobs);
+}
+
+/* A job that holds the writer until released: what queues meanwhile forms
+ * the next batch, so tests can put chosen jobs in one transaction. */
+typedef struct {
+    td_job job;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool entered, released, finished;
+    td_st status;
+} gate;
+
+static td_st gate_run(td_conn *c, void *arg)
+{
+    (void)c;
+    gate *g = arg;
+    pthread_mutex_lock(&g->mu);
+    g->entered = true;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->released) pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    return TD_ST_OK;
+}
+
+static void gate_done(void *arg, td_st st)
+{
+    gate *g = arg;
+    pthread_mutex_lock(&g->mu);
+    g->status = st;
+    g->finished = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void gate_hold(td_store *s, gate *g)
+{
+    memset(g, 0, sizeof *g);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    g->job = (td_job){.run = gate_run, .done = gate_done, .arg = g};
+    assert_int_equal(s->submit(s, &g->job), 0);
+    pthread_mutex_lock(&g->mu);
+    while (!g->entered) pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void gate_release(gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->released = true;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->finished) pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    assert_int_equal(g->status, TD_ST_OK);
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
+}
+
+/* In one batch: the failing job's own insert is rolled back (its
+ * savepoint), the others commit; each done() gets its own status. */
+static void test_group_commit_savepoint_rollback(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    test_job a, b, c, dup;
+    tj_init(&a, "m:sp:a", false);
+    tj_init(&b, "m:sp:b", true);  /* inserts, then fails */
+    tj_init(&c, "m:sp:c", false);
+    tj_init(&dup, "m:sp:a", false); /* conflicts with a, in the same transaction */
+
+    gate g;
+    gate_hold(s, &g);
+    td_store_stats before, after;
+    s->stats(s, &before);
+    reset_done();
+    assert_int_equal(s->submit(s, &a.job), 0);
+    assert_int_equal(s->submit(s, &b.job), 0);
+    assert_int_equal(s->submit(s, &dup.job), 0);
+    assert_int_equal(s->submit(s, &c.job), 0);
+    gate_release(&g);
+    wait_done(4);
+    s->stats(s, &after);
+    /* the gate's commit, then exactly one more for the four jobs together */
+    assert_true(after.commits - before.commits == 2);
+    assert_true(after.jobs - before.jobs == 5);
+    assert_true(after.batch_hist[0] - before.batch_hist[0] == 1); /* the gate alone */
+    assert_true(after.batch_hist[2] - before.batch_hist[2] == 1); /* a batch of 4-7 */
+
+    assert_int_equal(a.status, TD_ST_OK);
+    assert_int_equal(b.status, TD_ST_CONFLICT);
+    assert_int_equal(dup.status, TD_ST_CONFLICT);
+    assert_int_equal(c.status, TD_ST_OK);
+    assert_int_equal(atomic_load(&b.runs), 1);
+    td_member_rec m;
+    assert_int_equal(OPS->member_get(rd(s), "m:sp:a", &m), TD_ST_OK);
+    assert_int_equal(OPS->member_get(rd(s), "m:sp:b", &m), TD_ST_NOT_FOUND);
+    assert_int_equal(OPS->member_get(rd(s), "m:sp:c", &m), TD_ST_OK);
+}
+
+static void test_stats(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    td_store_stats before, after;
+    s->stats(s, &before);
+    for (int i = 0; i < 3; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "m:stat:%d", i);
+        assert_int_equal(put_member(s, id, 1), TD_ST_OK);
+    }
+    assert_int_equal(put_member(s, "m:stat:0", 1), TD_ST_CONFLICT); /* a failed job still counts */
+    s->stats(s, &after);
+    assert_true(after.commits - before.commits == 4);
+    assert_true(after.jobs - before.jobs == 4);
+    assert_true(after.batch_hist[0] - before.batch_hist[0] == 4); /* each a batch of one */
+}
+
+/* ---- faults and timeouts ---- */
+
+static void noop_token(const td_token_rec *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+}
+
+static void test_fault_unreachable(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    assert_int_equal(put_member(s, "m:before", 1), TD_ST_OK);
+    s->inject_fault(s, 1);
+    td_conn *c = rd(s);
+    td_member_rec m;
+    td_token_rec t;
+    assert_int_equal(OPS->ping(c), TD_ST_ERROR);
+    assert_int_equal(OPS->member_get(c, "m:before", &m), TD_ST_ERROR);
+    assert_int_equal(OPS->token_get(c, "ta:1", &t), TD_ST_ERROR);
+    td_token_filter q = {.member_id = "m:before", .kind = -1, .limit = 10};
+    assert_int_equal(OPS->token_list(c, &q, noop_token, NULL), TD_ST_ERROR);
+    assert_int_equal(put_member(s, "m:during", 1), TD_ST_ERROR);
+    s->inject_fault(s, 0);
+    /* recovered: reads and writes work, and the failed write left nothing */
+    assert_int_equal(OPS->ping(c), TD_ST_OK);
+    assert_int_equal(OPS->member_get(c, "m:before", &m), TD_ST_OK);
+    assert_int_equal(OPS->member_get(c, "m:during", &m), TD_ST_NOT_FOUND);
+    assert_int_equal(put_member(s, "m:during", 1), TD_ST_OK);
+    assert_int_equal(OPS->member_get(c, "m:during", &m), TD_ST_OK);
+}
+
+/* A stalled writer and a short job timeout: the job answers BUSY without
+ * running; after the stall, a new job runs normally. */
+static void test_job_timeout(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    int64_t saved = s->job_timeout_us;
+    s->job_timeout_us = 2000;
+    s->inject_fault(s, 2);
+    reset_done();
+    test_job j;
+    tj_init(&j, "m:late", false);
+    assert_int_equal(s->submit(s, &j.job), 0);
+    sleep_ms(60);
+    assert_int_equal(atomic_load(&j.done_calls), 0); /* stalled: nothing answered yet */
+    s->inject_fault(s, 0);
+    wait_done(1);
+    assert_int_equal(j.status, TD_ST_BUSY);
+    assert_int_equal(atomic_load(&j.runs), 0);
+    assert_int_equal(atomic_load(&j.done_calls), 1);
+    td_member_rec m;
+    assert_int_equal(OPS->member_get(rd(s), "m:late", &m), TD_ST_NOT_FOUND);
+
+    s->job_timeout_us = saved;
+    assert_int_equal(put_member(s, "m:late", 1), TD_ST_OK);
+    assert_int_equal(OPS->member_get(rd(s), "m:late", &m), TD_ST_OK);
+}
+
+/* ---- durability ---- */
+
+static void test_durable_across_reopen(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(put_member(f->s, "m:dur", 42), TD_ST_OK);
+    token_fixture tf;
+    make_token(&tf, "tt:dur", TD_KIND_TRANSFER, "m:dur", "m:x", NULL, 7, "s:1", "d:1", NULL);
+    assert_int_equal(f->s->run_sync(f->s, run_token, &tf.rec), TD_ST_OK);
+    idem_arg ia = {.scope = "sc", .key = "k", .rec = {.status = 200, .body = "{}"}};
+    assert_int_equal(f->s->run_sync(f->s, run_idem_put, &ia), TD_ST_OK);
+    f->s->close(f->s);
+    f->s = NULL;
+
+    /* what a committed write reported is in the file, with no store running */
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM members WHERE id = 'm:dur'"), 1);
+
+    f->s = open_store(f->path);
+    td_member_rec m;
+    assert_int_equal(OPS->member_get(rd(f->s), "m:dur", &m), TD_ST_OK);
+    assert_true(m.created_ms == 42);
+    td_token_rec t;
+    assert_int_equal(OPS->token_get(rd(f->s), "tt:dur", &t), TD_ST_OK);
+    assert_int_equal(t.kind, TD_KIND_TRANSFER);
+    assert_string_equal(t.accounts_dst, "d:1");
+    td_token_rec_free(&t);
+    td_idem_rec ir = {0};
+    assert_int_equal(OPS->idem_get(rd(f->s), "sc", "k", &ir), TD_ST_OK);
+    assert_int_equal(ir.status, 200);
+    td_idem_rec_free(&ir);
+}
+
+/* Close commits what is queued: every job submitted before it is answered,
+ * and applied. */
+static void test_close_drains_queue(void **state)
+{
+    (void)state;
+    char path[1024];
+    unique_path(path, sizeof path, "drain");
+    td_store *s = open_store(path);
+    test_job jobs[20];
+    reset_done();
+    for (int i = 0; i < 20; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "m:q:%d", i);
+        tj_init(&jobs[i], id, false);
+        assert_int_equal(s->submit(s, &jobs[i].job), 0);
+    }
+    s->close(s);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(atomic_load(&jobs[i].done_calls), 1);
+        assert_int_equal(jobs[i].status, TD_ST_OK);
+    }
+    assert_int_equal(count_rows(path, "SELECT count(*) FROM members WHERE id LIKE 'm:q:%'"), 20);
+    remove_db(path);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    if (td_crypto_init() != 0) return 1;
+    const char *t = getenv("TD_TEST_TMP");
+    snprintf(tmp_root, sizeof tmp_root, "%s", t && *t ? t : "/tmp");
+    mkdir(tmp_root, 0700); /* CTest names it; it may not exist yet */
+    const struct CMUnitTest tests[] = {
+        T(test_open_applies_migrations),
+        T(test_reopen_idempotent),
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_open_creates_directories),
+        T(test_members),
+        T(test_keys),
+        T(test_credentials),
+        T(test_issuers),
+        T(test_requests),
+        T(test_tokens_insert_get_update),
+        T(test_token_list_filters),
+        T(test_token_list_account_filter_exact),
+        T(test_events),
+        T(test_idempotency),
+        T(test_group_commit_threads),
+        T(test_group_commit_savepoint_rollback),
+        T(test_stats),
+        T(test_fault_unreachable),
+        T(test_job_timeout),
+        T(test_durable_across_reopen),
+        cmocka_unit_test(test_close_drains_queue),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
