@@ -17,7 +17,7 @@
 #     error log and temp dirs) on another free port, serving those two bodies
 #     as static files: PUT /tokens/{id}/cancel answers 200 with the cancel
 #     body (error_page 405 =200), GET /tokens/{id} the token body.
-#  4. Runs the same wrk command (wrk -t2 -c64 -d5s --latency -s tokens.lua)
+#  4. Runs the same wrk command (wrk -t2 -c64 -d4s --latency -s tokens.lua)
 #     four times: PUT .../cancel against nginx and against tokend (each
 #     request a token never cancelled before), then GET against nginx and
 #     tokend. For each: req/s, p50, p99, tokend/nginx ratio, and server CPU
@@ -42,18 +42,18 @@
 # how much of the machine wrk, other processes and the hypervisor (steal)
 # took. Numbers with "other" above a few % are disturbed: run again.
 #
-# --quick: 30,000 tokens, 2 s runs, 200,000 tokens for the memory step — a
+# --quick: 50,000 tokens, 2 s runs, 200,000 tokens for the memory step — a
 # smoke test of the harness, not numbers to quote.
 #
-# Settings (environment): BENCH_TOKENS (100000), BENCH_DURATION (5s: wrk -d,
+# Settings (environment): BENCH_TOKENS (100000), BENCH_DURATION (4s: wrk -d,
 # the same for every run; see below), BENCH_THREADS (2: wrk threads and
 # tokend --threads), BENCH_CONNECTIONS (64), BENCH_RSS_TOKENS (1000000),
 # BENCH_PROFILE (auto|perf|callgrind|none), BENCH_PROFILE_TOKENS (20000),
 # BENCH_SEED_CONCURRENCY (64), BENCH_SEED_INDEX (1, see step 2),
 # BENCH_QUIET_WAIT (120), BENCH_KEEP (0).
 #
-# Why 5 s and not 20 s: a cancel run may not repeat a token, and tokend
-# cancels about 10,000 tokens/s here, so 100,000 tokens last about 10 s. A
+# Why 4 s and not 20 s: a cancel run may not repeat a token, and tokend
+# cancels 10,000-15,000 tokens/s here, so 100,000 tokens last 7-10 s. A
 # cancel thread that runs out stops (tokens.lua), which would make its req/s
 # too low: run.sh then says so and fails; raise BENCH_TOKENS (seeding costs
 # about 1 s per 5,000) or shorten BENCH_DURATION.
@@ -79,10 +79,10 @@ case "${1:-}" in
 esac
 
 if ((QUICK)); then
-  : "${BENCH_TOKENS:=30000}" "${BENCH_DURATION:=2s}" "${BENCH_RSS_TOKENS:=200000}" "${BENCH_PROFILE_TOKENS:=5000}"
+  : "${BENCH_TOKENS:=50000}" "${BENCH_DURATION:=2s}" "${BENCH_RSS_TOKENS:=200000}" "${BENCH_PROFILE_TOKENS:=5000}"
 fi
 N_TOKENS=${BENCH_TOKENS:-100000}
-DURATION=${BENCH_DURATION:-5s}
+DURATION=${BENCH_DURATION:-4s}
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNECTIONS:-64}
 RSS_TOKENS=${BENCH_RSS_TOKENS:-1000000}
@@ -170,14 +170,15 @@ cpu_ticks() {
 # "busy steal idle" ticks of the whole machine so far (/proc/stat).
 machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $9, $5 + $6}' /proc/stat; }
 
-# CPU ticks used by this shell's finished children (bash `times`, 2nd line).
-# `times` must run in this shell, not in $(...): a subshell starts from zero.
+# CHILD_TICKS = CPU ticks used by this shell's finished children (bash
+# `times`, 2nd line). Call it plainly, never in $(...): a subshell's
+# children start from zero.
 child_ticks() {
   times >"$WORK/times"
-  awk -v hz="$CLK_TCK" 'NR == 2 {
+  CHILD_TICKS=$(awk -v hz="$CLK_TCK" 'NR == 2 {
       n = split($1 " " $2, a, " "); t = 0
       for (i = 1; i <= n; i++) { split(a[i], ms, /[ms]/); t += ms[1] * 60 + ms[2] }
-      printf "%d", t * hz }' "$WORK/times"
+      printf "%d", t * hz }' "$WORK/times")
 }
 
 # Waits (up to BENCH_QUIET_WAIT s, default 120) until other processes use
@@ -362,14 +363,16 @@ bench_run() {
   local t0 t1 line k v m0 m1 c0 c1 e0 e1
   wait_quiet
   m0=($(machine_ticks))
-  c0=$(child_ticks)
+  child_ticks
+  c0=$CHILD_TICKS
   e0=$(date +%s.%N)
   t0=$(cpu_ticks "$@")
   "${WRK_CMD[@]}" "$url" -- "$mode" "$ids" "$TPP_KEY" "$THREADS" "$wrap" >"$RESULTS/wrk-$name.txt" 2>&1 ||
     die "wrk failed for $name: $(tail -3 "$RESULTS/wrk-$name.txt")"
   t1=$(cpu_ticks "$@")
   e1=$(date +%s.%N)
-  c1=$(child_ticks)
+  child_ticks
+  c1=$CHILD_TICKS
   m1=($(machine_ticks))
   # What else ran meanwhile: machine busy time less the server's and wrk's, and steal.
   R[$name.other_pct]=$(awk -v busy=$((m1[0] - m0[0])) -v srv=$((t1 - t0)) -v wrk=$((c1 - c0)) -v a="$e0" -v b="$e1" \

@@ -153,12 +153,9 @@ static int add_accounts(td_consent_decide *cmd, char *list, td_error *e)
     return 0;
 }
 
-static int parse_form(td_req *r, td_consent_decide *cmd, td_error *e)
+int consent_parse_form(const char *text, size_t len, td_consent_decide *cmd, td_error *e)
 {
-    const char *ct = td_header(r, "Content-Type");
-    if (!ct || strncmp(ct, "application/x-www-form-urlencoded", 33))
-        return td_fail(e, TD_E_UNSUPPORTED_MEDIA, "the decision must be posted as a form"), -1;
-    char *body = strndup(r->body ? r->body : "", r->body_len);
+    char *body = strndup(text ? text : "", len);
     int decision = -1, rc = 0;
     if (!body) return td_fail(e, TD_E_INTERNAL, "out of memory"), -1;
     for (char *save = NULL, *kv = strtok_r(body, "&", &save); kv && rc == 0; kv = strtok_r(NULL, "&", &save)) {
@@ -179,6 +176,14 @@ static int parse_form(td_req *r, td_consent_decide *cmd, td_error *e)
     if (decision < 0) return td_fail(e, TD_E_INVALID_ARGUMENT, "decision must be approve or reject"), -1;
     cmd->approve = decision == 1;
     return 0;
+}
+
+static int parse_form(td_req *r, td_consent_decide *cmd, td_error *e)
+{
+    const char *ct = td_header(r, "Content-Type");
+    if (!ct || strncmp(ct, "application/x-www-form-urlencoded", 33))
+        return td_fail(e, TD_E_UNSUPPORTED_MEDIA, "the decision must be posted as a form"), -1;
+    return consent_parse_form(r->body, r->body_len, cmd, e);
 }
 
 static void complete_decision(td_write *w)

@@ -30,6 +30,9 @@ void tokenio_delete_key(td_req *r);
 /* consent pages (consent.c) */
 void consent_page(td_req *r);
 void consent_decide(td_req *r);
+/* Decodes the consent form (decision=approve|reject, accounts=a,b or accountId=a
+ * repeated) into cmd; 0 if valid. Pure: the fuzzer drives it directly. */
+int consent_parse_form(const char *body, size_t len, td_consent_decide *cmd, td_error *e);
 
 /* admin API (admin.c) */
 void admin_create_member(td_req *r);

@@ -89,7 +89,7 @@ class ServerPool:
     def stop_all(self):
         problems = []
         for srv in self.servers:
-            if srv.proc is None or srv.killed:
+            if srv.proc is None or srv.killed or (srv.exit_checked and not srv.alive):
                 continue
             if srv.alive:
                 rc = srv.stop()

@@ -140,6 +140,7 @@ class Server:
         self.port = None
         self.returncode = None
         self.killed = False
+        self.exit_checked = False  # a test checked this process's exit itself
         self.stopped_at = None
         self.starts = 0
 
@@ -665,3 +666,64 @@ def wait_until(pred, timeout=30, interval=0.05, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# Raw HTTP over a socket (for requests no HTTP library will send)
+# ---------------------------------------------------------------------------
+
+
+class RawResponse:
+    def __init__(self, raw):
+        self.raw = raw
+        self.status = None
+        self.headers = {}
+        self.body = b""
+        head, sep, rest = raw.partition(b"\r\n\r\n")
+        if not sep:
+            return
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1].isdigit():
+            self.status = int(parts[1])
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        n = int(self.headers.get("content-length", "0") or 0)
+        self.body = rest[:n]
+        self.rest = rest[n:]
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+
+def raw_exchange(server, data, shut_write=False, timeout=HTTP_TIMEOUT, read_all=False):
+    """Sends bytes; returns the first response (or None if the server closed
+    without one). With read_all, reads until the server closes the connection."""
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
+    try:
+        s.sendall(data)
+        if shut_write:
+            s.shutdown(socket.SHUT_WR)
+        buf = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            buf += chunk
+            if not read_all:
+                r = RawResponse(buf)
+                if r.status is not None and len(r.body) >= int(r.headers.get("content-length", "0") or 0):
+                    break
+        return RawResponse(buf) if buf else None
+    finally:
+        s.close()
+
+
+def http_request_bytes(method, path, headers, body=b""):
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body

@@ -127,9 +127,39 @@ def test_429_with_retry_after(tokend_factory):
     assert ac.get("/tokens", params={"page.limit": "1"}).status_code == 200
 
 
-def test_500_is_not_provoked():
-    pytest.skip("500 (TD_E_INTERNAL) is only raised on out-of-memory paths; no black-box way to provoke it. "
-                "Its shape is covered by tests/contract fixtures.")
+def test_500_when_signing_keys_cannot_be_unsealed(tokend_factory, tmp_path):
+    """Members' private keys are sealed with the master key. Restarted with
+    another master key, tokend cannot sign: a cancel (which signs CANCELED)
+    answers 500 in the Token.io shape, and nothing changes; reads still work.
+    With the right key again, the cancel succeeds."""
+    srv = tokend_factory.start()
+    bank = new_member(srv, "bank")
+    tpp = new_member(srv, "tpp")
+    flow = consent_flow(tpp.client(), tpp, bank, view_page=False)
+    assert srv.stop() == 0
+    wrong = tmp_path / "other-master.key"
+    wrong.write_text("ab" * 32 + "\n")
+    bad = tokend_factory.restart(srv, settings={"master-key-file": str(wrong)})
+    tc = tpp.client(server=bad)
+    token = get_token(tc, flow.token_id)
+    before = db_snapshot(bad.db_path)
+    err = assert_tokenio_error(tc.put(f"/tokens/{flow.token_id}/cancel"), 500, "InternalServerError")
+    assert "paymentId" not in err
+    # Approving a new request needs the bank's ENDORSED signature: the consent page answers 500.
+    from tdlib import authorize, decide, store_request
+    assert_unchanged(before, db_snapshot(bad.db_path))
+    rid = store_request(tc, request_body(tpp.id, bank.id))
+    url = authorize(tc, rid)
+    before = db_snapshot(bad.db_path)
+    r = decide(url, "approve", accounts=("a:1",))
+    assert r.status_code == 500 and r.headers["Content-Type"].startswith("text/html"), (r.status_code, r.text)
+    assert tc.get(f"/token-requests/{rid}/result").json() == {"status": "PENDING"}
+    assert get_token(tc, flow.token_id) == token
+    assert_unchanged(before, db_snapshot(bad.db_path))
+    assert bad.stop() == 0
+    good = tokend_factory.restart(bad, settings={})
+    r = tpp.client(server=good).put(f"/tokens/{flow.token_id}/cancel")
+    assert r.status_code == 200 and r.json()["result"]["status"] == "SUCCESS", r.text
 
 
 NOT_IMPLEMENTED = [

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 
 #include "crypto/crypto.h"
 #include "util/config.h"
+#include "util/util.h"
 
 extern char **environ;
 
@@ -23,12 +25,31 @@ extern char **environ;
 
 static char tmp_root[900];
 
+/* Directories made by fresh_dir, removed when the run ends. */
+static char made_dirs[32][1024];
+static int n_made;
+
 /* A fresh directory per call: tests must not see each other's files. */
 static void fresh_dir(char *out, size_t cap, const char *tag)
 {
     static int counter;
     snprintf(out, cap, "%s/config-%ld-%s-%d", tmp_root, (long)getpid(), tag, counter++);
     assert_int_equal(mkdir(out, 0700), 0);
+    if (n_made < 32) td_strlcpy(made_dirs[n_made++], out, sizeof made_dirs[0]);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_made_dirs(void)
+{
+    for (int i = 0; i < n_made; i++) nftw(made_dirs[i], remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 static void write_file(const char *path, const char *text)
@@ -509,5 +530,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_keys_rejects_bad_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_keys_trims_key_files, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    if (!failed) remove_made_dirs(); /* kept after a failure, to look at */
+    return failed;
 }

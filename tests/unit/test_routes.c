@@ -300,7 +300,7 @@ static const char ACCESS_FULL[] =
     "\"redirectUrl\":\"http://localhost:3000/cb\",\"description\":\"read my accounts\",\"callbackState\":\"s\","
     "\"countries\":[\"GB\",\"DE\"],\"actingAs\":{\"displayName\":\"Shop\",\"refId\":\"shop-1\",\"secondaryName\":\"x\"},"
     "\"userRefId\":\"u1\",\"disableFutureDatedPaymentConversion\":true,\"id\":\"rq:client:1\","
-    "\"tokenExpiration\":\"1900000000000\","
+    "\"tokenExpiration\":\"4102444800000\","
     "\"accessBody\":{\"transactionHistoryDays\":90,\"resourceTypeList\":{\"resources\":[\"ACCOUNTS\",\"BALANCES\","
     "\"TRANSACTIONS\",\"TRANSFER_DESTINATIONS\",\"STANDING_ORDERS\",\"FUNDS_CONFIRMATIONS\"],\"source\":{}}}}}";
 
@@ -623,22 +623,35 @@ static void test_check_token_expiration(void **state)
 {
     (void)state;
     static const mutation ms[] = {
-        {TRANSFER_BODY, "requestPayload", "tokenExpiration", "\"1900000000\"",
+        {TRANSFER_BODY, "requestPayload", "tokenExpiration", "\"4102444800\"",
          "requestPayload.tokenExpiration applies to access requests only"},
-        {STANDING_ORDER_BODY, "requestPayload", "tokenExpiration", "\"1900000000\"",
+        {STANDING_ORDER_BODY, "requestPayload", "tokenExpiration", "\"4102444800\"",
          "requestPayload.tokenExpiration applies to access requests only"},
         {ACCESS_BODY, "requestPayload", "tokenExpiration", "\"soon\"", "requestPayload.tokenExpiration"},
         {ACCESS_BODY, "requestPayload", "tokenExpiration", "\"0\"", "requestPayload.tokenExpiration"},
         {ACCESS_BODY, "requestPayload", "tokenExpiration", "\"-1\"", "requestPayload.tokenExpiration"},
-        {ACCESS_BODY, "requestPayload", "tokenExpiration", "1900000000", "requestPayload.tokenExpiration must be a string"},
+        {ACCESS_BODY, "requestPayload", "tokenExpiration", "4102444800", "requestPayload.tokenExpiration must be a string"},
         {ACCESS_BODY, "requestPayload", "tokenExpiration", "\"12345678901234567\"",
          "requestPayload.tokenExpiration is longer than 16"},
     };
     run_mutations(ms, sizeof ms / sizeof ms[0]);
-    json_t *b = load(ACCESS_BODY);
-    json_object_set_new(at(b, "requestPayload"), "tokenExpiration", json_string("1900000000"));
-    expect_valid(b, TD_KIND_ACCESS);
-    json_decref(b);
+    /* Seconds or milliseconds (below 10^11 means seconds), in the future;
+     * 4102444800 is 2100-01-01. */
+    static const char *const future[] = {"4102444800", "4102444800000", "99999999999"};
+    for (size_t i = 0; i < sizeof future / sizeof future[0]; i++) {
+        json_t *b = load(ACCESS_BODY);
+        json_object_set_new(at(b, "requestPayload"), "tokenExpiration", json_string(future[i]));
+        expect_valid(b, TD_KIND_ACCESS);
+        json_decref(b);
+    }
+    /* In the past, whichever unit: 2001 in seconds or in ms; 10^11 is read as ms (1973). */
+    static const char *const past[] = {"1000000000", "1000000000000", "100000000000", "1"};
+    for (size_t i = 0; i < sizeof past / sizeof past[0]; i++) {
+        json_t *b = load(ACCESS_BODY);
+        json_object_set_new(at(b, "requestPayload"), "tokenExpiration", json_string(past[i]));
+        expect_invalid(b, "requestPayload.tokenExpiration must be in the future");
+        json_decref(b);
+    }
 }
 
 /* The same body the server would parse: duplicates are refused by the parser,

@@ -201,6 +201,20 @@ static void test_is_id_chars(void **state)
     assert_false(td_is_id_chars("a-b", 1, 5, ""));
 }
 
+/* Token.io examples give epoch seconds, others milliseconds: below 10^11
+ * (year 5138 in seconds, 1973 in ms) a value is taken as seconds. */
+static void test_epoch_to_ms(void **state)
+{
+    (void)state;
+    assert_true(td_epoch_to_ms(0) == 0);
+    assert_true(td_epoch_to_ms(1) == 1000);
+    assert_true(td_epoch_to_ms(1700000000) == 1700000000000LL);
+    assert_true(td_epoch_to_ms(99999999999LL) == 99999999999000LL);
+    assert_true(td_epoch_to_ms(100000000000LL) == 100000000000LL);
+    assert_true(td_epoch_to_ms(1700000000000LL) == 1700000000000LL);
+    assert_true(td_epoch_to_ms(INT64_MAX) == INT64_MAX);
+}
+
 static void test_clocks(void **state)
 {
     (void)state;
@@ -312,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_parse_i64_ok),
         cmocka_unit_test(test_parse_i64_rejects),
         cmocka_unit_test(test_is_id_chars),
+        cmocka_unit_test(test_epoch_to_ms),
         cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_errors_complete),
         cmocka_unit_test(test_errors_statuses),
