@@ -125,6 +125,8 @@ static td_err consent_find(td_svc *svc, td_conn *c, const char *code, td_request
                            td_st *st_out)
 {
     char hash[65];
+    *st_out = TD_ST_NOT_FOUND;
+    if (!code || !*code) return td_fail(e, TD_E_NOT_FOUND, "this consent link is not valid");
     td_api_key_hash(code, hash);
     td_st st = svc->store->ops->request_by_consent(c, hash, out);
     *st_out = st;

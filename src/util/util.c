@@ -51,7 +51,7 @@ static int base58(const uint8_t *in, size_t n, char *out, size_t cap)
     return (int)len;
 }
 
-/* A fixed suffix per process keeps ids recognisable without meaning anything. */
+/* Both parts are random: ids are opaque, only their shape follows Token.io. */
 int td_new_id(const char *prefix, char *out, size_t cap)
 {
     uint8_t raw[20], sfx[5];

@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Wall-clock milliseconds since the epoch. Tests may shift it with
- * td_time_set_offset_ms (used by the engine's unit tests only). */
+/* Wall-clock milliseconds since the epoch. The engine takes "now" as an
+ * argument, so its tests never need to move the clock. */
 int64_t td_now_ms(void);
 /* An epoch time given in seconds or milliseconds (Token.io examples use
  * seconds), as milliseconds: values below 10^11 are taken as seconds. */
