@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/http.h"
 #include "crypto/crypto.h"
@@ -63,7 +64,10 @@ static int serve(int argc, char **argv)
     sigwait(&stop, &sig);
     td_log(TD_LOG_INFO, "shutdown", "signal %d: draining requests and commits", sig);
     /* Longer than a write may wait for the writer, so every parked request ends. */
-    td_server_shutdown(srv, cfg.commit_timeout_ms + 5000);
+    if (td_server_shutdown(srv, cfg.commit_timeout_ms + 5000) != 0) {
+        td_log(TD_LOG_ERROR, "stopped", "exiting with requests unanswered (the store did not finish in time)");
+        _exit(1);
+    }
     store->close(store);
     td_log(TD_LOG_INFO, "stopped", "bye");
     return 0;

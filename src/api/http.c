@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api/metrics.h"
 #include "api/ratelimit.h"
@@ -304,13 +306,25 @@ static td_err authenticate_admin(td_req *r, td_error *e)
 
 typedef struct {
     size_t total;
-} header_sum;
+    const char *content_length; /* the first one seen */
+    bool conflicting_length;    /* several Content-Length values that differ */
+    bool chunked;
+} header_scan;
 
-static enum MHD_Result sum_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+/* Sizes the headers and finds framing ambiguities: two different
+ * Content-Length values, or Content-Length with Transfer-Encoding, are how
+ * requests are smuggled past a proxy (RFC 9112 6.3): refused with 400. */
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
     (void)kind;
-    header_sum *s = cls;
+    header_scan *s = cls;
     s->total += strlen(key) + (value ? strlen(value) : 0) + 4;
+    if (!strcasecmp(key, "Content-Length")) {
+        if (s->content_length && strcmp(s->content_length, value ? value : "")) s->conflicting_length = true;
+        if (!s->content_length) s->content_length = value ? value : "";
+    } else if (!strcasecmp(key, "Transfer-Encoding")) {
+        s->chunked = true;
+    }
     return MHD_YES;
 }
 
@@ -322,10 +336,14 @@ static void start_request(td_req *r, const char *url, const char *method)
     td_error e = {0};
     r->method = parse_method(method);
     r->path = url;
-    header_sum hs = {0};
-    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, sum_header, &hs);
+    header_scan hs = {0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, scan_header, &hs);
     if (hs.total > (size_t)cfg->headers_max) {
         td_reply_err(r, TD_E_HEADERS_TOO_LARGE, NULL);
+        return;
+    }
+    if (hs.conflicting_length || (hs.content_length && hs.chunked)) {
+        td_reply_err(r, TD_E_INVALID_ARGUMENT, "ambiguous message framing: conflicting Content-Length or Transfer-Encoding");
         return;
     }
     if (r->body_cap > (size_t)cfg->url_max) { /* body_cap holds the raw URI length until now */
@@ -539,20 +557,29 @@ fail:
     return NULL;
 }
 
-void td_server_shutdown(td_server *s, int64_t drain_ms)
+int td_server_shutdown(td_server *s, int64_t drain_ms)
 {
-    MHD_quiesce_daemon(s->d);
+    /* Stop accepting: new clients get a refused connection, not a hang. */
+    MHD_socket listener = MHD_quiesce_daemon(s->d);
+    if (listener != MHD_INVALID_SOCKET) close(listener);
     int64_t until = td_mono_us() + drain_ms * 1000;
     while (atomic_load(&s->inflight) > 0 && td_mono_us() < until) {
         struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     int left = atomic_load(&s->inflight);
-    if (left) td_log(TD_LOG_WARN, "shutdown", "%d requests still in flight after the drain period", left);
+    if (left) {
+        /* Parked requests cannot be abandoned cleanly (libmicrohttpd aborts on
+         * suspended connections); the caller exits without further cleanup.
+         * Nothing acknowledged is at risk: only unanswered writes remain. */
+        td_log(TD_LOG_ERROR, "shutdown", "%d requests still in flight after the drain period", left);
+        return -1;
+    }
     MHD_stop_daemon(s->d);
     td_ratelimit_free(s->rl);
     td_metrics_free(s->metrics);
     free(s);
+    return 0;
 }
 
 char *td_metrics_render(td_server *s)

@@ -129,8 +129,9 @@ const td_route *td_route_match(td_req *r, td_method m, const char *path, bool *m
 struct td_config_s;
 td_server *td_server_start(td_svc *svc, char *err, size_t cap);
 /* Stops accepting connections, waits up to drain_ms for requests in flight
- * (including writes waiting for their commit), then stops. */
-void td_server_shutdown(td_server *s, int64_t drain_ms);
+ * (including writes waiting for their commit), then stops. Returns -1 if
+ * requests were still in flight: the server is then left as it is. */
+int td_server_shutdown(td_server *s, int64_t drain_ms);
 /* Prometheus text for /metrics (malloc'd). */
 char *td_metrics_render(td_server *s);
 

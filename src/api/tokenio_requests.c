@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/faces.h"
+#include "core/canonical.h"
 #include "util/util.h"
 
 /* ---- validation of the request body ---- */
@@ -55,7 +56,7 @@ static int check_access_body(json_t *b, td_error *e)
 {
     static const char *const BODY[] = {"resourceTypeList", "transactionHistoryDays", NULL};
     static const char *const LIST[] = {"resources", "source", NULL};
-    static const char *const TYPES[] = {"ACCOUNTS", "BALANCES", "TRANSACTIONS", "TRANSFER_DESTINATIONS", "STANDING_ORDERS", "FUNDS_CONFIRMATIONS", NULL};
+    static const char *const TYPES[] = {"ACCOUNTS", "BALANCES", "TRANSACTIONS", "TRANSFER_DESTINATIONS", "STANDING_ORDERS", NULL};
     const char *w = "requestPayload.accessBody";
     json_t *list, *src;
     if (td_json_only(b, w, BODY, e) || check_int(b, w, "transactionHistoryDays", 0, 3650, e) ||
@@ -256,6 +257,16 @@ void tokenio_store_request(td_req *r)
         td_reply_err(r, TD_E_INVALID_ARGUMENT, "requestOptions.from.id must be another member than the caller");
         return;
     }
+    /* What cannot be signed must be refused now, not at consent: the canonical
+     * form has no real numbers and bounded nesting. */
+    char *canon = td_canonical_json(p);
+    if (!canon) {
+        json_decref(body);
+        td_reply_err(r, TD_E_INVALID_ARGUMENT,
+                     "requestPayload holds values that cannot be signed (non-integer numbers or nesting deeper than 256)");
+        return;
+    }
+    free(canon);
     /* The reference requires requestOptions.to on a stored request. */
     if (!opt_to) json_object_set(opt, "to", json_object_get(p, "to"));
     td_store_request *cmd = td_face_new_write(r, sizeof *cmd, render_stored);

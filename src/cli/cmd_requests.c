@@ -20,7 +20,7 @@ static const char REQUEST_CREATE[] =
     "       tokenctl request create --json FILE     (FILE holds the whole body; - reads stdin)\n"
     "  Stores a token request (POST /token-requests). --to is the requesting member, whose\n"
     "  API key is used; --from is the member asked to grant. RES are ACCOUNTS, BALANCES,\n"
-    "  TRANSACTIONS, TRANSFER_DESTINATIONS, STANDING_ORDERS, FUNDS_CONFIRMATIONS.\n"
+    "  TRANSACTIONS, TRANSFER_DESTINATIONS, STANDING_ORDERS.\n"
     "  -q prints only the request id.\n" MEMBER_AUTH;
 
 static const char REQUEST_GET[] = "usage: tokenctl request get REQUEST_ID\n"

@@ -209,8 +209,7 @@ static const char *const RESOURCE_TYPES[][2] = {
     {"TRANSACTIONS", "transactions"},
     {"TRANSFER_DESTINATIONS", "transferDestinations"},
     {"STANDING_ORDERS", "standingOrders"},
-    {"FUNDS_CONFIRMATIONS", "fundsConfirmation"},
-};
+    };
 
 /* An access body grants each requested resource type on each approved account. */
 static json_t *access_body(json_t *req_body, const td_consent_decide *cmd)
@@ -287,7 +286,7 @@ static td_st create_token(td_conn *c, td_write *w, const td_request_rec *r, json
     json_t *sig = NULL;
     td_st st = t->payload_canonical
                    ? td_sign_as(c, w->svc, r->from_id, TD_LEVEL_STANDARD, t->payload_canonical, "endorsed", &sig)
-                   : TD_ST_ERROR;
+                   : TD_ST_INTERNAL;
     if (st != TD_ST_OK) {
         json_decref(payload);
         return st;

@@ -113,6 +113,8 @@ typedef struct sqlite_store {
     char path[1024];
     td_conn *writer;
     pthread_t writer_thread;
+    pthread_t reaper_thread;
+    bool reaper_started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     td_job *head, *tail;
@@ -845,7 +847,9 @@ static void *writer_main(void *arg)
     sqlite_store *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->head && !s->closing) pthread_cond_wait(&s->cv, &s->mu);
+        /* An injected stall keeps the writer from taking jobs, as a writer stuck
+         * in a long commit would: queued jobs wait and the reaper times them out. */
+        while ((!s->head || s->fault == 2) && !s->closing) pthread_cond_wait(&s->cv, &s->mu);
         if (!s->head && s->closing) {
             pthread_mutex_unlock(&s->mu);
             break;
@@ -861,11 +865,51 @@ static void *writer_main(void *arg)
         if (!s->head) s->tail = NULL;
         last->next = NULL;
         pthread_mutex_unlock(&s->mu);
-        while (s->fault == 2 && !s->closing) {
-            struct timespec ts = {0, 10 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
         commit_batch(s, batch, n);
+    }
+    return NULL;
+}
+
+/* Removes from the queue the jobs that waited longer than job_timeout_us and
+ * fails them with TD_ST_BUSY (504: nothing changed). Jobs the writer already
+ * took are inside a transaction and end with it. */
+static void reap_expired(sqlite_store *s)
+{
+    td_job *expired = NULL, **tail = &expired;
+    int64_t now = td_mono_us();
+    pthread_mutex_lock(&s->mu);
+    td_job **pp = &s->head, *prev = NULL;
+    while (*pp) {
+        td_job *j = *pp;
+        if (now - j->queued_us > s->pub.job_timeout_us) {
+            *pp = j->next;
+            j->next = NULL;
+            *tail = j;
+            tail = &j->next;
+        } else {
+            prev = j;
+            pp = &j->next;
+        }
+    }
+    s->tail = prev;
+    pthread_mutex_unlock(&s->mu);
+    for (td_job *j = expired, *next; j; j = next) {
+        next = j->next;
+        j->done(j->arg, TD_ST_BUSY);
+    }
+}
+
+static void *reaper_main(void *arg)
+{
+    sqlite_store *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        bool closing = s->closing;
+        pthread_mutex_unlock(&s->mu);
+        if (closing) break;
+        reap_expired(s);
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
     }
     return NULL;
 }
@@ -939,7 +983,14 @@ static void stats(td_store *pub, td_store_stats *out)
     pthread_mutex_unlock(&s->mu);
 }
 
-static void inject_fault(td_store *pub, int fault) { ((sqlite_store *)pub)->fault = fault; }
+static void inject_fault(td_store *pub, int fault)
+{
+    sqlite_store *s = (sqlite_store *)pub;
+    pthread_mutex_lock(&s->mu);
+    s->fault = fault;
+    pthread_cond_broadcast(&s->cv); /* a stalled writer resumes */
+    pthread_mutex_unlock(&s->mu);
+}
 
 static void store_close(td_store *pub)
 {
@@ -949,6 +1000,7 @@ static void store_close(td_store *pub)
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     if (s->thread_started) pthread_join(s->writer_thread, NULL);
+    if (s->reaper_started) pthread_join(s->reaper_thread, NULL);
     conn_close(s->writer);
     for (td_conn *c = s->readers, *next; c; c = next) {
         next = c->next_reader;
@@ -1005,6 +1057,12 @@ td_store *td_store_sqlite_open(const char *path, char *err, size_t cap)
         return NULL;
     }
     s->thread_started = true;
+    if (pthread_create(&s->reaper_thread, NULL, reaper_main, s) != 0) {
+        snprintf(err, cap, "cannot start the reaper thread");
+        store_close(&s->pub);
+        return NULL;
+    }
+    s->reaper_started = true;
     return &s->pub;
 }
 

@@ -4,17 +4,15 @@ keeps serving: malformed or non-UTF-8 JSON, duplicate keys, wrong types, unknown
 fields, ids outside their patterns, oversized bodies/URLs/headers, bad
 pagination, lying Content-Length, unknown paths and methods, slow clients."""
 
-import copy
 import json
 import socket
-import time
 
 import pytest
 import requests
 
-from tdlib import (HTTP_TIMEOUT, Client, assert_tokenio_error, assert_unchanged, authorize, consent_flow,
-                   db_snapshot, decide, get_token, http_request_bytes, new_member, raw_exchange, request_body,
-                   store_request, transfer_body, wait_until)
+from tdlib import (HTTP_TIMEOUT, assert_tokenio_error, assert_unchanged, authorize, consent_flow, db_snapshot,
+                   decide, get_token, http_request_bytes, new_member, raw_exchange, request_body, store_request,
+                   transfer_body)
 
 
 class World:

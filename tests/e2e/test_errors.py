@@ -3,14 +3,15 @@
 the Token-Trace-Id header: 400, 401, 403, 404, 429, (500), 501, 503, 504; and
 Idempotency-Key replays (same stored answer, byte for byte) and reuse (409)."""
 
+import base64
 import re
 import threading
 import time
 
 import pytest
 
-from tdlib import (assert_tokenio_error, assert_unchanged, basic_auth, consent_flow, db_snapshot, get_token,
-                   new_member, request_body, Client)
+from tdlib import (Client, assert_tokenio_error, assert_unchanged, authorize, basic_auth, consent_flow, db_snapshot,
+                   decide, get_token, new_member, request_body, store_request, transfer_body)
 
 
 def test_success_responses_carry_a_trace_id(tokend, tpp):
@@ -43,7 +44,7 @@ def _bad_credentials(tpp, other):
         ("basic with another member", {"Authorization": basic_auth(other.id, key)}),
         ("basic with an unknown member", {"Authorization": basic_auth("m:nobody:1", key)}),
         ("basic not base64", {"Authorization": "Basic !!!notbase64"}),
-        ("basic without colon", {"Authorization": "Basic " + __import__("base64").b64encode(key.encode()).decode()}),
+        ("basic without colon", {"Authorization": "Basic " + base64.b64encode(key.encode()).decode()}),
         ("admin key on the Token API", {"Authorization": "Bearer " + tpp.server.admin_key}),
     ]
 
@@ -58,7 +59,7 @@ def test_401(tokend, bank, tpp, other):
                                    ("POST", "/token-requests", request_body(tpp.id, bank.id)),
                                    ("GET", f"/member/{tpp.id}/keys", None)):
             r = c.request(method, path, json=body)
-            err = assert_tokenio_error(r, 401, "UNAUTHENTICATED")
+            assert_tokenio_error(r, 401, "UNAUTHENTICATED")
             assert tpp.keys["STANDARD"] not in r.text, what
     # A member key on the admin API.
     r = Client(tokend, headers={"Authorization": "Bearer " + tpp.keys["PRIVILEGED"]}, capture=False).post(
@@ -145,9 +146,8 @@ def test_500_when_signing_keys_cannot_be_unsealed(tokend_factory, tmp_path):
     before = db_snapshot(bad.db_path)
     err = assert_tokenio_error(tc.put(f"/tokens/{flow.token_id}/cancel"), 500, "InternalServerError")
     assert "paymentId" not in err
-    # Approving a new request needs the bank's ENDORSED signature: the consent page answers 500.
-    from tdlib import authorize, decide, store_request
     assert_unchanged(before, db_snapshot(bad.db_path))
+    # Approving a new request needs the bank's ENDORSED signature: the consent page answers 500.
     rid = store_request(tc, request_body(tpp.id, bank.id))
     url = authorize(tc, rid)
     before = db_snapshot(bad.db_path)
@@ -177,7 +177,6 @@ def test_501(tokend, tpp, method, path):
 
 
 def test_501_credential_flow(tokend, bank, tpp):
-    from tdlib import store_request
     rid = store_request(tpp.client(), request_body(tpp.id, bank.id))
     before = db_snapshot(tokend.db_path)
     for body in ({"useCredentialFlow": True}, {"credentials": {"user": "x"}}, {"useWebappCredentialsFlow": True}):
@@ -302,7 +301,6 @@ def test_idempotent_cancel(tokend, bank, tpp):
 def test_idempotent_replay_of_a_refusal_style_answer(tokend, bank, tpp):
     """MORE_SIGNATURES_NEEDED is a 200 and is stored like any 2xx; replaying it
     returns it even after the token was canceled by a stronger key."""
-    from tdlib import transfer_body
     tc = tpp.client()
     tid = consent_flow(tc, tpp, bank, kind="transfer", body=transfer_body(), view_page=False).token_id
     low = tpp.client("LOW")

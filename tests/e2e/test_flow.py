@@ -9,7 +9,7 @@ import requests
 
 from tdlib import (FORM, HTTP_TIMEOUT, access_body, assert_tokenio_error, assert_unchanged, authorize, consent_flow,
                    db_snapshot, decide, get_token, new_member, query_params, request_body, signatures,
-                   spec_valid_destination, standing_order_body, store_request, transfer_body)
+                   spec_valid_destination, sql, standing_order_body, store_request, transfer_body)
 
 
 def cancel(client, token_id, **kw):
@@ -103,7 +103,6 @@ def test_access_token_lifecycle(tokend, bank, tpp, other):
 
 
 def _events(server, token_id):
-    from tdlib import sql
     return sql(server.db_path, f"SELECT * FROM token_events WHERE token_id = '{token_id}' ORDER BY seq")
 
 
@@ -323,9 +322,9 @@ def test_unknown_consent_code(tokend):
         assert r.status_code == 404, (r.status_code, r.text)
 
 
-def test_replaced_consent_code_answers_410(tokend, bank, tpp):
-    """docs/api.md: "a used, replaced or expired code -> 410 page; nothing changes".
-    A new authorization replaces the previous code."""
+def test_replaced_consent_code_answers_404(tokend, bank, tpp):
+    """docs/api.md: a code replaced by a newer authorization -> 404 page (it is no
+    longer known); nothing changes. A new authorization replaces the previous code."""
     tc = tpp.client()
     rid = store_request(tc, request_body(tpp.id, bank.id))
     first = authorize(tc, rid)
@@ -338,14 +337,14 @@ def test_replaced_consent_code_answers_410(tokend, bank, tpp):
     # The newest code works.
     r = decide(second, "approve", accounts=("a:1",))
     assert r.status_code == 303, (r.status_code, r.text)
-    assert (page.status_code, post.status_code) == (410, 410), (
-        f"replaced consent code answered GET {page.status_code} / POST {post.status_code}, docs/api.md says 410")
+    assert (page.status_code, post.status_code) == (404, 404), (
+        f"replaced consent code answered GET {page.status_code} / POST {post.status_code}, docs/api.md says 404")
 
 
 def test_access_request_variants_round_trip(tokend, bank, tpp):
     """Optional request fields tokend accepts are stored and served back as sent."""
     tc = tpp.client()
-    req = request_body(tpp.id, bank.id, body=access_body(("ACCOUNTS", "TRANSACTIONS", "FUNDS_CONFIRMATIONS"), days=90),
+    req = request_body(tpp.id, bank.id, body=access_body(("ACCOUNTS", "TRANSACTIONS", "STANDING_ORDERS"), days=90),
                        description="x" * 255, callbackState="cb", countries=["DE", "FR"], userRefId="user-1",
                        actingAs={"displayName": "Shop", "refId": "shop-1", "secondaryName": "Shop GmbH"},
                        disableFutureDatedPaymentConversion=True, tokenExpiration=str(int(time.time()) + 3600))
@@ -361,7 +360,7 @@ def test_access_request_variants_round_trip(tokend, bank, tpp):
     p = token["payload"]
     assert p["actingAs"] == req["requestPayload"]["actingAs"] and p["description"] == "x" * 255
     assert p["access"]["transactionHistoryDays"] == 90
-    assert {k for r_ in p["access"]["resources"] for k in r_} == {"account", "transactions", "fundsConfirmation"}
+    assert {k for r_ in p["access"]["resources"] for k in r_} == {"account", "transactions", "standingOrders"}
 
 
 def test_second_tpp_cannot_use_anothers_request(tokend, bank, tpp, other):
@@ -392,3 +391,31 @@ def test_members_are_isolated_between_servers(tokend_factory):
     m = new_member(a, "m", levels=("STANDARD",))
     assert m.client().get("/tokens", params={"page.limit": "1"}).status_code == 200
     assert_tokenio_error(m.client(server=b).get("/tokens", params={"page.limit": "1"}), 401, "UNAUTHENTICATED")
+
+
+def test_consent_links_and_requests_expire(tokend_factory):
+    """--consent-ttl 1: a link dies after a second (410), a new authorization
+    gives a working one; --request-ttl 3: then the request itself is EXPIRED,
+    cannot be authorized, and its links answer 410. Nothing changes meanwhile."""
+    srv = tokend_factory.start(settings={"consent-ttl": "1", "request-ttl": "3"})
+    bank = new_member(srv, "bank")
+    tpp = new_member(srv, "tpp")
+    tc = tpp.client()
+    created = time.time()
+    rid = store_request(tc, request_body(tpp.id, bank.id))
+    old = authorize(tc, rid)
+    time.sleep(1.2)
+    before = db_snapshot(srv.db_path)
+    assert requests.get(old, timeout=HTTP_TIMEOUT).status_code == 410
+    assert decide(old, "approve", accounts=("a:1",)).status_code == 410
+    assert_unchanged(before, db_snapshot(srv.db_path))
+    fresh = authorize(tc, rid)
+    assert requests.get(fresh, timeout=HTTP_TIMEOUT).status_code == 200
+    while time.time() < created + 3.3:
+        time.sleep(0.1)
+    before = db_snapshot(srv.db_path)
+    assert tc.get(f"/token-requests/{rid}/result").json() == {"status": "EXPIRED"}
+    assert decide(fresh, "approve", accounts=("a:1",)).status_code == 410
+    assert_tokenio_error(tc.post(f"/token-requests/{rid}/authorization"), 400, "INVALID_ARGUMENT")
+    assert list_tokens(tc)["tokens"] == []
+    assert_unchanged(before, db_snapshot(srv.db_path))

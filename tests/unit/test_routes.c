@@ -302,7 +302,7 @@ static const char ACCESS_FULL[] =
     "\"userRefId\":\"u1\",\"disableFutureDatedPaymentConversion\":true,\"id\":\"rq:client:1\","
     "\"tokenExpiration\":\"4102444800000\","
     "\"accessBody\":{\"transactionHistoryDays\":90,\"resourceTypeList\":{\"resources\":[\"ACCOUNTS\",\"BALANCES\","
-    "\"TRANSACTIONS\",\"TRANSFER_DESTINATIONS\",\"STANDING_ORDERS\",\"FUNDS_CONFIRMATIONS\"],\"source\":{}}}}}";
+    "\"TRANSACTIONS\",\"TRANSFER_DESTINATIONS\",\"STANDING_ORDERS\"],\"source\":{}}}}}";
 
 static const char TRANSFER_BODY[] =
     "{\"requestOptions\":{\"from\":{\"id\":\"m:user:1\"}},"
