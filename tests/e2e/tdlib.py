@@ -57,7 +57,10 @@ TOKEN_API_TEMPLATES = [
     "/webhook/config",
     "/banks",
     "/accounts",
-    "/v2/payments",
+    "/refunds",
+    "/v2/banks",
+    "/member/sub-tpps",
+    "/virtual-accounts",
 ]
 
 _capture_lock = threading.Lock()

@@ -165,7 +165,8 @@ def test_500_when_signing_keys_cannot_be_unsealed(tokend_factory, tmp_path):
 NOT_IMPLEMENTED = [
     ("POST", "/transfers"), ("GET", "/transfers"), ("GET", "/transfers/t:1:2"),
     ("PUT", "/webhook/config"), ("GET", "/webhook/config"), ("DELETE", "/webhook/config"),
-    ("GET", "/banks"), ("GET", "/accounts"), ("POST", "/v2/payments"), ("GET", "/v2/payments"),
+    ("GET", "/banks"), ("GET", "/accounts"), ("POST", "/refunds"), ("GET", "/v2/banks"),
+    ("GET", "/member/sub-tpps"), ("POST", "/virtual-accounts"),
 ]
 
 
