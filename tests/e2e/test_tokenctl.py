@@ -375,9 +375,10 @@ def test_transfer_rejected(server, parties):
     body = server.ok_json("--api-key", parties["tpp_key"], "request", "get", rid)["tokenRequest"]["requestPayload"]
     assert body["transferBody"]["lifetimeAmount"] == "10.50" and body["transferBody"]["currency"] == "EUR"
     link = server.quiet("--api-key", parties["tpp_key"], "request", "authorize", rid)
-    # The code alone is taken relative to --url.
+    # The code alone is taken relative to --url; "--" ends the options, since a
+    # code (base64url) may begin with '-'.
     code = link.rsplit("/", 1)[1]
-    decided = server.ok_json("consent", "reject", code)
+    decided = server.ok_json("consent", "reject", "--", code)
     assert decided == {"location": "https://tpp.example/pay?order=7&error=access_denied", "error": "access_denied"}
     assert server.quiet("--api-key", parties["tpp_key"], "request", "result", rid) == "REJECTED"
     err = server.error_json("--api-key", parties["tpp_key"], "request", "authorize", rid)
