@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -559,9 +560,11 @@ fail:
 
 int td_server_shutdown(td_server *s, int64_t drain_ms)
 {
-    /* Stop accepting: new clients get a refused connection, not a hang. */
+    /* Stop accepting: new clients get a refused connection, not a hang. The
+     * socket is shut down now but closed only after MHD has stopped, because
+     * its worker threads still remove it from their epoll sets. */
     MHD_socket listener = MHD_quiesce_daemon(s->d);
-    if (listener != MHD_INVALID_SOCKET) close(listener);
+    if (listener != MHD_INVALID_SOCKET) shutdown(listener, SHUT_RDWR);
     int64_t until = td_mono_us() + drain_ms * 1000;
     while (atomic_load(&s->inflight) > 0 && td_mono_us() < until) {
         struct timespec ts = {0, 5 * 1000 * 1000};
@@ -576,6 +579,7 @@ int td_server_shutdown(td_server *s, int64_t drain_ms)
         return -1;
     }
     MHD_stop_daemon(s->d);
+    if (listener != MHD_INVALID_SOCKET) close(listener);
     td_ratelimit_free(s->rl);
     td_metrics_free(s->metrics);
     free(s);
