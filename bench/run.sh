@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — how fast tokend cancels and serves tokens, measured against
 # nginx as the ceiling of what an HTTP server on this machine can do. Not part
-# of CI: it takes about 4 minutes and wants a quiet machine.
+# of CI: it takes about 2 minutes (plus any wait for a quiet machine).
 #
 #   bench/run.sh [--quick]
 #
@@ -189,9 +189,9 @@ child_ticks() {
 wait_quiet() {
   local waited=0 limit=${BENCH_QUIET_WAIT:-120} a b busy
   while :; do
-    a=($(machine_ticks))
+    read -ra a < <(machine_ticks)
     sleep 1
-    b=($(machine_ticks))
+    read -ra b < <(machine_ticks)
     busy=$(awk -v d=$((b[0] - a[0])) -v i=$((b[2] - a[2])) 'BEGIN {printf "%d", d + i ? 100 * d / (d + i) : 0}')
     ((busy < 15)) && return 0
     if ((waited == 0)); then log "the machine is ${busy} % busy with other work: waiting for it to calm down"; fi
@@ -223,19 +223,20 @@ cmake -S "$ROOT" -B "$ROOT/build-rel" -DCMAKE_BUILD_TYPE=Release >"$RESULTS/buil
 cmake --build "$ROOT/build-rel" -j2 --target tokend >>"$RESULTS/build.log" 2>&1 ||
   die "build failed, see $RESULTS/build.log"
 TOKEND="$ROOT/build-rel/tokend"
+# shellcheck disable=SC2046 # pkg-config's flags are meant to split
 gcc -O2 -Wall -Wextra -o "$WORK/seed" "$ROOT/bench/seed.c" $(pkg-config --cflags --libs libcurl) ||
   die "cannot build bench/seed.c"
 
 # start_tokend NAME STORE_DIR -> sets TD_PID, TD_PORT, TD_URL
 start_tokend() {
-  local name=$1 dir=$2 i
+  local name=$1 dir=$2
   TD_PORT=$(free_port)
   TD_URL="http://127.0.0.1:$TD_PORT"
   "$TOKEND" serve --listen "127.0.0.1:$TD_PORT" --store "sqlite:$dir/tokend.db" --rate-limit 0 \
     --threads "$THREADS" 2>>"$RESULTS/tokend-$name.log" &
   TD_PID=$!
   PIDS+=("$TD_PID")
-  for i in $(seq 100); do
+  for _ in $(seq 100); do
     curl -sf "$TD_URL/healthz" >/dev/null 2>&1 && return 0
     kill -0 "$TD_PID" 2>/dev/null || die "tokend exited at start, see $RESULTS/tokend-$name.log"
     sleep 0.1
@@ -349,7 +350,7 @@ nginx -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
 NG_PID=$!
 PIDS+=("$NG_PID")
-for i in $(seq 50); do
+for _ in $(seq 50); do
   [[ -n $(pgrep -P "$NG_PID" || true) ]] && curl -s -o /dev/null "$NG_URL/" 2>/dev/null && break
   sleep 0.1
 done
@@ -373,7 +374,7 @@ bench_run() {
   shift 5
   local t0 t1 line k v m0 m1 c0 c1 e0 e1
   wait_quiet
-  m0=($(machine_ticks))
+  read -ra m0 < <(machine_ticks)
   child_ticks
   c0=$CHILD_TICKS
   e0=$(date +%s.%N)
@@ -392,7 +393,7 @@ bench_run() {
     "$WORK/threads0" "$WORK/threads1")
   child_ticks
   c1=$CHILD_TICKS
-  m1=($(machine_ticks))
+  read -ra m1 < <(machine_ticks)
   # What else ran meanwhile: machine busy time less the server's and wrk's, and steal.
   R[$name.other_pct]=$(awk -v busy=$((m1[0] - m0[0])) -v srv=$((t1 - t0)) -v wrk=$((c1 - c0)) -v a="$e0" -v b="$e1" \
     -v hz="$CLK_TCK" -v n="$(nproc)" 'BEGIN {o = (busy - srv - wrk) / ((b - a) * hz * n) * 100; printf "%.0f", o < 0 ? 0 : o}')
@@ -420,6 +421,7 @@ canceled_count() { sqlite3 "$STORE/tokend.db" "SELECT count(*) FROM tokens WHERE
 served_200() { grep -c '"route":"/tokens/{tokenId}/cancel","status":200' "$RESULTS/tokend-main.log" || true; }
 
 log "runs: ${WRK_CMD[*]} URL -- MODE IDS KEY $THREADS once|wrap"
+# shellcheck disable=SC2046 # one argument per pid
 bench_run nginx-put "$NG_URL" cancel "$WORK/ids-bench.txt" wrap $(ng_pids)
 canceled_before=$(canceled_count)
 served_before=$(served_200)
@@ -431,6 +433,7 @@ jobs1=$(store_metric tokend_store_commit_batch_size_sum)
 commits1=$(store_metric tokend_store_commit_batch_size_count)
 canceled_after=$(canceled_count)
 served_after=$(served_200)
+# shellcheck disable=SC2046
 bench_run nginx-get "$NG_URL" get "$WORK/ids-bench.txt" wrap $(ng_pids)
 bench_run tokend-get "$TD_URL" get "$WORK/ids-bench.txt" wrap "$TD_PID"
 
@@ -475,13 +478,13 @@ profile_perf() { # name mode ids wrap
 }
 
 profile_callgrind() { # name mode ids wrap: tokend under valgrind on the same store
-  local name=$1 out="$WORK/callgrind-$1.out" port pid i
+  local name=$1 out="$WORK/callgrind-$1.out" port pid
   port=$(free_port)
   valgrind --tool=callgrind --callgrind-out-file="$out" "$TOKEND" serve --listen "127.0.0.1:$port" \
     --store "sqlite:$STORE/tokend.db" --rate-limit 0 --threads "$THREADS" 2>>"$RESULTS/valgrind-$name.log" &
   pid=$!
   PIDS+=("$pid")
-  for i in $(seq 300); do
+  for _ in $(seq 300); do
     curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
     sleep 0.1
   done
