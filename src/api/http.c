@@ -519,6 +519,13 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_error(void *cls, const 
     td_log(TD_LOG_WARN, "http", "%s", msg);
 }
 
+/* The per-connection pool holds the request line, headers and buffers. */
+static size_t mhd_pool_size(const td_config *cfg)
+{
+    size_t need = (size_t)(cfg->headers_max + cfg->url_max) * 2 + 8192;
+    return need < 32768 ? 32768 : need;
+}
+
 td_server *td_server_start(td_svc *svc, char *err, size_t cap)
 {
     td_config *cfg = svc->cfg;
@@ -540,8 +547,9 @@ td_server *td_server_start(td_svc *svc, char *err, size_t cap)
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
-                            /* Headers beyond our own limit still fit, so we answer 414/431 ourselves. */
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(cfg->headers_max + cfg->url_max) * 4,
+                            /* Headers beyond our own limit still fit, so we answer 414/431 ourselves;
+                             * no bigger, since MHD zeroes the pool for every request. */
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, mhd_pool_size(cfg),
                             MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
                             MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,

@@ -1,4 +1,5 @@
 /* members.c — members and their signing keys, API credentials, issuers. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,15 +192,56 @@ td_err td_svc_get_key(td_svc *svc, const char *member_id, const char *key_id, td
     return st == TD_ST_OK ? TD_OK : read_failed(st, e, "key", key_id);
 }
 
+/* Authenticated credentials, cached briefly so that a request does not pay a
+ * store read for its key (16 % of a GET, docs/performance.md). Keys cannot be
+ * revoked yet; when they can, revocation must clear this cache. */
+#define CRED_SLOTS 4096
+#define CRED_TTL_US (30 * 1000000LL)
+static struct {
+    pthread_mutex_t mu;
+    struct {
+        td_cred_rec cred;
+        int64_t until_us;
+    } slot[CRED_SLOTS];
+} cred_cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static unsigned cred_slot(const char *hash)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 8; i++) v = v * 16 + (unsigned)(hash[i] <= '9' ? hash[i] - '0' : hash[i] - 'a' + 10);
+    return v % CRED_SLOTS;
+}
+
+static bool cred_cached(const char *hash, td_cred_rec *out)
+{
+    unsigned i = cred_slot(hash);
+    pthread_mutex_lock(&cred_cache.mu);
+    bool hit = cred_cache.slot[i].until_us > td_mono_us() && !strcmp(cred_cache.slot[i].cred.hash, hash);
+    if (hit) *out = cred_cache.slot[i].cred;
+    pthread_mutex_unlock(&cred_cache.mu);
+    return hit;
+}
+
+static void cred_remember(const td_cred_rec *cred)
+{
+    unsigned i = cred_slot(cred->hash);
+    pthread_mutex_lock(&cred_cache.mu);
+    cred_cache.slot[i].cred = *cred;
+    cred_cache.slot[i].until_us = td_mono_us() + CRED_TTL_US;
+    pthread_mutex_unlock(&cred_cache.mu);
+}
+
 td_err td_svc_authenticate(td_svc *svc, const char *api_key, td_cred_rec *cred, td_error *e)
 {
     char hash[65];
+    td_api_key_hash(api_key, hash);
+    if (cred_cached(hash, cred)) return TD_OK;
     td_conn *c = svc->store->reader(svc->store);
     if (!c) return td_fail(e, TD_E_UNAVAILABLE, "the store is unavailable");
-    td_api_key_hash(api_key, hash);
     td_st st = svc->store->ops->cred_get(c, hash, cred);
     if (st == TD_ST_NOT_FOUND) return td_fail(e, TD_E_UNAUTHENTICATED, "unknown API key");
     if (st != TD_ST_OK) return td_fail(e, TD_E_UNAVAILABLE, "the store is unavailable");
+    cred_remember(cred);
     return TD_OK;
 }
 

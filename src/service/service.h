@@ -172,6 +172,7 @@ typedef struct {
     char customer_device_id[128];
     /* prepared outside the writer (signature, new JSON) when the token is read */
     int64_t prepared_seq;
+    char prepared_replaced_by[TD_ID_MAX];
     td_cancel_outcome prepared;
     char *prepared_json;
     /* out */

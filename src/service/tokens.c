@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "service/service.h"
+#include "core/token_json.h"
 #include "service/sign.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -60,22 +61,6 @@ td_err td_svc_list_tokens(td_svc *svc, const td_list_query *q, void (*fn)(const 
     return TD_OK;
 }
 
-/* The token's JSON with one more payload signature. */
-static char *append_signature(const char *json, json_t *sig)
-{
-    json_t *tok = json_loads(json, 0, NULL);
-    if (!tok) return NULL;
-    json_t *sigs = json_object_get(tok, "payloadSignatures");
-    if (!json_is_array(sigs)) {
-        sigs = json_array();
-        json_object_set_new(tok, "payloadSignatures", sigs);
-    }
-    json_array_append_new(sigs, json_pack("{s:s, s:O}", "action", "CANCELED", "signature", sig));
-    char *out = json_dumps(tok, JSON_COMPACT);
-    json_decref(tok);
-    return out;
-}
-
 /* Reads the token and decides; on APPLY signs and renders the new JSON.
  * Runs on a reader (prepare) or inside the writer's transaction (re-check). */
 static td_st prepare_cancel(td_conn *c, td_svc *svc, td_cancel *cmd, td_token_rec *t)
@@ -93,13 +78,14 @@ static td_st prepare_cancel(td_conn *c, td_svc *svc, td_cancel *cmd, td_token_re
     td_token_view v = {t->kind, t->state, t->expires_ms, t->from_id, t->to_id, t->canceled_by};
     cmd->prepared = td_decide_cancel(&svc->cfg->policy, &v, cmd->caller, cmd->level, td_now_ms(), &cmd->why);
     cmd->prepared_seq = t->seq;
+    td_strlcpy(cmd->prepared_replaced_by, t->replaced_by, sizeof cmd->prepared_replaced_by);
     free(cmd->prepared_json);
     cmd->prepared_json = NULL;
     if (cmd->prepared != TD_CANCEL_APPLY) return TD_ST_OK;
     json_t *sig = NULL;
     st = td_sign_as(c, svc, cmd->caller, cmd->level, t->payload_canonical, "cancelled", &sig);
     if (st == TD_ST_OK) {
-        cmd->prepared_json = append_signature(t->json, sig);
+        cmd->prepared_json = td_token_json_add_signature(t->json, "CANCELED", sig);
         json_decref(sig);
         if (!cmd->prepared_json) st = TD_ST_ERROR;
     }
@@ -112,28 +98,31 @@ static void take_result(td_cancel *cmd, td_token_rec *t)
 {
     cmd->outcome = cmd->prepared;
     free(cmd->token_json);
+    cmd->token_json = NULL;
     if (cmd->outcome == TD_CANCEL_APPLY) {
         cmd->token_json = cmd->prepared_json;
         cmd->prepared_json = NULL;
-    } else {
+    } else if (t) {
         cmd->token_json = t->json;
         t->json = NULL;
     }
 }
 
-static td_st apply_cancel(td_conn *c, td_svc *svc, td_cancel *cmd, td_token_rec *t)
+/* Writes the prepared cancel: the row, only if its sequence number is still
+ * the one the decision was made on, and its event. */
+static td_st apply_cancel(td_conn *c, td_svc *svc, td_cancel *cmd)
 {
-    int64_t expect = t->seq;
-    t->state = TD_TS_CANCELED;
-    t->seq++;
-    td_strlcpy(t->canceled_by, cmd->caller, sizeof t->canceled_by);
-    free(t->json);
-    t->json = cmd->prepared_json;
-    td_st st = svc->store->ops->token_update(c, t, expect);
-    t->json = NULL;
+    td_token_rec t = {0};
+    td_strlcpy(t.id, cmd->token_id, sizeof t.id);
+    t.state = TD_TS_CANCELED;
+    t.seq = cmd->prepared_seq + 1;
+    td_strlcpy(t.replaced_by, cmd->prepared_replaced_by, sizeof t.replaced_by);
+    td_strlcpy(t.canceled_by, cmd->caller, sizeof t.canceled_by);
+    t.json = cmd->prepared_json;
+    td_st st = svc->store->ops->token_update(c, &t, cmd->prepared_seq);
     if (st != TD_ST_OK) return st;
-    td_event_rec ev = {.seq = t->seq, .time_ms = td_now_ms()};
-    td_strlcpy(ev.token_id, t->id, sizeof ev.token_id);
+    td_event_rec ev = {.seq = t.seq, .time_ms = td_now_ms()};
+    td_strlcpy(ev.token_id, t.id, sizeof ev.token_id);
     td_strlcpy(ev.type, "CANCELED", sizeof ev.type);
     td_strlcpy(ev.actor, cmd->caller, sizeof ev.actor);
     td_strlcpy(ev.customer_ip, cmd->customer_ip, sizeof ev.customer_ip);
@@ -142,19 +131,23 @@ static td_st apply_cancel(td_conn *c, td_svc *svc, td_cancel *cmd, td_token_rec 
     return svc->store->ops->event_append(c, &ev);
 }
 
+/* In the writer. The decision prepared on the request's thread stands if the
+ * token's sequence number did not move; otherwise (a concurrent change) it is
+ * made again here, inside the transaction. */
 static td_st run_cancel(td_conn *c, td_write *w)
 {
     td_cancel *cmd = (td_cancel *)w;
-    td_token_rec t;
-    td_st st = w->svc->store->ops->token_get(c, cmd->token_id, &t);
-    if (st != TD_ST_OK && st != TD_ST_NOT_FOUND) return st;
-    /* Someone changed the token since we prepared: decide again, here. */
-    if (st == TD_ST_NOT_FOUND || t.seq != cmd->prepared_seq || cmd->prepared != TD_CANCEL_APPLY) {
-        if (st == TD_ST_OK) td_token_rec_free(&t);
-        st = prepare_cancel(c, w->svc, cmd, &t);
-        if (st != TD_ST_OK || w->err.code) return st;
+    td_st st = TD_ST_CONFLICT;
+    if (cmd->prepared == TD_CANCEL_APPLY) st = apply_cancel(c, w->svc, cmd);
+    if (st == TD_ST_OK) {
+        take_result(cmd, NULL);
+        return TD_ST_OK;
     }
-    if (cmd->prepared == TD_CANCEL_APPLY) st = apply_cancel(c, w->svc, cmd, &t);
+    if (st != TD_ST_CONFLICT) return st;
+    td_token_rec t;
+    st = prepare_cancel(c, w->svc, cmd, &t);
+    if (st != TD_ST_OK || w->err.code) return st;
+    if (cmd->prepared == TD_CANCEL_APPLY) st = apply_cancel(c, w->svc, cmd);
     if (st == TD_ST_OK) take_result(cmd, &t);
     td_token_rec_free(&t);
     return st;

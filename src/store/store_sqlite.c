@@ -77,7 +77,7 @@ static const char *const SQL[Q__COUNT] = {
     [Q_REQ_INSERT] = "INSERT INTO token_requests(" REQ_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
                      "?9, ?10, ?11, ?12, ?13)",
     [Q_REQ_GET] = "SELECT " REQ_COLS " FROM token_requests WHERE id = ?1",
-    [Q_REQ_BY_CONSENT] = "SELECT " REQ_COLS " FROM token_requests WHERE consent_hash = ?1",
+    [Q_REQ_BY_CONSENT] = "SELECT " REQ_COLS " FROM token_requests WHERE consent_hash = ?1 AND consent_hash <> ''",
     [Q_REQ_UPDATE] = "UPDATE token_requests SET state = ?2, token_id = ?3, signature_json = ?4, "
                      "consent_hash = ?5, consent_expires_ms = ?6, consent_used = ?7 WHERE id = ?1",
     [Q_TOKEN_INSERT] = "INSERT INTO tokens(" TOKEN_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
@@ -1027,6 +1027,10 @@ static void make_parent_dirs(const char *path)
 
 td_store *td_store_sqlite_open(const char *path, char *err, size_t cap)
 {
+    /* SQLite's memory statistics take a global mutex on every allocation, which
+     * the HTTP threads and the writer contended for (docs/performance.md). It
+     * can only be set before SQLite initialises; later calls just fail. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     sqlite_store *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     if (td_strlcpy(s->path, path, sizeof s->path)) {
