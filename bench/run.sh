@@ -51,7 +51,7 @@
 # the same for every run; see below), BENCH_THREADS (2: wrk threads and
 # tokend --threads), BENCH_CONNECTIONS (64), BENCH_RSS_TOKENS (1000000),
 # BENCH_PROFILE (auto|perf|callgrind|none), BENCH_PROFILE_TOKENS (20000),
-# BENCH_SEED_CONCURRENCY (64), BENCH_SEED_INDEX (1, see step 2),
+# BENCH_SEED_CONCURRENCY (64),
 # BENCH_QUIET_WAIT (120), BENCH_KEEP (0).
 #
 # Why 4 s and not 20 s: a cancel run may not repeat a token, and tokend
@@ -253,17 +253,6 @@ STORE="$WORK/store"
 mkdir -p "$STORE"
 start_tokend main "$STORE"
 log "tokend pid $TD_PID on $TD_URL, store $STORE/tokend.db"
-# src/store/store_sqlite.c looks a consent code up with "WHERE consent_hash =
-# ?1", which cannot use the partial index token_requests_consent (WHERE
-# consent_hash <> ''): every consent decision scans token_requests in the
-# single writer, so seeding slows down quadratically (25,000 tokens: 68 s;
-# 120,000 would take about 25 minutes). Until src fixes the query, the bench
-# store gets a plain index the planner can use (BENCH_SEED_INDEX=0 to measure
-# without it). It touches token_requests only, not the tokens read and
-# cancelled below. See docs/performance.md.
-if [[ ${BENCH_SEED_INDEX:-1} == 1 ]]; then
-  sqlite3 "$STORE/tokend.db" "CREATE INDEX IF NOT EXISTS bench_consent_hash ON token_requests(consent_hash)"
-fi
 SEED_TOTAL=$((N_TOKENS + 1 + PROFILE_TOKENS))
 log "seeding $SEED_TOTAL tokens through the API ($SEED_CONC flows in flight)"
 seed_t0=$(date +%s.%N)
