@@ -28,7 +28,8 @@ static size_t on_data(char *d, size_t sz, size_t nm, void *arg)
     size_t n = sz * nm;
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->n + n + 1) cap *= 2;
+        while (cap < b->n + n + 1)
+            cap *= 2;
         char *np = realloc(b->p, cap);
         if (!np) return 0;
         b->p = np;
@@ -115,7 +116,8 @@ static void start_step(CURLM *m, flow *f)
     curl_easy_setopt(e, CURLOPT_URL, f->url);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, f->post);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(f->post));
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->state == ST_CONSENT ? NULL : (f->state == ST_REQUEST ? g_json_hdrs : g_auth_hdrs));
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER,
+                     f->state == ST_CONSENT ? NULL : (f->state == ST_REQUEST ? g_json_hdrs : g_auth_hdrs));
     curl_multi_add_handle(m, e);
 }
 
@@ -175,7 +177,8 @@ static void step_done(CURLM *m, flow *f, CURLcode rc)
         start_step(m, f);
         return;
     case ST_AUTHORIZE:
-        if (code != 200 || json_str(f->body.p, "redirectUrl", f->url, sizeof f->url)) fail(f, "POST authorization", code);
+        if (code != 200 || json_str(f->body.p, "redirectUrl", f->url, sizeof f->url))
+            fail(f, "POST authorization", code);
         snprintf(f->post, sizeof f->post, "decision=approve&accounts=a:1");
         f->state = ST_CONSENT;
         start_step(m, f);
@@ -209,7 +212,8 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     char path[1024];
-    if (json_str(admin_post("/admin/v1/members", "{\"displayName\":\"bench user\"}"), "memberId", g_user, sizeof g_user) ||
+    if (json_str(admin_post("/admin/v1/members", "{\"displayName\":\"bench user\"}"), "memberId", g_user,
+                 sizeof g_user) ||
         json_str(admin_post("/admin/v1/members", "{\"displayName\":\"bench tpp\"}"), "memberId", g_tpp, sizeof g_tpp)) {
         fprintf(stderr, "seed: no memberId in the answer\n");
         return 1;
@@ -267,7 +271,8 @@ int main(int argc, char **argv)
     fclose(g_out);
     fprintf(stderr, "seed: %ld tokens in %.1f s (%.0f tokens/s, %.0f API writes/s)\n", g_done, dt, g_done / dt,
             3 * g_done / dt);
-    for (int i = 0; i < conc; i++) curl_easy_cleanup(flows[i].e);
+    for (int i = 0; i < conc; i++)
+        curl_easy_cleanup(flows[i].e);
     free(flows);
     curl_multi_cleanup(m);
     curl_slist_free_all(g_auth_hdrs);

@@ -20,9 +20,9 @@ static const td_method FZ_METHODS[] = {TD_GET, TD_POST, TD_PUT, TD_DELETE, TD_ME
 #define FZ_N_METHODS (sizeof FZ_METHODS / sizeof FZ_METHODS[0])
 
 /* An invariant broke: crash so libFuzzer keeps the input. */
-#define FZ_CHECK(cond)                                                                                       \
-    do {                                                                                                     \
-        if (!(cond)) abort();                                                                                \
+#define FZ_CHECK(cond)                                                                                                 \
+    do {                                                                                                               \
+        if (!(cond)) abort();                                                                                          \
     } while (0)
 
 /* A matched route must explain the path exactly: the pattern with each
@@ -117,9 +117,12 @@ static void fz_consent_form(const uint8_t *body, size_t len)
     td_error e = {0};
     int rc = consent_parse_form((const char *)body, len, cmd, &e);
     FZ_CHECK(cmd->naccounts >= 0 && cmd->naccounts <= 8);
-    for (int i = 0; i < cmd->naccounts; i++) FZ_CHECK(td_is_id_chars(cmd->accounts[i], 1, 64, ":_-"));
-    if (rc) FZ_CHECK(e.code == TD_E_INVALID_ARGUMENT || e.code == TD_E_INTERNAL);
-    else FZ_CHECK(e.code == TD_OK);
+    for (int i = 0; i < cmd->naccounts; i++)
+        FZ_CHECK(td_is_id_chars(cmd->accounts[i], 1, 64, ":_-"));
+    if (rc)
+        FZ_CHECK(e.code == TD_E_INVALID_ARGUMENT || e.code == TD_E_INTERNAL);
+    else
+        FZ_CHECK(e.code == TD_OK);
     free(cmd);
 }
 

@@ -57,9 +57,9 @@ static int serve(int argc, char **argv)
         return 1;
     }
     td_log(TD_LOG_INFO, "listening",
-           "tokend listening on http://%s:%u (store %s); admin key in %s. Try: curl http://%s:%u/healthz", cfg.listen_host,
-           cfg.listen_port, cfg.store_url, cfg.admin_key_file[0] ? cfg.admin_key_file : "TOKEND_ADMIN_KEY",
-           cfg.listen_host, cfg.listen_port);
+           "tokend listening on http://%s:%u (store %s); admin key in %s. Try: curl http://%s:%u/healthz",
+           cfg.listen_host, cfg.listen_port, cfg.store_url,
+           cfg.admin_key_file[0] ? cfg.admin_key_file : "TOKEND_ADMIN_KEY", cfg.listen_host, cfg.listen_port);
     int sig = 0;
     sigwait(&stop, &sig);
     td_log(TD_LOG_INFO, "shutdown", "signal %d: draining requests and commits", sig);

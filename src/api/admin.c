@@ -43,7 +43,8 @@ void admin_create_member_api_key(td_req *r)
     td_level lvl;
     json_t *b = td_body_json(r, &e);
     if (!b || td_json_only(b, "body", ALLOWED, &e) || td_json_string(b, "body", "level", true, 16, &level, &e) ||
-        (td_level_parse(level, &lvl) && td_fail(&e, TD_E_INVALID_ARGUMENT, "level must be LOW, STANDARD or PRIVILEGED"))) {
+        (td_level_parse(level, &lvl) &&
+         td_fail(&e, TD_E_INVALID_ARGUMENT, "level must be LOW, STANDARD or PRIVILEGED"))) {
         json_decref(b);
         td_reply_error(r, &e, r->params[0]);
         return;
@@ -59,7 +60,10 @@ void admin_create_member_api_key(td_req *r)
 }
 
 /* D1 issuer ids are exactly 10 characters. */
-static bool valid_issuer_id(const char *s) { return strlen(s) == 10 && td_is_id_chars(s, 10, 10, "_-"); }
+static bool valid_issuer_id(const char *s)
+{
+    return strlen(s) == 10 && td_is_id_chars(s, 10, 10, "_-");
+}
 
 static void render_issuer(td_write *w)
 {
@@ -75,7 +79,8 @@ void admin_create_issuer(td_req *r)
     json_t *b = td_body_json(r, &e);
     if (!b || td_json_only(b, "body", ALLOWED, &e) || td_json_string(b, "body", "issuerId", true, 10, &id, &e) ||
         td_json_string(b, "body", "displayName", true, 255, &name, &e) ||
-        (!valid_issuer_id(id) && td_fail(&e, TD_E_INVALID_ARGUMENT, "issuerId must be exactly 10 characters of [A-Za-z0-9_-]"))) {
+        (!valid_issuer_id(id) &&
+         td_fail(&e, TD_E_INVALID_ARGUMENT, "issuerId must be exactly 10 characters of [A-Za-z0-9_-]"))) {
         json_decref(b);
         td_reply_error(r, &e, "");
         return;
@@ -100,7 +105,8 @@ void admin_create_issuer_api_key(td_req *r)
     }
     json_t *b = td_body_json(r, &e);
     if (!b || td_json_only(b, "body", ALLOWED, &e) || td_json_string(b, "body", "role", true, 16, &role, &e) ||
-        (strcmp(role, "issuer") && strcmp(role, "network") && td_fail(&e, TD_E_INVALID_ARGUMENT, "role must be issuer or network"))) {
+        (strcmp(role, "issuer") && strcmp(role, "network") &&
+         td_fail(&e, TD_E_INVALID_ARGUMENT, "role must be issuer or network"))) {
         json_decref(b);
         td_reply_error(r, &e, r->params[0]);
         return;

@@ -9,14 +9,22 @@
 #include "api/faces.h"
 #include "util/util.h"
 
-static bool valid_code(const char *c) { return td_is_id_chars(c, 16, 64, "_-"); }
+static bool valid_code(const char *c)
+{
+    return td_is_id_chars(c, 16, 64, "_-");
+}
 
 /* Appends HTML-escaped text. */
 static void esc(char *out, size_t cap, const char *s)
 {
     size_t n = strlen(out);
     for (; s && *s && n + 7 < cap; s++) {
-        const char *rep = *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '&' ? "&amp;" : *s == '"' ? "&quot;" : *s == '\'' ? "&#39;" : NULL;
+        const char *rep = *s == '<'    ? "&lt;"
+                          : *s == '>'  ? "&gt;"
+                          : *s == '&'  ? "&amp;"
+                          : *s == '"'  ? "&quot;"
+                          : *s == '\'' ? "&#39;"
+                                       : NULL;
         if (rep) {
             memcpy(out + n, rep, strlen(rep));
             n += strlen(rep);
@@ -47,7 +55,8 @@ static void describe_body(char *out, size_t cap, td_kind kind, json_t *p)
 {
     char buf[512];
     if (kind == TD_KIND_ACCESS) {
-        json_t *res = json_object_get(json_object_get(json_object_get(p, "accessBody"), "resourceTypeList"), "resources");
+        json_t *res =
+            json_object_get(json_object_get(json_object_get(p, "accessBody"), "resourceTypeList"), "resources");
         size_t i;
         json_t *t;
         buf[0] = 0;
@@ -94,8 +103,9 @@ void consent_page(td_req *r)
         td_reply_err(r, TD_E_INTERNAL, "out of memory");
         return;
     }
-    cat(html, cap, "<!doctype html><html><head><meta charset=\"utf-8\"><title>Approve access</title></head><body>"
-                   "<h1>A request needs your decision</h1><table>");
+    cat(html, cap,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Approve access</title></head><body>"
+        "<h1>A request needs your decision</h1><table>");
     const char *who = json_string_value(json_object_get(json_object_get(p, "actingAs"), "displayName"));
     row(html, cap, "Requested by", who ? who : rq.to_id);
     row(html, cap, "Requester member", rq.to_id);
@@ -106,10 +116,12 @@ void consent_page(td_req *r)
     row(html, cap, "Reference", json_string_value(json_object_get(p, "refId")));
     cat(html, cap, "</table><form method=\"post\">");
     if (rq.kind == TD_KIND_ACCESS)
-        cat(html, cap, "<p><label>Accounts to share (comma-separated account ids): <input name=\"accounts\" "
-                       "required></label></p>");
-    cat(html, cap, "<button name=\"decision\" value=\"approve\">Approve</button> "
-                   "<button name=\"decision\" value=\"reject\">Reject</button></form></body></html>");
+        cat(html, cap,
+            "<p><label>Accounts to share (comma-separated account ids): <input name=\"accounts\" "
+            "required></label></p>");
+    cat(html, cap,
+        "<button name=\"decision\" value=\"approve\">Approve</button> "
+        "<button name=\"decision\" value=\"reject\">Reject</button></form></body></html>");
     json_decref(req);
     td_request_rec_free(&rq);
     td_reply_html_steal(r, 200, html);
@@ -126,7 +138,10 @@ static int form_decode(char *s)
             int v = 0;
             for (int k = 1; k <= 2; k++) {
                 char c = p[k];
-                int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+                int d = c >= '0' && c <= '9'   ? c - '0'
+                        : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                        : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                               : -1;
                 if (d < 0) return -1;
                 v = v * 16 + d;
             }

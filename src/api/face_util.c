@@ -75,7 +75,8 @@ int td_json_only(json_t *obj, const char *where, const char *const *allowed, td_
     json_object_foreach(obj, key, v)
     {
         const char *const *a = allowed;
-        while (*a && strcmp(*a, key)) a++;
+        while (*a && strcmp(*a, key))
+            a++;
         if (!*a) {
             td_fail(e, TD_E_INVALID_ARGUMENT, "%s: unknown field '%.64s'", where, key);
             return -1;
@@ -84,8 +85,8 @@ int td_json_only(json_t *obj, const char *where, const char *const *allowed, td_
     return 0;
 }
 
-int td_json_string(json_t *obj, const char *where, const char *key, bool required, size_t maxlen,
-                   const char **out, td_error *e)
+int td_json_string(json_t *obj, const char *where, const char *key, bool required, size_t maxlen, const char **out,
+                   td_error *e)
 {
     json_t *v = json_object_get(obj, key);
     *out = NULL;
@@ -128,7 +129,10 @@ int td_json_object(json_t *obj, const char *where, const char *key, bool require
     return 0;
 }
 
-bool td_valid_id(const char *s) { return td_is_id_chars(s, 3, 96, ":_-"); }
+bool td_valid_id(const char *s)
+{
+    return td_is_id_chars(s, 3, 96, ":_-");
+}
 
 bool td_param_id(td_req *r, int i, const char *name)
 {

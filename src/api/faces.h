@@ -57,8 +57,8 @@ void td_write_answer(td_write *w, int status, json_t *v);
 int td_json_only(json_t *obj, const char *where, const char *const *allowed, td_error *e);
 /* Typed field access: returns 0 and the value, or -1 with e set. A missing
  * optional field returns 0 and NULL/default. */
-int td_json_string(json_t *obj, const char *where, const char *key, bool required, size_t maxlen,
-                   const char **out, td_error *e);
+int td_json_string(json_t *obj, const char *where, const char *key, bool required, size_t maxlen, const char **out,
+                   td_error *e);
 int td_json_object(json_t *obj, const char *where, const char *key, bool required, json_t **out, td_error *e);
 
 /* Token.io-style ids ("ta:...", "m:...", "rq:..."): [A-Za-z0-9:_-], 3..96. */

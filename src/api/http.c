@@ -212,7 +212,8 @@ const char *td_idempotency_key(td_req *r, td_error *e)
     if (!k) return NULL;
     size_t n = strlen(k);
     bool ok = n >= 1 && n <= 255;
-    for (size_t i = 0; ok && i < n; i++) ok = k[i] > 0x20 && k[i] < 0x7f;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = k[i] > 0x20 && k[i] < 0x7f;
     if (!ok) {
         td_fail(e, TD_E_INVALID_ARGUMENT, "Idempotency-Key must be 1-255 visible ASCII characters");
         return NULL;
@@ -222,7 +223,10 @@ const char *td_idempotency_key(td_req *r, td_error *e)
 
 /* ---- suspend / resume ---- */
 
-void td_req_complete_begin(td_req *r) { pthread_mutex_lock(&r->mu); }
+void td_req_complete_begin(td_req *r)
+{
+    pthread_mutex_lock(&r->mu);
+}
 
 void td_req_complete_end(td_req *r)
 {
@@ -276,7 +280,8 @@ static td_err authenticate_member(td_req *r, td_error *e)
     } else {
         return td_fail(e, TD_E_UNAUTHENTICATED, "unsupported Authorization scheme");
     }
-    while (*key == ' ') key++;
+    while (*key == ' ')
+        key++;
     if (!*key || strlen(key) > 200) return td_fail(e, TD_E_UNAUTHENTICATED, "invalid API key");
     td_cred_rec cred;
     td_err rc = td_svc_authenticate(r->svc, key, &cred, e);
@@ -344,7 +349,8 @@ static void start_request(td_req *r, const char *url, const char *method)
         return;
     }
     if (hs.conflicting_length || (hs.content_length && hs.chunked)) {
-        td_reply_err(r, TD_E_INVALID_ARGUMENT, "ambiguous message framing: conflicting Content-Length or Transfer-Encoding");
+        td_reply_err(r, TD_E_INVALID_ARGUMENT,
+                     "ambiguous message framing: conflicting Content-Length or Transfer-Encoding");
         return;
     }
     if (r->body_cap > (size_t)cfg->url_max) { /* body_cap holds the raw URI length until now */
@@ -367,8 +373,10 @@ static void start_request(td_req *r, const char *url, const char *method)
         return;
     }
     td_err rc = TD_OK;
-    if (r->route->auth == TD_AUTH_MEMBER) rc = authenticate_member(r, &e);
-    else if (r->route->auth == TD_AUTH_ADMIN) rc = authenticate_admin(r, &e);
+    if (r->route->auth == TD_AUTH_MEMBER)
+        rc = authenticate_member(r, &e);
+    else if (r->route->auth == TD_AUTH_ADMIN)
+        rc = authenticate_admin(r, &e);
     if (rc != TD_OK) {
         td_reply_error(r, &e, "");
         return;
@@ -392,7 +400,8 @@ static void append_body(td_req *r, const char *data, size_t n)
     }
     if (r->body_len + n + 1 > r->body_cap) {
         size_t cap = r->body_cap ? r->body_cap : 1024;
-        while (cap < r->body_len + n + 1) cap *= 2;
+        while (cap < r->body_len + n + 1)
+            cap *= 2;
         char *nb = realloc(r->body, cap);
         if (!nb) {
             r->body_too_large = true;
@@ -408,8 +417,8 @@ static void append_body(td_req *r, const char *data, size_t n)
 
 static enum MHD_Result queue_answer(td_req *r)
 {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(r->resp_len, r->resp ? r->resp : (void *)"", r->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        r->resp_len, r->resp ? r->resp : (void *)"", r->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     r->resp = NULL; /* MHD owns it now */
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", r->content_type ? r->content_type : "application/json");
@@ -497,8 +506,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                             ? (status ? "server" : "client_gone")
                             : (status >= 400 ? "caller" : NULL);
     static const char *const METHODS[] = {"GET", "POST", "PUT", "DELETE", "OTHER"};
-    td_log_request(r->trace_id, METHODS[r->method], route, status, dur, r->auth.ok && !r->auth.admin ? r->auth.member_id : NULL,
-                   r->errcode, fault);
+    td_log_request(r->trace_id, METHODS[r->method], route, status, dur,
+                   r->auth.ok && !r->auth.admin ? r->auth.member_id : NULL, r->errcode, fault);
     td_metrics_observe(srv->metrics, r->route ? (int)(r->route - td_routes) : td_route_count, status, dur);
     free(r->resp);
     free(r->body);
@@ -515,7 +524,8 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_error(void *cls, const 
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n && msg[n - 1] == '\n') msg[--n] = 0;
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = 0;
     td_log(TD_LOG_WARN, "http", "%s", msg);
 }
 
@@ -539,21 +549,17 @@ td_server *td_server_start(td_svc *svc, char *err, size_t cap)
         snprintf(err, cap, "listen address must be an IPv4 address, got '%s'", cfg->listen_host);
         goto fail;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
-    s->d = MHD_start_daemon(flags, cfg->listen_port, NULL, NULL, on_request, s,
-                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
-                            /* Headers beyond our own limit still fit, so we answer 414/431 ourselves;
-                             * no bigger, since MHD zeroes the pool for every request. */
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, mhd_pool_size(cfg),
-                            MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_END);
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    s->d = MHD_start_daemon(
+        flags, cfg->listen_port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->connection_timeout_s,
+        /* Headers beyond our own limit still fit, so we answer 414/431 ourselves;
+         * no bigger, since MHD zeroes the pool for every request. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, mhd_pool_size(cfg), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (!s->d) {
         snprintf(err, cap, "cannot listen on %s:%u (in use?)", cfg->listen_host, cfg->listen_port);
         goto fail;

@@ -48,7 +48,7 @@ typedef struct {
     td_cred_kind kind;
     char member_id[TD_ID_MAX]; /* or issuer id */
     td_level level;
-    char cred_hash[65];        /* scope of rate limits and idempotency keys */
+    char cred_hash[65]; /* scope of rate limits and idempotency keys */
     bool admin;
 } td_auth;
 
@@ -73,24 +73,24 @@ struct td_req {
 
     /* the answer */
     int status;
-    char *resp;           /* malloc'd; owned by the request */
+    char *resp; /* malloc'd; owned by the request */
     size_t resp_len;
     const char *content_type;
     char location[2048];
     int retry_after_s;
-    const char *errcode;  /* for the log line */
+    const char *errcode; /* for the log line */
     bool caller_fault;
-    bool ready;           /* an answer is set */
+    bool ready; /* an answer is set */
     bool suspended;
-    bool dispatched;      /* the handler ran */
-    pthread_mutex_t mu;   /* orders the answer against suspending */
-    void *pending;        /* a write in flight (freed by its completion) */
+    bool dispatched;    /* the handler ran */
+    pthread_mutex_t mu; /* orders the answer against suspending */
+    void *pending;      /* a write in flight (freed by its completion) */
 };
 
 /* Answers. Each sets r->ready. */
 void td_reply_json_steal(td_req *r, int status, char *body); /* takes ownership of body */
 void td_reply_json_copy(td_req *r, int status, const char *body, size_t len);
-void td_reply_json(td_req *r, int status, json_t *v);         /* serializes; does not steal v */
+void td_reply_json(td_req *r, int status, json_t *v); /* serializes; does not steal v */
 void td_reply_html_steal(td_req *r, int status, char *html);
 void td_reply_redirect(td_req *r, const char *location);
 /* The error in the route's face shape. `id_asked` fills error.paymentId where the

@@ -9,7 +9,8 @@
 
 #include "api/http.h"
 
-static const int STATUSES[] = {0, 200, 201, 303, 400, 401, 403, 404, 405, 409, 410, 413, 414, 415, 429, 431, 500, 501, 503, 504};
+static const int STATUSES[] = {0,   200, 201, 303, 400, 401, 403, 404, 405, 409,
+                               410, 413, 414, 415, 429, 431, 500, 501, 503, 504};
 #define NSTATUS ((int)(sizeof STATUSES / sizeof STATUSES[0]))
 static const double BOUNDS_MS[] = {0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 5000};
 #define NBOUNDS ((int)(sizeof BOUNDS_MS / sizeof BOUNDS_MS[0]))
@@ -89,7 +90,10 @@ static void put(sbuf *b, const char *fmt, ...)
     }
 }
 
-static uint64_t load(const uint64_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
+static uint64_t load(const uint64_t *v)
+{
+    return __atomic_load_n(v, __ATOMIC_RELAXED);
+}
 
 char *td_metrics_text(td_metrics *m, const td_store_stats *st, int inflight)
 {
@@ -99,33 +103,44 @@ char *td_metrics_text(td_metrics *m, const td_store_stats *st, int inflight)
     put(&b, "# HELP tokend_requests_total HTTP requests by route and status.\n# TYPE tokend_requests_total counter\n");
     for (int r = 0; r < m->nroutes; r++) {
         const char *name = r < td_route_count ? td_routes[r].name : "unmatched";
-        const char *meth = r < td_route_count ? (const char *[]){"GET", "POST", "PUT", "DELETE", "OTHER"}[td_routes[r].method] : "";
+        const char *meth =
+            r < td_route_count ? (const char *[]){"GET", "POST", "PUT", "DELETE", "OTHER"}[td_routes[r].method] : "";
         for (int s = 0; s <= NSTATUS; s++) {
             uint64_t v = load(&m->r[r].by_status[s]);
             if (!v) continue;
             if (s < NSTATUS)
-                put(&b, "tokend_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n", meth, name, STATUSES[s], (unsigned long long)v);
+                put(&b, "tokend_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n", meth, name,
+                    STATUSES[s], (unsigned long long)v);
             else
-                put(&b, "tokend_requests_total{method=\"%s\",route=\"%s\",status=\"other\"} %llu\n", meth, name, (unsigned long long)v);
+                put(&b, "tokend_requests_total{method=\"%s\",route=\"%s\",status=\"other\"} %llu\n", meth, name,
+                    (unsigned long long)v);
         }
     }
-    put(&b, "# HELP tokend_request_duration_seconds Request latency by route.\n# TYPE tokend_request_duration_seconds histogram\n");
+    put(&b, "# HELP tokend_request_duration_seconds Request latency by route.\n# TYPE tokend_request_duration_seconds "
+            "histogram\n");
     for (int r = 0; r < m->nroutes; r++) {
         uint64_t cum = 0, total = 0;
-        for (int i = 0; i <= NBOUNDS; i++) total += load(&m->r[r].hist[i]);
+        for (int i = 0; i <= NBOUNDS; i++)
+            total += load(&m->r[r].hist[i]);
         if (!total) continue;
         const char *name = r < td_route_count ? td_routes[r].name : "unmatched";
-        const char *meth = r < td_route_count ? (const char *[]){"GET", "POST", "PUT", "DELETE", "OTHER"}[td_routes[r].method] : "";
+        const char *meth =
+            r < td_route_count ? (const char *[]){"GET", "POST", "PUT", "DELETE", "OTHER"}[td_routes[r].method] : "";
         for (int i = 0; i < NBOUNDS; i++) {
             cum += load(&m->r[r].hist[i]);
-            put(&b, "tokend_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"%g\"} %llu\n", meth, name, BOUNDS_MS[i] / 1000, (unsigned long long)cum);
+            put(&b, "tokend_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"%g\"} %llu\n", meth, name,
+                BOUNDS_MS[i] / 1000, (unsigned long long)cum);
         }
-        put(&b, "tokend_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"+Inf\"} %llu\n", meth, name, (unsigned long long)total);
-        put(&b, "tokend_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n", meth, name, (double)load(&m->r[r].sum_us) / 1e6);
-        put(&b, "tokend_request_duration_seconds_count{method=\"%s\",route=\"%s\"} %llu\n", meth, name, (unsigned long long)total);
+        put(&b, "tokend_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"+Inf\"} %llu\n", meth, name,
+            (unsigned long long)total);
+        put(&b, "tokend_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n", meth, name,
+            (double)load(&m->r[r].sum_us) / 1e6);
+        put(&b, "tokend_request_duration_seconds_count{method=\"%s\",route=\"%s\"} %llu\n", meth, name,
+            (unsigned long long)total);
     }
     static const int BATCH_LE[] = {1, 3, 7, 15, 31, 63, 127};
-    put(&b, "# HELP tokend_store_commit_batch_size Write jobs committed per transaction (group commit).\n# TYPE tokend_store_commit_batch_size histogram\n");
+    put(&b, "# HELP tokend_store_commit_batch_size Write jobs committed per transaction (group commit).\n# TYPE "
+            "tokend_store_commit_batch_size histogram\n");
     uint64_t cum = 0;
     for (int i = 0; i < 7; i++) {
         cum += st->batch_hist[i];
@@ -133,7 +148,11 @@ char *td_metrics_text(td_metrics *m, const td_store_stats *st, int inflight)
     }
     cum += st->batch_hist[7];
     put(&b, "tokend_store_commit_batch_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-    put(&b, "tokend_store_commit_batch_size_sum %llu\ntokend_store_commit_batch_size_count %llu\n", (unsigned long long)st->jobs, (unsigned long long)st->commits);
-    put(&b, "# HELP tokend_requests_in_flight Requests being processed.\n# TYPE tokend_requests_in_flight gauge\ntokend_requests_in_flight %d\n", inflight);
+    put(&b, "tokend_store_commit_batch_size_sum %llu\ntokend_store_commit_batch_size_count %llu\n",
+        (unsigned long long)st->jobs, (unsigned long long)st->commits);
+    put(&b,
+        "# HELP tokend_requests_in_flight Requests being processed.\n# TYPE tokend_requests_in_flight "
+        "gauge\ntokend_requests_in_flight %d\n",
+        inflight);
     return b.p;
 }

@@ -4,7 +4,10 @@
 
 #include "api/faces.h"
 
-void td_ops_healthz(td_req *r) { td_reply_json_copy(r, 200, "{\"status\":\"ok\"}", 15); }
+void td_ops_healthz(td_req *r)
+{
+    td_reply_json_copy(r, 200, "{\"status\":\"ok\"}", 15);
+}
 
 void td_ops_readyz(td_req *r)
 {

@@ -5,7 +5,10 @@
 #include "api/faces.h"
 #include "api/http.h"
 
-#define R(m, p, h, a, f) {m, p, h, a, f, p}
+#define R(m, p, h, a, f)                                                                                               \
+    {                                                                                                                  \
+        m, p, h, a, f, p                                                                                               \
+    }
 
 const td_route td_routes[] = {
     /* operations */
@@ -20,7 +23,8 @@ const td_route td_routes[] = {
     R(TD_POST, "/token-requests", tokenio_store_request, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/token-requests/{requestId}", tokenio_get_request, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/token-requests/{tokenRequestId}/result", tokenio_get_request_result, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
-    R(TD_POST, "/token-requests/{tokenRequestId}/authorization", tokenio_authorize_request, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_POST, "/token-requests/{tokenRequestId}/authorization", tokenio_authorize_request, TD_AUTH_MEMBER,
+      TD_FACE_TOKENIO),
     R(TD_GET, "/member/{memberId}/keys", tokenio_list_keys, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_POST, "/member/{memberId}/keys", tokenio_add_key, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/member/{memberId}/keys/{keyId}", tokenio_get_key, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
@@ -34,7 +38,8 @@ const td_route td_routes[] = {
     R(TD_GET, "/accounts/{accountId}/balance", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/accounts/{accountId}/standing-orders", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/accounts/{accountId}/transactions", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
-    R(TD_GET, "/accounts/{accountId}/transaction/{transactionId}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/accounts/{accountId}/transaction/{transactionId}", tokenio_not_implemented, TD_AUTH_MEMBER,
+      TD_FACE_TOKENIO),
     R(TD_GET, "/banks", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/bank/countries", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_POST, "/member/sub-tpps", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
@@ -65,12 +70,18 @@ const td_route td_routes[] = {
     R(TD_GET, "/virtual-accounts", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/virtual-accounts/{accountId}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/virtual-accounts/{accountId}/transactions", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
-    R(TD_GET, "/virtual-accounts/{accountId}/transactions/{providerPaymentId}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
-    R(TD_POST, "/virtual-accounts/{accountId}/settlement-rule", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
-    R(TD_GET, "/virtual-accounts/{accountId}/settlement-rules", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
-    R(TD_GET, "/virtual-accounts/{accountId}/settlement-rules/{settlementRuleId}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
-    R(TD_DELETE, "/virtual-accounts/{accountId}/settlement-rules/{settlementRuleId}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
-    R(TD_GET, "/virtual-accounts/{accountId}/settlement-rule-payouts", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/virtual-accounts/{accountId}/transactions/{providerPaymentId}", tokenio_not_implemented, TD_AUTH_MEMBER,
+      TD_FACE_TOKENIO),
+    R(TD_POST, "/virtual-accounts/{accountId}/settlement-rule", tokenio_not_implemented, TD_AUTH_MEMBER,
+      TD_FACE_TOKENIO),
+    R(TD_GET, "/virtual-accounts/{accountId}/settlement-rules", tokenio_not_implemented, TD_AUTH_MEMBER,
+      TD_FACE_TOKENIO),
+    R(TD_GET, "/virtual-accounts/{accountId}/settlement-rules/{settlementRuleId}", tokenio_not_implemented,
+      TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_DELETE, "/virtual-accounts/{accountId}/settlement-rules/{settlementRuleId}", tokenio_not_implemented,
+      TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/virtual-accounts/{accountId}/settlement-rule-payouts", tokenio_not_implemented, TD_AUTH_MEMBER,
+      TD_FACE_TOKENIO),
 
     /* Consent pages: the one-time code in the path is the credential. */
     R(TD_GET, "/consent/{code}", consent_page, TD_AUTH_NONE, TD_FACE_HTML),

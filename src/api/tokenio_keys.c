@@ -22,7 +22,10 @@ static json_t *key_json(const td_key_rec *k)
     return v;
 }
 
-static void add_key(const td_key_rec *k, void *arg) { json_array_append_new(arg, key_json(k)); }
+static void add_key(const td_key_rec *k, void *arg)
+{
+    json_array_append_new(arg, key_json(k));
+}
 
 /* Public keys are public: any authenticated member may read them, to verify
  * the signatures on tokens it is a party to. */
@@ -108,7 +111,8 @@ void tokenio_add_key(td_req *r)
     int64_t exp_ms = 0;
     json_t *b = td_body_json(r, &e);
     if (!b || td_json_only(b, "body", ALLOWED, &e) || td_json_string(b, "body", "keyAlgorithm", true, 16, &alg, &e) ||
-        td_json_string(b, "body", "publicKey", true, 512, &pk, &e) || td_json_string(b, "body", "level", false, 16, &level, &e) ||
+        td_json_string(b, "body", "publicKey", true, 512, &pk, &e) ||
+        td_json_string(b, "body", "level", false, 16, &level, &e) ||
         td_json_string(b, "body", "expiresAtMs", false, 16, &exp, &e))
         goto fail;
     if (strcmp(alg, "ED25519")) {

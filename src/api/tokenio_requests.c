@@ -15,7 +15,8 @@ static int check_member(json_t *m, const char *where, td_error *e)
 {
     static const char *const MEMBER[] = {"id", "alias", NULL};
     static const char *const ALIAS[] = {"type", "value", "realmId", NULL};
-    static const char *const ALIAS_TYPES[] = {"INVALID", "UNKNOWN", "EMAIL", "PHONE", "DOMAIN", "BANK", "CUSTOM", "EIDAS", NULL};
+    static const char *const ALIAS_TYPES[] = {"INVALID", "UNKNOWN", "EMAIL", "PHONE", "DOMAIN",
+                                              "BANK",    "CUSTOM",  "EIDAS", NULL};
     const char *id, *s;
     json_t *alias;
     if (td_json_only(m, where, MEMBER, e) || td_json_string(m, where, "id", true, 96, &id, e)) return -1;
@@ -25,11 +26,13 @@ static int check_member(json_t *m, const char *where, td_error *e)
         char w[64];
         snprintf(w, sizeof w, "%s.alias", where);
         if (td_json_only(alias, w, ALIAS, e) || td_json_string(alias, w, "type", false, 16, &s, e) ||
-            td_json_string(alias, w, "value", false, 256, &s, e) || td_json_string(alias, w, "realmId", false, 96, &s, e))
+            td_json_string(alias, w, "value", false, 256, &s, e) ||
+            td_json_string(alias, w, "realmId", false, 96, &s, e))
             return -1;
         const char *type = json_string_value(json_object_get(alias, "type"));
         const char *const *t = ALIAS_TYPES;
-        while (type && *t && strcmp(*t, type)) t++;
+        while (type && *t && strcmp(*t, type))
+            t++;
         if (type && !*t) return td_fail(e, TD_E_INVALID_ARGUMENT, "%s.type is not a known alias type", w), -1;
     }
     return 0;
@@ -56,7 +59,8 @@ static int check_access_body(json_t *b, td_error *e)
 {
     static const char *const BODY[] = {"resourceTypeList", "transactionHistoryDays", NULL};
     static const char *const LIST[] = {"resources", "source", NULL};
-    static const char *const TYPES[] = {"ACCOUNTS", "BALANCES", "TRANSACTIONS", "TRANSFER_DESTINATIONS", "STANDING_ORDERS", NULL};
+    static const char *const TYPES[] = {"ACCOUNTS",        "BALANCES", "TRANSACTIONS", "TRANSFER_DESTINATIONS",
+                                        "STANDING_ORDERS", NULL};
     const char *w = "requestPayload.accessBody";
     json_t *list, *src;
     if (td_json_only(b, w, BODY, e) || check_int(b, w, "transactionHistoryDays", 0, 3650, e) ||
@@ -66,15 +70,19 @@ static int check_access_body(json_t *b, td_error *e)
         return -1;
     json_t *res = json_object_get(list, "resources");
     if (!json_is_array(res) || json_array_size(res) == 0 || json_array_size(res) > 16)
-        return td_fail(e, TD_E_INVALID_ARGUMENT, "%s.resourceTypeList.resources must be a non-empty array of resource types", w), -1;
+        return td_fail(e, TD_E_INVALID_ARGUMENT,
+                       "%s.resourceTypeList.resources must be a non-empty array of resource types", w),
+               -1;
     size_t i;
     json_t *t;
     json_array_foreach(res, i, t)
     {
         const char *const *k = TYPES;
-        while (json_is_string(t) && *k && strcmp(*k, json_string_value(t))) k++;
+        while (json_is_string(t) && *k && strcmp(*k, json_string_value(t)))
+            k++;
         if (!json_is_string(t) || !*k)
-            return td_fail(e, TD_E_INVALID_ARGUMENT, "%s.resourceTypeList.resources[%zu] is not a resource type", w, i), -1;
+            return td_fail(e, TD_E_INVALID_ARGUMENT, "%s.resourceTypeList.resources[%zu] is not a resource type", w, i),
+                   -1;
     }
     return 0;
 }
@@ -87,9 +95,12 @@ static int check_amount(json_t *obj, const char *where, const char *key, bool re
     if (!s) return 0;
     int dots = 0, digits = 0;
     for (const char *p = s; *p; p++) {
-        if (*p == '.') dots++;
-        else if (*p >= '0' && *p <= '9') digits++;
-        else dots = 9;
+        if (*p == '.')
+            dots++;
+        else if (*p >= '0' && *p <= '9')
+            digits++;
+        else
+            dots = 9;
     }
     if (dots > 1 || !digits) return td_fail(e, TD_E_INVALID_ARGUMENT, "%s.%s must be a decimal amount", where, key), -1;
     return 0;
@@ -116,8 +127,16 @@ static int check_instructions(json_t *b, const char *where, td_error *e)
 
 static int check_transfer_body(json_t *b, td_error *e)
 {
-    static const char *const BODY[] = {"currency", "lifetimeAmount", "instructions", "amount", "executionDate", "confirmFunds",
-                                       "remittanceReference", "returnRefundAccount", "setTransferDestinationsUrl", NULL};
+    static const char *const BODY[] = {"currency",
+                                       "lifetimeAmount",
+                                       "instructions",
+                                       "amount",
+                                       "executionDate",
+                                       "confirmFunds",
+                                       "remittanceReference",
+                                       "returnRefundAccount",
+                                       "setTransferDestinationsUrl",
+                                       NULL};
     const char *w = "requestPayload.transferBody", *s;
     return td_json_only(b, w, BODY, e) || check_currency(b, w, e) || check_amount(b, w, "lifetimeAmount", true, e) ||
                    check_amount(b, w, "amount", false, e) || check_instructions(b, w, e) ||
@@ -131,12 +150,14 @@ static int check_transfer_body(json_t *b, td_error *e)
 
 static int check_standing_order_body(json_t *b, td_error *e)
 {
-    static const char *const BODY[] = {"amount", "currency", "instructions", "frequency", "startDate", "endDate",
-                                       "remittanceReference", "returnRefundAccount", NULL};
+    static const char *const BODY[] = {"amount",    "currency", "instructions",        "frequency",
+                                       "startDate", "endDate",  "remittanceReference", "returnRefundAccount",
+                                       NULL};
     const char *w = "requestPayload.standingOrderBody", *s;
     return td_json_only(b, w, BODY, e) || check_amount(b, w, "amount", true, e) || check_currency(b, w, e) ||
                    check_instructions(b, w, e) || td_json_string(b, w, "frequency", false, 16, &s, e) ||
-                   td_json_string(b, w, "startDate", false, 32, &s, e) || td_json_string(b, w, "endDate", false, 32, &s, e) ||
+                   td_json_string(b, w, "startDate", false, 32, &s, e) ||
+                   td_json_string(b, w, "endDate", false, 32, &s, e) ||
                    td_json_string(b, w, "remittanceReference", false, 140, &s, e) ||
                    check_bool(b, w, "returnRefundAccount", e)
                ? -1
@@ -158,26 +179,42 @@ int tokenio_check_request(json_t *body, td_kind *kind, td_error *e)
 {
     static const char *const TOP[] = {"requestOptions", "requestPayload", NULL};
     static const char *const OPTIONS[] = {"from", "to", "bankId", "psuId", "receiptRequested", NULL};
-    static const char *const PAYLOAD[] = {"refId", "to", "redirectUrl", "description", "callbackState", "countries",
-                                          "actingAs", "userRefId", "disableFutureDatedPaymentConversion", "id",
-                                          "accessBody", "transferBody", "standingOrderBody", "tokenExpiration", NULL};
+    static const char *const PAYLOAD[] = {"refId",
+                                          "to",
+                                          "redirectUrl",
+                                          "description",
+                                          "callbackState",
+                                          "countries",
+                                          "actingAs",
+                                          "userRefId",
+                                          "disableFutureDatedPaymentConversion",
+                                          "id",
+                                          "accessBody",
+                                          "transferBody",
+                                          "standingOrderBody",
+                                          "tokenExpiration",
+                                          NULL};
     static const char *const ACTING_AS[] = {"displayName", "refId", "secondaryName", NULL};
     json_t *opt, *p, *from, *to, *acting, *v;
     const char *s;
     if (td_json_only(body, "body", TOP, e) || td_json_object(body, "body", "requestOptions", true, &opt, e) ||
         td_json_object(body, "body", "requestPayload", true, &p, e))
         return -1;
-    if (td_json_only(opt, "requestOptions", OPTIONS, e) || td_json_object(opt, "requestOptions", "from", true, &from, e) ||
-        check_member(from, "requestOptions.from", e) || td_json_object(opt, "requestOptions", "to", false, &to, e) ||
-        (to && check_member(to, "requestOptions.to", e)) || td_json_string(opt, "requestOptions", "bankId", false, 64, &s, e) ||
-        td_json_string(opt, "requestOptions", "psuId", false, 128, &s, e) || check_bool(opt, "requestOptions", "receiptRequested", e))
+    if (td_json_only(opt, "requestOptions", OPTIONS, e) ||
+        td_json_object(opt, "requestOptions", "from", true, &from, e) || check_member(from, "requestOptions.from", e) ||
+        td_json_object(opt, "requestOptions", "to", false, &to, e) ||
+        (to && check_member(to, "requestOptions.to", e)) ||
+        td_json_string(opt, "requestOptions", "bankId", false, 64, &s, e) ||
+        td_json_string(opt, "requestOptions", "psuId", false, 128, &s, e) ||
+        check_bool(opt, "requestOptions", "receiptRequested", e))
         return -1;
     if (td_json_only(p, "requestPayload", PAYLOAD, e) || td_json_string(p, "requestPayload", "refId", true, 18, &s, e))
         return -1;
     if (!td_is_id_chars(s, 1, 18, "-"))
         return td_fail(e, TD_E_INVALID_ARGUMENT, "requestPayload.refId must be 1-18 characters of [A-Za-z0-9-]"), -1;
     if (td_json_object(p, "requestPayload", "to", true, &to, e) || check_member(to, "requestPayload.to", e) ||
-        td_json_string(p, "requestPayload", "redirectUrl", true, 2048, &s, e) || check_url(s, "requestPayload.redirectUrl", e) ||
+        td_json_string(p, "requestPayload", "redirectUrl", true, 2048, &s, e) ||
+        check_url(s, "requestPayload.redirectUrl", e) ||
         td_json_string(p, "requestPayload", "description", false, 255, &s, e) ||
         td_json_string(p, "requestPayload", "callbackState", false, 1024, &s, e) ||
         td_json_string(p, "requestPayload", "userRefId", false, 128, &s, e) ||
@@ -195,8 +232,9 @@ int tokenio_check_request(json_t *body, td_kind *kind, td_error *e)
         json_t *c;
         if (!json_is_array(v) || json_array_size(v) > 64)
             return td_fail(e, TD_E_INVALID_ARGUMENT, "requestPayload.countries must be an array of country codes"), -1;
-        json_array_foreach(v, i, c) if (!json_is_string(c) || json_string_length(c) != 2)
-            return td_fail(e, TD_E_INVALID_ARGUMENT, "requestPayload.countries[%zu] must be a 2-letter code", i), -1;
+        json_array_foreach(v, i, c) if (!json_is_string(c) || json_string_length(c) != 2) return td_fail(
+            e, TD_E_INVALID_ARGUMENT, "requestPayload.countries[%zu] must be a 2-letter code", i),
+            -1;
     }
     int bodies = 0;
     json_t *b;
@@ -204,18 +242,25 @@ int tokenio_check_request(json_t *body, td_kind *kind, td_error *e)
     if ((b = json_object_get(p, "transferBody"))) bodies++, *kind = TD_KIND_TRANSFER;
     if ((b = json_object_get(p, "standingOrderBody"))) bodies++, *kind = TD_KIND_STANDING_ORDER;
     if (bodies != 1)
-        return td_fail(e, TD_E_INVALID_ARGUMENT, "requestPayload must have exactly one of accessBody, transferBody, standingOrderBody"), -1;
+        return td_fail(e, TD_E_INVALID_ARGUMENT,
+                       "requestPayload must have exactly one of accessBody, transferBody, standingOrderBody"),
+               -1;
     static const char *const BODY_KEY[] = {"accessBody", "transferBody", "standingOrderBody"};
     if (td_json_object(p, "requestPayload", BODY_KEY[*kind], true, &b, e)) return -1;
-    if (*kind == TD_KIND_ACCESS ? check_access_body(b, e) : *kind == TD_KIND_TRANSFER ? check_transfer_body(b, e) : check_standing_order_body(b, e))
+    if (*kind == TD_KIND_ACCESS     ? check_access_body(b, e)
+        : *kind == TD_KIND_TRANSFER ? check_transfer_body(b, e)
+                                    : check_standing_order_body(b, e))
         return -1;
     if (td_json_string(p, "requestPayload", "tokenExpiration", false, 16, &s, e)) return -1;
     if (s) {
         int64_t exp;
         if (*kind != TD_KIND_ACCESS)
-            return td_fail(e, TD_E_INVALID_ARGUMENT, "requestPayload.tokenExpiration applies to access requests only"), -1;
+            return td_fail(e, TD_E_INVALID_ARGUMENT, "requestPayload.tokenExpiration applies to access requests only"),
+                   -1;
         if (td_parse_i64(s, &exp) || exp <= 0)
-            return td_fail(e, TD_E_INVALID_ARGUMENT, "requestPayload.tokenExpiration must be epoch seconds (or milliseconds)"), -1;
+            return td_fail(e, TD_E_INVALID_ARGUMENT,
+                           "requestPayload.tokenExpiration must be epoch seconds (or milliseconds)"),
+                   -1;
         if (td_epoch_to_ms(exp) <= td_now_ms())
             return td_fail(e, TD_E_INVALID_ARGUMENT, "requestPayload.tokenExpiration must be in the future"), -1;
     }
@@ -230,7 +275,10 @@ static void render_stored(td_write *w)
     td_write_answer(w, 200, json_pack("{s:{s:s}}", "tokenRequest", "id", cmd->request_id));
 }
 
-static void dispose_stored(td_write *w) { json_decref(((td_store_request *)w)->request); }
+static void dispose_stored(td_write *w)
+{
+    json_decref(((td_store_request *)w)->request);
+}
 
 void tokenio_store_request(td_req *r)
 {
@@ -246,8 +294,7 @@ void tokenio_store_request(td_req *r)
     const char *to = json_string_value(json_object_get(json_object_get(p, "to"), "id"));
     const char *from = json_string_value(json_object_get(json_object_get(opt, "from"), "id"));
     json_t *opt_to = json_object_get(opt, "to");
-    if (strcmp(to, r->auth.member_id) ||
-        (opt_to && strcmp(json_string_value(json_object_get(opt_to, "id")), to))) {
+    if (strcmp(to, r->auth.member_id) || (opt_to && strcmp(json_string_value(json_object_get(opt_to, "id")), to))) {
         json_decref(body);
         td_reply_err(r, TD_E_PERMISSION_DENIED, "requestPayload.to.id must be the calling member");
         return;
@@ -262,8 +309,9 @@ void tokenio_store_request(td_req *r)
     char *canon = td_canonical_json(p);
     if (!canon) {
         json_decref(body);
-        td_reply_err(r, TD_E_INVALID_ARGUMENT,
-                     "requestPayload holds values that cannot be signed (non-integer numbers or nesting deeper than 256)");
+        td_reply_err(
+            r, TD_E_INVALID_ARGUMENT,
+            "requestPayload holds values that cannot be signed (non-integer numbers or nesting deeper than 256)");
         return;
     }
     free(canon);
@@ -324,16 +372,19 @@ static void render_authorized(td_write *w)
 
 void tokenio_authorize_request(td_req *r)
 {
-    static const char *const ALLOWED[] = {"consentAccepted", "credentials", "useCredentialFlow", "useWebappCredentialsFlow", NULL};
+    static const char *const ALLOWED[] = {"consentAccepted", "credentials", "useCredentialFlow",
+                                          "useWebappCredentialsFlow", NULL};
     if (!td_param_id(r, 0, "tokenRequestId")) return;
     td_error e = {0};
     if (r->body_len) {
         json_t *b = td_body_json(r, &e);
         int bad = !b || td_json_only(b, "body", ALLOWED, &e) || check_bool(b, "body", "consentAccepted", &e) ||
-                  check_bool(b, "body", "useCredentialFlow", &e) || check_bool(b, "body", "useWebappCredentialsFlow", &e);
+                  check_bool(b, "body", "useCredentialFlow", &e) ||
+                  check_bool(b, "body", "useWebappCredentialsFlow", &e);
         if (!bad && (json_object_get(b, "credentials") || json_is_true(json_object_get(b, "useCredentialFlow")) ||
                      json_is_true(json_object_get(b, "useWebappCredentialsFlow"))))
-            bad = td_fail(&e, TD_E_NOT_IMPLEMENTED, "the credential flow is not implemented; use the redirect flow") != 0;
+            bad =
+                td_fail(&e, TD_E_NOT_IMPLEMENTED, "the credential flow is not implemented; use the redirect flow") != 0;
         json_decref(b);
         if (bad) {
             td_reply_error(r, &e, r->params[0]);

@@ -79,9 +79,16 @@ static const char *query_text(td_req *r, const char *name, td_error *e)
 
 void tokenio_list_tokens(td_req *r)
 {
-    static const char *const ALLOWED[] = {"type", "page.offset", "page.limit", "filter.sourceAccountId",
-                                          "filter.destinationAccountId", "filter.startTimeMs", "filter.endTimeMs",
-                                          "filter.role", "filter.actingAsRefId", NULL};
+    static const char *const ALLOWED[] = {"type",
+                                          "page.offset",
+                                          "page.limit",
+                                          "filter.sourceAccountId",
+                                          "filter.destinationAccountId",
+                                          "filter.startTimeMs",
+                                          "filter.endTimeMs",
+                                          "filter.role",
+                                          "filter.actingAsRefId",
+                                          NULL};
     td_error e = {0};
     td_list_query q = {.caller = r->auth.member_id, .kind = -1};
     int64_t limit = -1;
@@ -155,7 +162,10 @@ static void render_cancel(td_write *w)
     w->body = td_wrap(prefix, cmd->token_json ? cmd->token_json : "{}", "}}");
 }
 
-static void dispose_cancel(td_write *w) { td_cancel_free((td_cancel *)w); }
+static void dispose_cancel(td_write *w)
+{
+    td_cancel_free((td_cancel *)w);
+}
 
 /* The optional customer headers of the reference, validated and recorded on the event. */
 static int customer_headers(td_req *r, td_cancel *cmd, td_error *e)

@@ -19,19 +19,16 @@ static json_t *strip_nulls(const json_t *v, int depth);
 static json_t *strip_object(const json_t *obj, int depth)
 {
     json_t *out = json_object();
-    if (!out)
-        return NULL;
+    if (!out) return NULL;
     /* jansson's iteration API takes a non-const pointer although it does not
      * modify the object; the cast is confined to this loop. */
     json_t *src = (json_t *)obj;
     for (void *it = json_object_iter(src); it; it = json_object_iter_next(src, it)) {
         const json_t *member = json_object_iter_value(it);
-        if (json_is_null(member))
-            continue; /* absent and null must sign the same bytes */
+        if (json_is_null(member)) continue; /* absent and null must sign the same bytes */
         json_t *copy = strip_nulls(member, depth + 1);
         /* setn keeps keys that contain NUL bytes intact */
-        if (!copy || json_object_setn_new(out, json_object_iter_key(it),
-                                          json_object_iter_key_len(it), copy) != 0) {
+        if (!copy || json_object_setn_new(out, json_object_iter_key(it), json_object_iter_key_len(it), copy) != 0) {
             json_decref(out);
             return NULL;
         }
@@ -42,8 +39,7 @@ static json_t *strip_object(const json_t *obj, int depth)
 static json_t *strip_array(const json_t *arr, int depth)
 {
     json_t *out = json_array();
-    if (!out)
-        return NULL;
+    if (!out) return NULL;
     size_t n = json_array_size(arr);
     for (size_t i = 0; i < n; i++) {
         /* null elements stay: dropping them would shift positions */
@@ -60,13 +56,10 @@ static json_t *strip_array(const json_t *arr, int depth)
  * or is too deep. */
 static json_t *strip_nulls(const json_t *v, int depth)
 {
-    if (!v || depth > TD_CANONICAL_MAX_DEPTH)
-        return NULL;
+    if (!v || depth > TD_CANONICAL_MAX_DEPTH) return NULL;
     switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return strip_object(v, depth);
-    case JSON_ARRAY:
-        return strip_array(v, depth);
+    case JSON_OBJECT: return strip_object(v, depth);
+    case JSON_ARRAY: return strip_array(v, depth);
     case JSON_REAL:
         /* Float formatting differs between implementations, so a signature
          * over one could not be reproduced by a verifier in another language;
@@ -76,8 +69,7 @@ static json_t *strip_nulls(const json_t *v, int depth)
     case JSON_INTEGER:
     case JSON_TRUE:
     case JSON_FALSE:
-    case JSON_NULL:
-        return json_deep_copy(v);
+    case JSON_NULL: return json_deep_copy(v);
     }
     return NULL;
 }
@@ -85,8 +77,7 @@ static json_t *strip_nulls(const json_t *v, int depth)
 char *td_canonical_json(const json_t *v)
 {
     json_t *copy = strip_nulls(v, 0);
-    if (!copy)
-        return NULL;
+    if (!copy) return NULL;
     /* json_dumpb rather than json_dumps: the result must be released with
      * free() even if someone installs custom jansson allocators. */
     char *out = NULL;

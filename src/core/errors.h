@@ -8,8 +8,8 @@
 
 typedef enum {
     TD_OK = 0,
-    TD_E_BAD_JSON,           /* malformed JSON, invalid UTF-8, duplicate keys */
-    TD_E_INVALID_ARGUMENT,   /* wrong type, unknown field, id outside its pattern */
+    TD_E_BAD_JSON,         /* malformed JSON, invalid UTF-8, duplicate keys */
+    TD_E_INVALID_ARGUMENT, /* wrong type, unknown field, id outside its pattern */
     TD_E_BAD_PAGINATION,
     TD_E_UNSUPPORTED_MEDIA,  /* a body that is not application/json */
     TD_E_BODY_TOO_LARGE,     /* 413 */
@@ -31,10 +31,10 @@ typedef enum {
 } td_err;
 
 typedef struct {
-    const char *name;     /* stable, for logs and metrics */
+    const char *name; /* stable, for logs and metrics */
     int http_status;
-    const char *tokenio;  /* Token.io errorCode */
-    const char *message;  /* default message */
+    const char *tokenio; /* Token.io errorCode */
+    const char *message; /* default message */
     bool caller_fault;
 } td_err_info;
 

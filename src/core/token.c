@@ -21,11 +21,26 @@ static int parse_enum(const char *const *names, int n, const char *s, int *out)
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-const char *td_kind_name(td_kind k) { return KIND_NAMES[k]; }
-const char *td_kind_prefix(td_kind k) { return KIND_PREFIX[k]; }
-const char *td_level_name(td_level l) { return LEVEL_NAMES[l]; }
-const char *td_token_state_name(td_token_state s) { return TS_NAMES[s]; }
-const char *td_request_state_name(td_request_state s) { return TRS_NAMES[s]; }
+const char *td_kind_name(td_kind k)
+{
+    return KIND_NAMES[k];
+}
+const char *td_kind_prefix(td_kind k)
+{
+    return KIND_PREFIX[k];
+}
+const char *td_level_name(td_level l)
+{
+    return LEVEL_NAMES[l];
+}
+const char *td_token_state_name(td_token_state s)
+{
+    return TS_NAMES[s];
+}
+const char *td_request_state_name(td_request_state s)
+{
+    return TRS_NAMES[s];
+}
 
 int td_kind_parse(const char *s, td_kind *out)
 {
@@ -72,16 +87,15 @@ td_token_state td_token_effective_state(td_token_state stored, int64_t expires_m
 
 static bool is_party(const td_token_view *t, const char *caller)
 {
-    return caller && ((t->from_id && strcmp(t->from_id, caller) == 0) ||
-                      (t->to_id && strcmp(t->to_id, caller) == 0));
+    return caller && ((t->from_id && strcmp(t->from_id, caller) == 0) || (t->to_id && strcmp(t->to_id, caller) == 0));
 }
 
 /* Order matters: a canceled token stays canceled whatever else is true (a
  * repeat is a success that changes nothing); a caller who is not a party learns
  * nothing more; then the token must still be live; the key level is checked
  * last, so MORE_SIGNATURES_NEEDED means "this would work with a stronger key". */
-td_cancel_outcome td_decide_cancel(const td_policy *p, const td_token_view *t, const char *caller,
-                                   td_level level, int64_t now_ms, td_invalid_reason *why)
+td_cancel_outcome td_decide_cancel(const td_policy *p, const td_token_view *t, const char *caller, td_level level,
+                                   int64_t now_ms, td_invalid_reason *why)
 {
     td_invalid_reason r = TD_INVALID_NONE;
     td_cancel_outcome o;
@@ -128,8 +142,7 @@ const char *td_invalid_reason_text(td_invalid_reason r)
 
 td_request_state td_request_effective_state(const td_request_view *r, int64_t now_ms)
 {
-    if (r->state == TD_TRS_PENDING && r->expires_ms > 0 && now_ms >= r->expires_ms)
-        return TD_TRS_EXPIRED;
+    if (r->state == TD_TRS_PENDING && r->expires_ms > 0 && now_ms >= r->expires_ms) return TD_TRS_EXPIRED;
     return r->state;
 }
 

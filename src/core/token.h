@@ -20,8 +20,8 @@ typedef enum {
     TD_TRS_EXPIRED,   /* nobody decided in time */
 } td_request_state;
 
-const char *td_kind_name(td_kind k);           /* ACCESS, TRANSFER, STANDING_ORDER, CARD */
-const char *td_kind_prefix(td_kind k);         /* ta, tt, so, tc */
+const char *td_kind_name(td_kind k);   /* ACCESS, TRANSFER, STANDING_ORDER, CARD */
+const char *td_kind_prefix(td_kind k); /* ta, tt, so, tc */
 int td_kind_parse(const char *s, td_kind *out);
 const char *td_level_name(td_level l);
 int td_level_parse(const char *s, td_level *out);
@@ -62,8 +62,8 @@ typedef struct {
 void td_policy_default(td_policy *p);
 
 /* Decides a cancel by `caller` holding a key of `level` at time `now_ms`. */
-td_cancel_outcome td_decide_cancel(const td_policy *p, const td_token_view *t, const char *caller,
-                                   td_level level, int64_t now_ms, td_invalid_reason *why);
+td_cancel_outcome td_decide_cancel(const td_policy *p, const td_token_view *t, const char *caller, td_level level,
+                                   int64_t now_ms, td_invalid_reason *why);
 const char *td_cancel_status_name(td_cancel_outcome o); /* Token.io result.status */
 const char *td_invalid_reason_text(td_invalid_reason r);
 
@@ -84,7 +84,7 @@ typedef enum {
 } td_decision;
 
 typedef enum {
-    TD_REQ_OK,            /* the decision applies */
+    TD_REQ_OK, /* the decision applies */
     TD_REQ_ALREADY_DECIDED,
     TD_REQ_EXPIRED,
 } td_request_outcome;

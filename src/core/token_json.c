@@ -14,14 +14,17 @@ static const char *signatures_end(const char *json)
 {
     static const char KEY[] = "\"payloadSignatures\":[";
     const char *at = NULL;
-    for (const char *p = strstr(json, KEY); p; p = strstr(p + 1, KEY)) at = p;
+    for (const char *p = strstr(json, KEY); p; p = strstr(p + 1, KEY))
+        at = p;
     if (!at) return NULL;
     int depth = 0;
     bool in_str = false;
     for (const char *p = at + sizeof KEY - 2; *p; p++) {
         if (in_str) {
-            if (*p == '\\' && p[1]) p++;
-            else if (*p == '"') in_str = false;
+            if (*p == '\\' && p[1])
+                p++;
+            else if (*p == '"')
+                in_str = false;
         } else if (*p == '"') {
             in_str = true;
         } else if (*p == '[' || *p == '{') {
@@ -58,4 +61,3 @@ char *td_token_json_add_signature(const char *json, const char *action, json_t *
     free(text);
     return out;
 }
-

@@ -16,8 +16,7 @@
  * of the system uses keeps these digests from colliding with any other
  * BLAKE2b use. Exactly 32 bytes; changing it invalidates every stored hash. */
 static const char api_key_domain[] = "tokend-api-key-hash-v1..........";
-_Static_assert(sizeof(api_key_domain) - 1 == crypto_generichash_KEYBYTES,
-               "API key domain key must be 32 bytes");
+_Static_assert(sizeof(api_key_domain) - 1 == crypto_generichash_KEYBYTES, "API key domain key must be 32 bytes");
 _Static_assert(TD_MASTER_KEY_LEN == crypto_aead_xchacha20poly1305_ietf_KEYBYTES,
                "master key length must match XChaCha20-Poly1305");
 _Static_assert(TD_ED25519_PK_LEN == crypto_sign_ed25519_PUBLICKEYBYTES, "pk length");
@@ -30,7 +29,10 @@ int td_crypto_init(void)
     return sodium_init() < 0 ? -1 : 0;
 }
 
-void td_wipe(void *p, size_t n) { sodium_memzero(p, n); }
+void td_wipe(void *p, size_t n)
+{
+    sodium_memzero(p, n);
+}
 
 void td_random_bytes(void *buf, size_t n)
 {
@@ -55,28 +57,23 @@ int td_b64url_encode(const uint8_t *in, size_t n, char *out, size_t out_cap)
 {
     /* The result length is returned as int, which also keeps the length
      * arithmetic far from overflow. */
-    if (!out || (!in && n > 0) || n > (size_t)INT_MAX / 4 * 3)
-        return -1;
+    if (!out || (!in && n > 0) || n > (size_t)INT_MAX / 4 * 3) return -1;
     size_t len = td_b64url_len(n);
     /* sodium_bin2base64 aborts the process on a short buffer, so check first */
-    if (out_cap < len + 1)
-        return -1;
+    if (out_cap < len + 1) return -1;
     sodium_bin2base64(out, out_cap, in, n, TD_B64_VARIANT);
     return (int)len;
 }
 
 int td_b64url_decode(const char *in, size_t in_len, uint8_t *out, size_t out_cap)
 {
-    if (!in || (!out && out_cap > 0))
-        return -1;
+    if (!in || (!out && out_cap > 0)) return -1;
     size_t bin_len = 0;
     /* No ignore set and a NULL end pointer: libsodium then rejects padding,
      * whitespace, the standard alphabet's '+' and '/', non-zero trailing bits
      * and anything left over after the last valid character. */
-    if (sodium_base642bin(out, out_cap, in, in_len, NULL, &bin_len, NULL, TD_B64_VARIANT) != 0)
-        return -1;
-    if (bin_len > INT_MAX)
-        return -1;
+    if (sodium_base642bin(out, out_cap, in, in_len, NULL, &bin_len, NULL, TD_B64_VARIANT) != 0) return -1;
+    if (bin_len > INT_MAX) return -1;
     return (int)bin_len;
 }
 
@@ -85,8 +82,7 @@ int td_ed25519_keypair(uint8_t pk[TD_ED25519_PK_LEN], uint8_t sk[TD_ED25519_SK_L
     return crypto_sign_ed25519_keypair(pk, sk) == 0 ? 0 : -1;
 }
 
-int td_ed25519_seed_keypair(const uint8_t seed[32], uint8_t pk[TD_ED25519_PK_LEN],
-                            uint8_t sk[TD_ED25519_SK_LEN])
+int td_ed25519_seed_keypair(const uint8_t seed[32], uint8_t pk[TD_ED25519_PK_LEN], uint8_t sk[TD_ED25519_SK_LEN])
 {
     return crypto_sign_ed25519_seed_keypair(pk, sk, seed) == 0 ? 0 : -1;
 }
@@ -113,26 +109,22 @@ void td_key_id(const uint8_t pk[TD_ED25519_PK_LEN], char out[TD_KEY_ID_LEN + 1])
     out[TD_KEY_ID_LEN] = '\0';
 }
 
-int td_seal(const uint8_t key[TD_MASTER_KEY_LEN], const uint8_t *plain, size_t n,
-            uint8_t **out, size_t *out_len)
+int td_seal(const uint8_t key[TD_MASTER_KEY_LEN], const uint8_t *plain, size_t n, uint8_t **out, size_t *out_len)
 {
-    if (!out || !out_len || (!plain && n > 0))
-        return -1;
+    if (!out || !out_len || (!plain && n > 0)) return -1;
     *out = NULL;
     *out_len = 0;
-    if (n > crypto_aead_xchacha20poly1305_ietf_MESSAGEBYTES_MAX ||
-        n > SIZE_MAX - TD_SEAL_NONCE_LEN - TD_SEAL_TAG_LEN)
+    if (n > crypto_aead_xchacha20poly1305_ietf_MESSAGEBYTES_MAX || n > SIZE_MAX - TD_SEAL_NONCE_LEN - TD_SEAL_TAG_LEN)
         return -1;
     size_t total = TD_SEAL_NONCE_LEN + n + TD_SEAL_TAG_LEN;
     uint8_t *buf = malloc(total);
-    if (!buf)
-        return -1;
+    if (!buf) return -1;
     /* A random 192-bit nonce cannot realistically repeat under one key, so no
      * nonce state has to be kept; it travels in front of the ciphertext. */
     randombytes_buf(buf, TD_SEAL_NONCE_LEN);
     unsigned long long clen = 0;
-    if (crypto_aead_xchacha20poly1305_ietf_encrypt(buf + TD_SEAL_NONCE_LEN, &clen, plain, n,
-                                                   NULL, 0, NULL, buf, key) != 0 ||
+    if (crypto_aead_xchacha20poly1305_ietf_encrypt(buf + TD_SEAL_NONCE_LEN, &clen, plain, n, NULL, 0, NULL, buf, key) !=
+            0 ||
         clen != n + TD_SEAL_TAG_LEN) {
         free(buf);
         return -1;
@@ -142,24 +134,19 @@ int td_seal(const uint8_t key[TD_MASTER_KEY_LEN], const uint8_t *plain, size_t n
     return 0;
 }
 
-int td_open(const uint8_t key[TD_MASTER_KEY_LEN], const uint8_t *sealed, size_t n,
-            uint8_t **out, size_t *out_len)
+int td_open(const uint8_t key[TD_MASTER_KEY_LEN], const uint8_t *sealed, size_t n, uint8_t **out, size_t *out_len)
 {
-    if (!out || !out_len)
-        return -1;
+    if (!out || !out_len) return -1;
     *out = NULL;
     *out_len = 0;
-    if (!sealed || n < TD_SEAL_NONCE_LEN + TD_SEAL_TAG_LEN)
-        return -1;
+    if (!sealed || n < TD_SEAL_NONCE_LEN + TD_SEAL_TAG_LEN) return -1;
     size_t plain_len = n - TD_SEAL_NONCE_LEN - TD_SEAL_TAG_LEN;
     /* +1 so an empty secret still gets a real allocation to hand back */
     uint8_t *buf = malloc(plain_len + 1);
-    if (!buf)
-        return -1;
+    if (!buf) return -1;
     unsigned long long mlen = 0;
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(buf, &mlen, NULL, sealed + TD_SEAL_NONCE_LEN,
-                                                   n - TD_SEAL_NONCE_LEN, NULL, 0, sealed,
-                                                   key) != 0 ||
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(buf, &mlen, NULL, sealed + TD_SEAL_NONCE_LEN, n - TD_SEAL_NONCE_LEN,
+                                                   NULL, 0, sealed, key) != 0 ||
         mlen != plain_len) {
         sodium_memzero(buf, plain_len + 1);
         free(buf);
@@ -181,26 +168,21 @@ void td_api_key_hash(const char *api_key, char out[65])
 
 int td_ct_equal(const char *a, const char *b)
 {
-    if (!a || !b)
-        return -1;
+    if (!a || !b) return -1;
     size_t la = strlen(a);
     /* The length of a secret is not itself secret here (API keys and tokens
      * have a fixed format), so an early exit on a length mismatch is fine. */
-    if (la != strlen(b))
-        return -1;
+    if (la != strlen(b)) return -1;
     return sodium_memcmp(a, b, la) == 0 ? 0 : -1;
 }
 
 const char *td_sig_suffix(const char *action)
 {
-    if (!action)
-        return NULL;
-    if (strcasecmp(action, "endorsed") == 0)
-        return "endorsed";
+    if (!action) return NULL;
+    if (strcasecmp(action, "endorsed") == 0) return "endorsed";
     /* The REST API says CANCELED while the signed statement has always been
      * "cancelled"; both spellings must produce the same bytes. */
-    if (strcasecmp(action, "cancelled") == 0 || strcasecmp(action, "canceled") == 0)
-        return "cancelled";
+    if (strcasecmp(action, "cancelled") == 0 || strcasecmp(action, "canceled") == 0) return "cancelled";
     return NULL;
 }
 
@@ -210,12 +192,10 @@ static uint8_t *build_message(const char *canonical, const char *suffix, size_t 
 {
     size_t cl = strlen(canonical);
     size_t sl = strlen(suffix);
-    if (cl > SIZE_MAX - 1 - sl - 1)
-        return NULL;
+    if (cl > SIZE_MAX - 1 - sl - 1) return NULL;
     size_t total = cl + 1 + sl;
     uint8_t *msg = malloc(total + 1);
-    if (!msg)
-        return NULL;
+    if (!msg) return NULL;
     memcpy(msg, canonical, cl);
     msg[cl] = '.';
     memcpy(msg + cl + 1, suffix, sl);
@@ -224,40 +204,33 @@ static uint8_t *build_message(const char *canonical, const char *suffix, size_t 
     return msg;
 }
 
-int td_sign_payload(const uint8_t sk[TD_ED25519_SK_LEN], const char *canonical,
-                    const char *suffix, char *out, size_t out_cap)
+int td_sign_payload(const uint8_t sk[TD_ED25519_SK_LEN], const char *canonical, const char *suffix, char *out,
+                    size_t out_cap)
 {
     const char *sfx = td_sig_suffix(suffix);
-    if (!sk || !canonical || !sfx || !out || out_cap < td_b64url_len(TD_ED25519_SIG_LEN) + 1)
-        return -1;
+    if (!sk || !canonical || !sfx || !out || out_cap < td_b64url_len(TD_ED25519_SIG_LEN) + 1) return -1;
     size_t len = 0;
     uint8_t *msg = build_message(canonical, sfx, &len);
-    if (!msg)
-        return -1;
+    if (!msg) return -1;
     uint8_t sig[TD_ED25519_SIG_LEN];
     int rc = td_ed25519_sign(sk, msg, len, sig);
     free(msg);
-    if (rc != 0)
-        return -1;
+    if (rc != 0) return -1;
     return td_b64url_encode(sig, sizeof sig, out, out_cap) < 0 ? -1 : 0;
 }
 
-int td_verify_payload(const uint8_t pk[TD_ED25519_PK_LEN], const char *canonical,
-                      const char *suffix, const char *sig_b64url)
+int td_verify_payload(const uint8_t pk[TD_ED25519_PK_LEN], const char *canonical, const char *suffix,
+                      const char *sig_b64url)
 {
     const char *sfx = td_sig_suffix(suffix);
-    if (!pk || !canonical || !sfx || !sig_b64url)
-        return -1;
+    if (!pk || !canonical || !sfx || !sig_b64url) return -1;
     uint8_t sig[TD_ED25519_SIG_LEN];
     /* a valid signature decodes to exactly 64 bytes; the decoder itself
      * rejects longer input because the buffer is full */
-    if (td_b64url_decode(sig_b64url, strlen(sig_b64url), sig, sizeof sig) !=
-        TD_ED25519_SIG_LEN)
-        return -1;
+    if (td_b64url_decode(sig_b64url, strlen(sig_b64url), sig, sizeof sig) != TD_ED25519_SIG_LEN) return -1;
     size_t len = 0;
     uint8_t *msg = build_message(canonical, sfx, &len);
-    if (!msg)
-        return -1;
+    if (!msg) return -1;
     int rc = td_ed25519_verify(pk, msg, len, sig);
     free(msg);
     return rc == 0 ? 0 : -1;

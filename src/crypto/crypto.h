@@ -37,8 +37,7 @@ int td_b64_std_decode(const char *in, uint8_t *out, size_t cap, size_t *out_len)
 /* Ed25519. */
 int td_ed25519_keypair(uint8_t pk[TD_ED25519_PK_LEN], uint8_t sk[TD_ED25519_SK_LEN]);
 /* Deterministic keypair from a 32-byte seed (fixed test vectors). 0 on success. */
-int td_ed25519_seed_keypair(const uint8_t seed[32], uint8_t pk[TD_ED25519_PK_LEN],
-                            uint8_t sk[TD_ED25519_SK_LEN]);
+int td_ed25519_seed_keypair(const uint8_t seed[32], uint8_t pk[TD_ED25519_PK_LEN], uint8_t sk[TD_ED25519_SK_LEN]);
 int td_ed25519_sign(const uint8_t sk[TD_ED25519_SK_LEN], const uint8_t *msg, size_t len,
                     uint8_t sig[TD_ED25519_SIG_LEN]);
 int td_ed25519_verify(const uint8_t pk[TD_ED25519_PK_LEN], const uint8_t *msg, size_t len,
@@ -49,11 +48,9 @@ void td_key_id(const uint8_t pk[TD_ED25519_PK_LEN], char out[TD_KEY_ID_LEN + 1])
 
 /* Seals a secret with the master key (XChaCha20-Poly1305, random nonce, the
  * nonce prepended). *out is malloc'd; the caller frees it. 0 on success. */
-int td_seal(const uint8_t key[TD_MASTER_KEY_LEN], const uint8_t *plain, size_t n,
-            uint8_t **out, size_t *out_len);
+int td_seal(const uint8_t key[TD_MASTER_KEY_LEN], const uint8_t *plain, size_t n, uint8_t **out, size_t *out_len);
 /* Opens a sealed secret; -1 if it was tampered with or the key is wrong. */
-int td_open(const uint8_t key[TD_MASTER_KEY_LEN], const uint8_t *sealed, size_t n,
-            uint8_t **out, size_t *out_len);
+int td_open(const uint8_t key[TD_MASTER_KEY_LEN], const uint8_t *sealed, size_t n, uint8_t **out, size_t *out_len);
 
 /* Hash of an API key for storage and lookup: hex of keyed BLAKE2b-256 with
  * a fixed domain key (API keys have 256 bits of entropy, so a slow hash is
@@ -66,15 +63,15 @@ int td_ct_equal(const char *a, const char *b);
 /* Token signature over canonical payload: signs the UTF-8 bytes
  * canonical + "." + suffix (suffix "endorsed" or "cancelled") and writes the
  * base64url (no padding) signature into out (capacity >= 87). 0 on success. */
-int td_sign_payload(const uint8_t sk[TD_ED25519_SK_LEN], const char *canonical,
-                    const char *suffix, char *out, size_t out_cap);
+int td_sign_payload(const uint8_t sk[TD_ED25519_SK_LEN], const char *canonical, const char *suffix, char *out,
+                    size_t out_cap);
 /* Maps an action name to its signing suffix, case-insensitively: "endorsed"
  * -> "endorsed"; "cancelled" and "canceled" (the REST spelling) ->
  * "cancelled". NULL for anything else. td_sign_payload and td_verify_payload
  * apply it to their suffix argument, so they never sign any other statement. */
 const char *td_sig_suffix(const char *action);
 /* Verifies such a signature; 0 if valid. */
-int td_verify_payload(const uint8_t pk[TD_ED25519_PK_LEN], const char *canonical,
-                      const char *suffix, const char *sig_b64url);
+int td_verify_payload(const uint8_t pk[TD_ED25519_PK_LEN], const char *canonical, const char *suffix,
+                      const char *sig_b64url);
 
 #endif

@@ -208,7 +208,8 @@ static struct {
 static unsigned cred_slot(const char *hash)
 {
     unsigned v = 0;
-    for (int i = 0; i < 8; i++) v = v * 16 + (unsigned)(hash[i] <= '9' ? hash[i] - '0' : hash[i] - 'a' + 10);
+    for (int i = 0; i < 8; i++)
+        v = v * 16 + (unsigned)(hash[i] <= '9' ? hash[i] - '0' : hash[i] - 'a' + 10);
     return v % CRED_SLOTS;
 }
 

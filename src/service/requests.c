@@ -121,8 +121,7 @@ void td_svc_authorize_request(td_svc *svc, td_authorize_request *cmd)
 }
 
 /* Finds the request behind a code and checks the code is still usable. */
-static td_err consent_find(td_svc *svc, td_conn *c, const char *code, td_request_rec *out, td_error *e,
-                           td_st *st_out)
+static td_err consent_find(td_svc *svc, td_conn *c, const char *code, td_request_rec *out, td_error *e, td_st *st_out)
 {
     char hash[65];
     *st_out = TD_ST_NOT_FOUND;
@@ -209,7 +208,7 @@ static const char *const RESOURCE_TYPES[][2] = {
     {"TRANSACTIONS", "transactions"},
     {"TRANSFER_DESTINATIONS", "transferDestinations"},
     {"STANDING_ORDERS", "standingOrders"},
-    };
+};
 
 /* An access body grants each requested resource type on each approved account. */
 static json_t *access_body(json_t *req_body, const td_consent_decide *cmd)
@@ -223,8 +222,8 @@ static json_t *access_body(json_t *req_body, const td_consent_decide *cmd)
         for (size_t k = 0; k < sizeof RESOURCE_TYPES / sizeof RESOURCE_TYPES[0]; k++) {
             if (strcmp(json_string_value(t), RESOURCE_TYPES[k][0])) continue;
             for (int a = 0; a < cmd->naccounts; a++)
-                json_array_append_new(resources, json_pack("{s:{s:s}}", RESOURCE_TYPES[k][1], "accountId",
-                                                           cmd->accounts[a]));
+                json_array_append_new(resources,
+                                      json_pack("{s:{s:s}}", RESOURCE_TYPES[k][1], "accountId", cmd->accounts[a]));
         }
     }
     json_t *body = json_pack("{s:o}", "resources", resources);
@@ -257,8 +256,7 @@ static json_t *build_payload(const td_request_rec *r, json_t *req, const td_cons
         *expires_ms = now + access_ttl_ms;
         int64_t exp;
         json_t *te = json_object_get(rp, "tokenExpiration");
-        if (te && td_parse_i64(json_string_value(te), &exp) == 0 && exp > 0)
-            *expires_ms = td_epoch_to_ms(exp);
+        if (te && td_parse_i64(json_string_value(te), &exp) == 0 && exp > 0) *expires_ms = td_epoch_to_ms(exp);
     } else if (r->kind == TD_KIND_TRANSFER) {
         json_t *tb = json_deep_copy(json_object_get(rp, "transferBody"));
         json_object_del(tb, "setTransferDestinationsUrl");
@@ -291,8 +289,8 @@ static td_st create_token(td_conn *c, td_write *w, const td_request_rec *r, json
         json_decref(payload);
         return st;
     }
-    json_t *tok = json_pack("{s:s, s:o, s:[{s:s, s:O}], s:s}", "id", t->id, "payload", payload,
-                            "payloadSignatures", "action", "ENDORSED", "signature", sig, "tokenRequestId", r->id);
+    json_t *tok = json_pack("{s:s, s:o, s:[{s:s, s:O}], s:s}", "id", t->id, "payload", payload, "payloadSignatures",
+                            "action", "ENDORSED", "signature", sig, "tokenRequestId", r->id);
     t->json = json_dumps(tok, JSON_COMPACT);
     char acc[2048] = "";
     collect_accounts(json_object_get(payload, "access"), acc, sizeof acc);

@@ -34,25 +34,24 @@ struct td_write {
     /* The face: called once after the commit (or its failure); frees w. */
     void (*complete)(td_write *w);
 
-    bool idem;             /* an Idempotency-Key was given */
-    char idem_scope[80];   /* the caller's credential */
+    bool idem;           /* an Idempotency-Key was given */
+    char idem_scope[80]; /* the caller's credential */
     char idem_key[256];
-    char req_hash[65];     /* hash of method, path and body */
+    char req_hash[65]; /* hash of method, path and body */
 
-    td_error err;          /* a refusal (or 503/504 after a failed commit) */
-    int status;            /* the rendered answer */
-    char *body;            /* malloc'd; the face frees it */
-    bool replayed;         /* the answer came from the idempotency record */
-    void *face;            /* the face's request */
-    const char *subject;   /* the id the request is about (error bodies name it) */
+    td_error err;                 /* a refusal (or 503/504 after a failed commit) */
+    int status;                   /* the rendered answer */
+    char *body;                   /* malloc'd; the face frees it */
+    bool replayed;                /* the answer came from the idempotency record */
+    void *face;                   /* the face's request */
+    const char *subject;          /* the id the request is about (error bodies name it) */
     void (*dispose)(td_write *w); /* frees what the command holds, not w itself */
 };
 
 /* Queues w. If the store refuses (shutting down), completes it with 503. */
 void td_svc_submit(td_svc *svc, td_write *w);
 /* Hex SHA-256 of the parts, for idempotency request hashes. */
-void td_request_hash(const char *method, const char *path, const char *body, size_t body_len,
-                     char out[65]);
+void td_request_hash(const char *method, const char *path, const char *body, size_t body_len, char out[65]);
 
 /* ---- members, credentials, issuers (admin) ---- */
 
@@ -116,7 +115,7 @@ typedef struct {
     td_kind kind;
     char from_id[TD_ID_MAX];
     char to_id[TD_ID_MAX];
-    json_t *request; /* the validated {requestOptions, requestPayload}; borrowed */
+    json_t *request;            /* the validated {requestOptions, requestPayload}; borrowed */
     char request_id[TD_ID_MAX]; /* out */
 } td_store_request;
 void td_svc_store_request(td_svc *svc, td_store_request *cmd);
@@ -141,7 +140,7 @@ typedef struct {
     bool approve;
     char accounts[8][TD_ID_MAX]; /* approved accounts for access requests */
     int naccounts;
-    char redirect[4096]; /* out: the request's redirectUrl with tokenId (or an error) */
+    char redirect[4096];      /* out: the request's redirectUrl with tokenId (or an error) */
     char token_id[TD_ID_MAX]; /* out */
 } td_consent_decide;
 void td_svc_consent_decide(td_svc *svc, td_consent_decide *cmd);

@@ -12,7 +12,8 @@
 
 static bool can_see(const td_token_rec *t, const char *member)
 {
-    return !strcmp(t->from_id, member) || !strcmp(t->to_id, member) || (t->issuer_id[0] && !strcmp(t->issuer_id, member));
+    return !strcmp(t->from_id, member) || !strcmp(t->to_id, member) ||
+           (t->issuer_id[0] && !strcmp(t->issuer_id, member));
 }
 
 td_err td_svc_get_token(td_svc *svc, const char *caller, const char *id, td_token_rec *out, td_error *e)

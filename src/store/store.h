@@ -51,7 +51,7 @@ typedef struct {
 typedef enum { TD_CRED_MEMBER = 0, TD_CRED_ISSUER = 1 } td_cred_kind;
 
 typedef struct {
-    char hash[65];            /* keyed hash of the API key */
+    char hash[65]; /* keyed hash of the API key */
     td_cred_kind kind;
     char owner_id[TD_ID_MAX]; /* memberId or issuerId */
     td_level level;           /* members */
@@ -73,9 +73,9 @@ typedef struct {
     td_request_state state;
     int64_t created_ms;
     int64_t expires_ms;
-    char *request_json;  /* the stored TokenRequest object {id, requestOptions, requestPayload} */
+    char *request_json; /* the stored TokenRequest object {id, requestOptions, requestPayload} */
     char token_id[TD_ID_MAX];
-    char *signature_json; /* {keyId, memberId, signature} of the ENDORSED signature, once processed */
+    char *signature_json;  /* {keyId, memberId, signature} of the ENDORSED signature, once processed */
     char consent_hash[65]; /* hash of the current one-time consent code ("" if none) */
     int64_t consent_expires_ms;
     bool consent_used;
@@ -95,10 +95,10 @@ typedef struct {
     char canceled_by[TD_ID_MAX];
     int64_t created_ms;
     int64_t expires_ms;
-    int64_t seq;           /* number of the last event appended */
-    char *json;            /* the Token object exactly as served */
+    int64_t seq;             /* number of the last event appended */
+    char *json;              /* the Token object exactly as served */
     char *payload_canonical; /* canonical JSON of payload: the bytes signed */
-    char *accounts_src;    /* space-separated accountIds, for filters (may be NULL) */
+    char *accounts_src;      /* space-separated accountIds, for filters (may be NULL) */
     char *accounts_dst;
 } td_token_rec;
 
@@ -106,7 +106,7 @@ typedef struct {
     char token_id[TD_ID_MAX];
     int64_t seq;
     int64_t time_ms;
-    char type[32];   /* CREATED, CANCELED, ... */
+    char type[32]; /* CREATED, CANCELED, ... */
     char actor[TD_ID_MAX];
     char customer_ip[64];
     char customer_initiated[8];
@@ -116,7 +116,7 @@ typedef struct {
 
 typedef struct {
     int status;
-    char *body;          /* malloc'd */
+    char *body; /* malloc'd */
     char req_hash[65];
 } td_idem_rec;
 

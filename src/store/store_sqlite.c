@@ -51,12 +51,12 @@ enum {
     Q__COUNT
 };
 
-#define TOKEN_COLS                                                                                 \
-    "id, kind, state, from_id, to_id, issuer_id, ref_id, acting_as_ref_id, token_request_id, "     \
-    "replaced_by, canceled_by, created_ms, expires_ms, seq, json, payload_canonical, accounts_src, " \
+#define TOKEN_COLS                                                                                                     \
+    "id, kind, state, from_id, to_id, issuer_id, ref_id, acting_as_ref_id, token_request_id, "                         \
+    "replaced_by, canceled_by, created_ms, expires_ms, seq, json, payload_canonical, accounts_src, "                   \
     "accounts_dst"
-#define REQ_COLS                                                                                   \
-    "id, kind, from_id, to_id, state, created_ms, expires_ms, request_json, token_id, "            \
+#define REQ_COLS                                                                                                       \
+    "id, kind, from_id, to_id, state, created_ms, expires_ms, request_json, token_id, "                                \
     "signature_json, consent_hash, consent_expires_ms, consent_used"
 #define KEY_COLS "member_id, key_id, level, algorithm, public_key, sealed_secret, created_ms, expires_ms"
 
@@ -119,8 +119,8 @@ typedef struct sqlite_store {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     td_job *head, *tail;
-    int queued;      /* jobs in the queue */
-    int last_batch;  /* jobs in the previous commit */
+    int queued;     /* jobs in the queue */
+    int last_batch; /* jobs in the previous commit */
     bool closing;
     bool thread_started;
     td_conn *readers; /* every reader ever opened, closed at the end */
@@ -147,8 +147,7 @@ static td_st map_rc(int rc)
 static sqlite3_stmt *prepared(td_conn *c, int q)
 {
     if (!c->stmt[q]) {
-        if (sqlite3_prepare_v3(c->db, SQL[q], -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[q], NULL) !=
-            SQLITE_OK) {
+        if (sqlite3_prepare_v3(c->db, SQL[q], -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[q], NULL) != SQLITE_OK) {
             td_log(TD_LOG_ERROR, "store_prepare", "%s", sqlite3_errmsg(c->db));
             return NULL;
         }
@@ -178,8 +177,7 @@ static td_conn *conn_open(sqlite_store *s, char *err, size_t cap)
     td_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->owner = s;
-    int rc = sqlite3_open_v2(s->path, &c->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(s->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         if (err) snprintf(err, cap, "cannot open %s: %s", s->path, sqlite3_errstr(rc));
         sqlite3_close(c->db);
@@ -188,8 +186,7 @@ static td_conn *conn_open(sqlite_store *s, char *err, size_t cap)
     }
     sqlite3_busy_timeout(c->db, 5000);
     /* FULL: a commit is on disk before the writer reports it, so a 2xx means durable. */
-    if (exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;") !=
-        SQLITE_OK) {
+    if (exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;") != SQLITE_OK) {
         if (err) snprintf(err, cap, "cannot configure %s: %s", s->path, sqlite3_errmsg(c->db));
         sqlite3_close(c->db);
         free(c);
@@ -201,7 +198,8 @@ static td_conn *conn_open(sqlite_store *s, char *err, size_t cap)
 static void conn_close(td_conn *c)
 {
     if (!c) return;
-    for (int i = 0; i < Q__COUNT; i++) sqlite3_finalize(c->stmt[i]);
+    for (int i = 0; i < Q__COUNT; i++)
+        sqlite3_finalize(c->stmt[i]);
     sqlite3_close(c->db);
     free(c);
 }
@@ -403,8 +401,7 @@ static td_st v_key_for_level(td_conn *c, const char *member_id, td_level level, 
     return r;
 }
 
-static td_st v_key_list(td_conn *c, const char *member_id, void (*fn)(const td_key_rec *, void *),
-                        void *arg)
+static td_st v_key_list(td_conn *c, const char *member_id, void (*fn)(const td_key_rec *, void *), void *arg)
 {
     sqlite3_stmt *st = stmt(c, Q_KEY_LIST);
     if (!st) return TD_ST_ERROR;
@@ -638,18 +635,17 @@ static td_st v_token_update(td_conn *c, const td_token_rec *t, int64_t expect_se
 
 /* The list query is built from the filter: only fixed SQL fragments are
  * concatenated; every value is bound. */
-static td_st v_token_list(td_conn *c, const td_token_filter *f, void (*fn)(const td_token_rec *, void *),
-                          void *arg)
+static td_st v_token_list(td_conn *c, const td_token_filter *f, void (*fn)(const td_token_rec *, void *), void *arg)
 {
     if (c->owner->fault == 1) return TD_ST_ERROR;
     char sql[1024] = "SELECT " TOKEN_COLS " FROM tokens WHERE ";
     size_t n = strlen(sql);
-#define ADD(s)                                                                                     \
-    do {                                                                                           \
-        size_t l_ = strlen(s);                                                                     \
-        if (n + l_ >= sizeof sql) return TD_ST_ERROR;                                              \
-        memcpy(sql + n, s, l_ + 1);                                                                \
-        n += l_;                                                                                   \
+#define ADD(s)                                                                                                         \
+    do {                                                                                                               \
+        size_t l_ = strlen(s);                                                                                         \
+        if (n + l_ >= sizeof sql) return TD_ST_ERROR;                                                                  \
+        memcpy(sql + n, s, l_ + 1);                                                                                    \
+        n += l_;                                                                                                       \
     } while (0)
     switch (f->role) {
     case 1: ADD("from_id = ?1"); break;
@@ -827,7 +823,8 @@ static void commit_batch(sqlite_store *s, td_job *batch, int n)
         commit = TD_ST_ERROR;
     } else {
         int i = 0;
-        for (td_job *j = batch; j; j = j->next) results[i++] = run_job(s, j);
+        for (td_job *j = batch; j; j = j->next)
+            results[i++] = run_job(s, j);
         if (writer_exec_retry(s, Q_COMMIT) != SQLITE_OK) {
             writer_exec(s, Q_ROLLBACK);
             commit = TD_ST_ERROR;
@@ -873,7 +870,8 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&s->mu);
         /* An injected stall keeps the writer from taking jobs, as a writer stuck
          * in a long commit would: queued jobs wait and the reaper times them out. */
-        while ((!s->head || s->fault == 2) && !s->closing) pthread_cond_wait(&s->cv, &s->mu);
+        while ((!s->head || s->fault == 2) && !s->closing)
+            pthread_cond_wait(&s->cv, &s->mu);
         if (!s->head && s->closing) {
             pthread_mutex_unlock(&s->mu);
             break;
@@ -1001,7 +999,8 @@ static td_st run_sync(td_store *pub, td_st (*run)(td_conn *, void *), void *arg)
     pthread_cond_init(&sj.cv, NULL);
     if (submit(pub, &sj.job) != 0) return TD_ST_ERROR;
     pthread_mutex_lock(&sj.mu);
-    while (!sj.finished) pthread_cond_wait(&sj.cv, &sj.mu);
+    while (!sj.finished)
+        pthread_cond_wait(&sj.cv, &sj.mu);
     pthread_mutex_unlock(&sj.mu);
     pthread_mutex_destroy(&sj.mu);
     pthread_cond_destroy(&sj.cv);
@@ -1102,4 +1101,3 @@ td_store *td_store_sqlite_open(const char *path, char *err, size_t cap)
     s->reaper_started = true;
     return &s->pub;
 }
-

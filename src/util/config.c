@@ -21,8 +21,8 @@ static int set_listen(td_config *c, const char *v, char *err, size_t cap)
 {
     const char *colon = strrchr(v, ':');
     int64_t port;
-    if (!colon || colon == v || (size_t)(colon - v) >= sizeof c->listen_host ||
-        td_parse_i64(colon + 1, &port) || port < 0 || port > 65535) {
+    if (!colon || colon == v || (size_t)(colon - v) >= sizeof c->listen_host || td_parse_i64(colon + 1, &port) ||
+        port < 0 || port > 65535) {
         snprintf(err, cap, "listen must be ADDR:PORT, got '%s'", v);
         return -1;
     }
@@ -32,14 +32,14 @@ static int set_listen(td_config *c, const char *v, char *err, size_t cap)
     return 0;
 }
 
-#define STRING_SETTER(fn, field)                                                                   \
-    static int fn(td_config *c, const char *v, char *err, size_t cap)                              \
-    {                                                                                              \
-        if (td_strlcpy(c->field, v, sizeof c->field)) {                                            \
-            snprintf(err, cap, #field " is too long");                                             \
-            return -1;                                                                             \
-        }                                                                                          \
-        return 0;                                                                                  \
+#define STRING_SETTER(fn, field)                                                                                       \
+    static int fn(td_config *c, const char *v, char *err, size_t cap)                                                  \
+    {                                                                                                                  \
+        if (td_strlcpy(c->field, v, sizeof c->field)) {                                                                \
+            snprintf(err, cap, #field " is too long");                                                                 \
+            return -1;                                                                                                 \
+        }                                                                                                              \
+        return 0;                                                                                                      \
     }
 STRING_SETTER(set_store, store_url)
 STRING_SETTER(set_public_url, public_url)
@@ -47,24 +47,22 @@ STRING_SETTER(set_admin_key_file, admin_key_file)
 STRING_SETTER(set_master_key_file, master_key_file)
 STRING_SETTER(set_admin_key, admin_key)
 
-static int parse_int_in(const char *name, const char *v, int64_t lo, int64_t hi, int64_t *out, char *err,
-                        size_t cap)
+static int parse_int_in(const char *name, const char *v, int64_t lo, int64_t hi, int64_t *out, char *err, size_t cap)
 {
     if (td_parse_i64(v, out) || *out < lo || *out > hi) {
-        snprintf(err, cap, "%s must be an integer in [%lld, %lld], got '%s'", name, (long long)lo,
-                 (long long)hi, v);
+        snprintf(err, cap, "%s must be an integer in [%lld, %lld], got '%s'", name, (long long)lo, (long long)hi, v);
         return -1;
     }
     return 0;
 }
 
-#define INT_SETTER(fn, field, lo, hi, scale)                                                       \
-    static int fn(td_config *c, const char *v, char *err, size_t cap)                              \
-    {                                                                                              \
-        int64_t x;                                                                                 \
-        if (parse_int_in(#field, v, lo, hi, &x, err, cap)) return -1;                              \
-        c->field = (__typeof__(c->field))(x * (scale));                                            \
-        return 0;                                                                                  \
+#define INT_SETTER(fn, field, lo, hi, scale)                                                                           \
+    static int fn(td_config *c, const char *v, char *err, size_t cap)                                                  \
+    {                                                                                                                  \
+        int64_t x;                                                                                                     \
+        if (parse_int_in(#field, v, lo, hi, &x, err, cap)) return -1;                                                  \
+        c->field = (__typeof__(c->field))(x * (scale));                                                                \
+        return 0;                                                                                                      \
     }
 INT_SETTER(set_threads, threads, 1, 64, 1)
 INT_SETTER(set_max_conn, max_connections, 1, 100000, 1)
@@ -110,23 +108,33 @@ static int set_cancel_levels(td_config *c, const char *v, char *err, size_t cap)
     }
     return 0;
 bad:
-    snprintf(err, cap, "cancel-levels must be KIND=LEVEL,... (kinds ACCESS, TRANSFER, STANDING_ORDER, CARD; "
-                       "levels LOW, STANDARD, PRIVILEGED), got '%s'", v);
+    snprintf(err, cap,
+             "cancel-levels must be KIND=LEVEL,... (kinds ACCESS, TRANSFER, STANDING_ORDER, CARD; "
+             "levels LOW, STANDARD, PRIVILEGED), got '%s'",
+             v);
     return -1;
 }
 
 static int set_bool(bool *b, const char *name, const char *v, char *err, size_t cap)
 {
-    if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes")) *b = true;
-    else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no")) *b = false;
+    if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
+        *b = true;
+    else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no"))
+        *b = false;
     else {
         snprintf(err, cap, "%s must be true or false, got '%s'", name, v);
         return -1;
     }
     return 0;
 }
-static int set_fault(td_config *c, const char *v, char *e, size_t n) { return set_bool(&c->fault_injection, "fault-injection", v, e, n); }
-static int set_debug(td_config *c, const char *v, char *e, size_t n) { return set_bool(&c->log_debug, "debug", v, e, n); }
+static int set_fault(td_config *c, const char *v, char *e, size_t n)
+{
+    return set_bool(&c->fault_injection, "fault-injection", v, e, n);
+}
+static int set_debug(td_config *c, const char *v, char *e, size_t n)
+{
+    return set_bool(&c->log_debug, "debug", v, e, n);
+}
 
 typedef struct {
     const char *name;
@@ -139,8 +147,10 @@ static const option OPTIONS[] = {
     {"store", set_store, "store URL, sqlite:PATH (default sqlite:./var/tokend.db)"},
     {"public-url", set_public_url, "base URL of consent links (default http://LISTEN)"},
     {"admin-key", set_admin_key, "admin API key (prefer TOKEND_ADMIN_KEY or admin-key-file)"},
-    {"admin-key-file", set_admin_key_file, "file holding the admin API key (default: admin.key beside the SQLite file)"},
-    {"master-key-file", set_master_key_file, "file holding the 32-byte master key, hex (default: master.key beside the SQLite file)"},
+    {"admin-key-file", set_admin_key_file,
+     "file holding the admin API key (default: admin.key beside the SQLite file)"},
+    {"master-key-file", set_master_key_file,
+     "file holding the 32-byte master key, hex (default: master.key beside the SQLite file)"},
     {"threads", set_threads, "HTTP worker threads (default 2)"},
     {"max-connections", set_max_conn, "concurrent connections (default 4096)"},
     {"connection-timeout", set_conn_timeout, "seconds before an idle or slow connection is closed (default 30)"},
@@ -150,7 +160,9 @@ static const option OPTIONS[] = {
     {"consent-ttl", set_consent_ttl, "seconds a consent link stays valid (default 600)"},
     {"access-ttl", set_access_ttl, "default access-token lifetime in seconds (default 7776000 = 90 days)"},
     {"commit-timeout", set_commit_timeout, "milliseconds a write may wait for the writer before 504 (default 10000)"},
-    {"cancel-levels", set_cancel_levels, "key level needed to cancel, KIND=LEVEL,... (default ACCESS=LOW,TRANSFER=STANDARD,STANDING_ORDER=STANDARD,CARD=STANDARD)"},
+    {"cancel-levels", set_cancel_levels,
+     "key level needed to cancel, KIND=LEVEL,... (default "
+     "ACCESS=LOW,TRANSFER=STANDARD,STANDING_ORDER=STANDARD,CARD=STANDARD)"},
     {"fault-injection", set_fault, "true enables POST /admin/v1/faults (tests only)"},
     {"debug", set_debug, "true logs at debug level"},
 };
@@ -160,7 +172,8 @@ void td_config_usage(void)
 {
     fprintf(stderr, "usage: tokend serve [--config FILE] [--NAME VALUE ...]\n\nSettings (flag --NAME, "
                     "environment TOKEND_NAME, config file line 'NAME = VALUE'):\n");
-    for (size_t i = 0; i < N_OPTIONS; i++) fprintf(stderr, "  --%-20s %s\n", OPTIONS[i].name, OPTIONS[i].help);
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        fprintf(stderr, "  --%-20s %s\n", OPTIONS[i].name, OPTIONS[i].help);
 }
 
 static const option *find_option(const char *name)
@@ -174,16 +187,20 @@ static void env_name(const char *opt, char *out, size_t cap)
 {
     size_t i = 0;
     const char *pre = "TOKEND_";
-    for (; *pre && i + 1 < cap; pre++) out[i++] = *pre;
-    for (; *opt && i + 1 < cap; opt++) out[i++] = *opt == '-' ? '_' : (char)(*opt >= 'a' && *opt <= 'z' ? *opt - 32 : *opt);
+    for (; *pre && i + 1 < cap; pre++)
+        out[i++] = *pre;
+    for (; *opt && i + 1 < cap; opt++)
+        out[i++] = *opt == '-' ? '_' : (char)(*opt >= 'a' && *opt <= 'z' ? *opt - 32 : *opt);
     out[i] = 0;
 }
 
 static char *trim(char *s)
 {
-    while (*s == ' ' || *s == '\t') s++;
+    while (*s == ' ' || *s == '\t')
+        s++;
     size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r')) s[--n] = 0;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        s[--n] = 0;
     return s;
 }
 
@@ -281,7 +298,8 @@ int td_config_load(td_config *c, int argc, char **argv, char *err, size_t cap)
     if (!c->public_url[0])
         snprintf(c->public_url, sizeof c->public_url, "http://%s:%u", c->listen_host, c->listen_port);
     size_t n = strlen(c->public_url);
-    while (n && c->public_url[n - 1] == '/') c->public_url[--n] = 0;
+    while (n && c->public_url[n - 1] == '/')
+        c->public_url[--n] = 0;
     return 0;
 }
 
@@ -362,7 +380,10 @@ static int hex_decode(const char *hex, uint8_t *out, size_t n)
         int v = 0;
         for (int k = 0; k < 2; k++) {
             char ch = hex[2 * i + (size_t)k];
-            int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+            int d = ch >= '0' && ch <= '9'   ? ch - '0'
+                    : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                    : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                             : -1;
             if (d < 0) return -1;
             v = v * 16 + d;
         }

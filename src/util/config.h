@@ -16,15 +16,15 @@ typedef struct td_config {
     char public_url[512];      /* base of consent links; default http://<listen> */
     char admin_key_file[1024]; /* default: beside the SQLite file */
     char master_key_file[1024];
-    char admin_key[128];       /* from TOKEND_ADMIN_KEY or the file */
+    char admin_key[128]; /* from TOKEND_ADMIN_KEY or the file */
     uint8_t master_key[32];
-    int threads;               /* HTTP worker threads */
+    int threads; /* HTTP worker threads */
     int max_connections;
-    int connection_timeout_s;  /* idle or slow clients are dropped after this */
-    long body_max;             /* bytes */
+    int connection_timeout_s; /* idle or slow clients are dropped after this */
+    long body_max;            /* bytes */
     int url_max;
     int headers_max;
-    double rate_rps;           /* per credential; 0 disables */
+    double rate_rps; /* per credential; 0 disables */
     double rate_burst;
     int64_t request_ttl_ms;    /* token requests expire after this */
     int64_t consent_ttl_ms;    /* consent links expire after this */

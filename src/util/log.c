@@ -12,7 +12,10 @@
 static td_log_level g_min = TD_LOG_INFO;
 static const char *const LEVELS[] = {"debug", "info", "warn", "error"};
 
-void td_log_set_level(td_log_level min) { g_min = min; }
+void td_log_set_level(td_log_level min)
+{
+    g_min = min;
+}
 
 typedef struct {
     char buf[2048];
@@ -97,8 +100,8 @@ void td_log(td_log_level lvl, const char *event, const char *fmt, ...)
     finish(&l);
 }
 
-void td_log_request(const char *trace_id, const char *method, const char *route, int status,
-                    int64_t dur_us, const char *member, const char *errcode, const char *fault)
+void td_log_request(const char *trace_id, const char *method, const char *route, int status, int64_t dur_us,
+                    const char *member, const char *errcode, const char *fault)
 {
     td_log_level lvl = status >= 500 ? TD_LOG_ERROR : TD_LOG_INFO;
     if (lvl < g_min) return;

@@ -16,7 +16,10 @@ int64_t td_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t td_epoch_to_ms(int64_t v) { return v < 100000000000LL ? v * 1000 : v; }
+int64_t td_epoch_to_ms(int64_t v)
+{
+    return v < 100000000000LL ? v * 1000 : v;
+}
 
 int64_t td_mono_us(void)
 {
@@ -46,7 +49,8 @@ static int base58(const uint8_t *in, size_t n, char *out, size_t cap)
         }
     }
     if (len + 1 > cap) return -1;
-    for (size_t i = 0; i < len; i++) out[i] = B58[digits[len - 1 - i]];
+    for (size_t i = 0; i < len; i++)
+        out[i] = B58[digits[len - 1 - i]];
     out[len] = 0;
     return (int)len;
 }

@@ -26,13 +26,13 @@ struct vector {
     const char *canonical;
 };
 
-#define TOKEN_PAYLOAD_INPUT                                                                 \
-    "{\"version\":\"1.0\",\"refId\":\"ab-12\",\"from\":{\"id\":\"m:abc:def\"},"             \
-    "\"to\":{\"id\":\"m:xyz:def\"},\"access\":{\"resources\":[{\"account\":"               \
+#define TOKEN_PAYLOAD_INPUT                                                                                            \
+    "{\"version\":\"1.0\",\"refId\":\"ab-12\",\"from\":{\"id\":\"m:abc:def\"},"                                        \
+    "\"to\":{\"id\":\"m:xyz:def\"},\"access\":{\"resources\":[{\"account\":"                                           \
     "{\"accountId\":\"a:1\"}}]},\"expiresAtMs\":\"1700000000000\",\"description\":null}"
-#define TOKEN_PAYLOAD_CANONICAL                                                             \
-    "{\"access\":{\"resources\":[{\"account\":{\"accountId\":\"a:1\"}}]},"                 \
-    "\"expiresAtMs\":\"1700000000000\",\"from\":{\"id\":\"m:abc:def\"},\"refId\":\"ab-12\"," \
+#define TOKEN_PAYLOAD_CANONICAL                                                                                        \
+    "{\"access\":{\"resources\":[{\"account\":{\"accountId\":\"a:1\"}}]},"                                             \
+    "\"expiresAtMs\":\"1700000000000\",\"from\":{\"id\":\"m:abc:def\"},\"refId\":\"ab-12\","                           \
     "\"to\":{\"id\":\"m:xyz:def\"},\"version\":\"1.0\"}"
 
 static const struct vector vectors[] = {
@@ -51,8 +51,7 @@ static const struct vector vectors[] = {
      "\"sep\":\"a\xe2\x80\xa8"
      "b\xe2\x80\xa9"
      "c\"}"},
-    {"unicode_key_order",
-     "{\"\\ud83d\\ude00\": 1, \"\\uff01\": 2, \"\\u00e9\": 3, \"z\": 4, \"a\": 5, \"Z\": 6}",
+    {"unicode_key_order", "{\"\\ud83d\\ude00\": 1, \"\\uff01\": 2, \"\\u00e9\": 3, \"z\": 4, \"a\": 5, \"Z\": 6}",
      "{\"Z\":6,\"a\":5,\"z\":4,\"\xc3\xa9\":3,\"\xef\xbc\x81\":2,\"\xf0\x9f\x98\x80\":1}"},
     {"escapes",
      "{\"q\": \"say \\\"hi\\\"\", \"bs\": \"a\\\\b\", \"ctl\": \"\\b\\f\\n\\r\\t\\u0001\\u001f\\u007f\","
@@ -61,8 +60,7 @@ static const struct vector vectors[] = {
      "\"slash\":\"a/b\"}"},
     {"empty_containers", "{\"o\": {}, \"a\": [], \"s\": \"\", \"n\": {\"only\": null}}",
      "{\"a\":[],\"n\":{},\"o\":{},\"s\":\"\"}"},
-    {"integers_and_booleans",
-     "{\"zero\": 0, \"neg\": -42, \"max\": 9007199254740991, \"t\": true, \"f\": false}",
+    {"integers_and_booleans", "{\"zero\": 0, \"neg\": -42, \"max\": 9007199254740991, \"t\": true, \"f\": false}",
      "{\"f\":false,\"max\":9007199254740991,\"neg\":-42,\"t\":true,\"zero\":0}"},
     {"top_level_integer", "1700000000000", "1700000000000"},
     {"token_payload", TOKEN_PAYLOAD_INPUT, TOKEN_PAYLOAD_CANONICAL},
@@ -80,8 +78,7 @@ static char *canon_of(const char *text)
 {
     json_error_t err;
     json_t *v = json_loads(text, JSON_DECODE_ANY, &err);
-    if (!v)
-        fail_msg("bad test JSON %s: %s", text, err.text);
+    if (!v) fail_msg("bad test JSON %s: %s", text, err.text);
     char *c = td_canonical_json(v);
     json_decref(v);
     return c;
@@ -147,8 +144,7 @@ static void test_reals_rejected(void **state)
     };
     for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) {
         char *c = canon_of(reals[i]);
-        if (c)
-            fail_msg("%s was accepted as %s", reals[i], c);
+        if (c) fail_msg("%s was accepted as %s", reals[i], c);
     }
 }
 
@@ -206,20 +202,17 @@ static json_t *load_vectors_file(void)
     const char *dir = getenv("TD_SOURCE_DIR");
     char path[4096];
     int n = snprintf(path, sizeof path, "%s/tests/unit/vectors.json", dir ? dir : ".");
-    if (n < 0 || (size_t)n >= sizeof path)
-        fail_msg("TD_SOURCE_DIR too long");
+    if (n < 0 || (size_t)n >= sizeof path) fail_msg("TD_SOURCE_DIR too long");
     json_error_t err;
     json_t *root = json_load_file(path, 0, &err);
-    if (!root && dir)
-        fail_msg("cannot load %s: %s", path, err.text);
+    if (!root && dir) fail_msg("cannot load %s: %s", path, err.text);
     return root; /* NULL when run by hand outside the source tree */
 }
 
 static const char *file_str(const json_t *obj, const char *key)
 {
     const char *s = json_string_value(json_object_get(obj, key));
-    if (!s)
-        fail_msg("vectors.json: missing string %s", key);
+    if (!s) fail_msg("vectors.json: missing string %s", key);
     return s;
 }
 
@@ -243,8 +236,7 @@ static void test_vectors_json(void **state)
         assert_string_equal(want, vectors[i].canonical);
         char *c = td_canonical_json(json_object_get(vec, "input"));
         assert_non_null(c);
-        if (strcmp(c, want) != 0)
-            fail_msg("vectors.json %s: got %s, want %s", name, c, want);
+        if (strcmp(c, want) != 0) fail_msg("vectors.json %s: got %s, want %s", name, c, want);
         free(c);
     }
 
@@ -299,13 +291,12 @@ static void test_vectors_json(void **state)
 
 int main(void)
 {
-    if (td_crypto_init() != 0)
-        return 1;
+    if (td_crypto_init() != 0) return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixed_vectors),   cmocka_unit_test(test_idempotent),
-        cmocka_unit_test(test_token_payload),   cmocka_unit_test(test_absent_equals_null),
-        cmocka_unit_test(test_reals_rejected),  cmocka_unit_test(test_null_argument),
-        cmocka_unit_test(test_depth_limit),     cmocka_unit_test(test_built_in_memory),
+        cmocka_unit_test(test_fixed_vectors),  cmocka_unit_test(test_idempotent),
+        cmocka_unit_test(test_token_payload),  cmocka_unit_test(test_absent_equals_null),
+        cmocka_unit_test(test_reals_rejected), cmocka_unit_test(test_null_argument),
+        cmocka_unit_test(test_depth_limit),    cmocka_unit_test(test_built_in_memory),
         cmocka_unit_test(test_vectors_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

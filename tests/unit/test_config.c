@@ -49,7 +49,8 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 
 static void remove_made_dirs(void)
 {
-    for (int i = 0; i < n_made; i++) nftw(made_dirs[i], remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    for (int i = 0; i < n_made; i++)
+        nftw(made_dirs[i], remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 static void write_file(const char *path, const char *text)
@@ -108,10 +109,12 @@ static int teardown(void **state)
 static int load(td_config *c, char *err, size_t cap, char *const *args)
 {
     int argc = 0;
-    while (args && args[argc]) argc++;
+    while (args && args[argc])
+        argc++;
     char *argv[32];
     assert_true(argc < 32);
-    for (int i = 0; i < argc; i++) argv[i] = args[i];
+    for (int i = 0; i < argc; i++)
+        argv[i] = args[i];
     argv[argc] = NULL;
     err[0] = 0;
     return td_config_load(c, argc, argv, err, cap);
@@ -271,8 +274,16 @@ static void test_bad_listen(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "8080", ":8080", "localhost", "localhost:", "localhost:http", "localhost:65536", "localhost:-1",
-        "localhost:+80", "localhost: 80", "localhost:80 ",
+        "8080",
+        ":8080",
+        "localhost",
+        "localhost:",
+        "localhost:http",
+        "localhost:65536",
+        "localhost:-1",
+        "localhost:+80",
+        "localhost: 80",
+        "localhost:80 ",
         "a-host-name-that-is-much-longer-than-the-sixty-four-bytes-allowed.example:80",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -292,8 +303,8 @@ static void test_bad_listen(void **state)
 static void test_bad_rate_limit(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"", "x", "-1", "1.5", "10:", ":5", "10:0", "10:x", "10:5:5", "10000001",
-                                      "10:100000001"};
+    static const char *const bad[] = {"",     "x",    "-1",     "1.5",      "10:",         ":5",
+                                      "10:0", "10:x", "10:5:5", "10000001", "10:100000001"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_error((char *const[]){"--rate-limit", (char *)bad[i], NULL}, "rate-limit must be RPS or RPS:BURST");
     td_config c;
@@ -306,8 +317,15 @@ static void test_bad_rate_limit(void **state)
 static void test_bad_cancel_levels(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"ACCESS", "ACCESS=", "=LOW", "ACCESS=HIGH", "SAVINGS=LOW", "access=LOW",
-                                      "ACCESS=low", "ACCESS=LOW;TRANSFER=LOW", "ACCESS=LOW,TRANSFER"};
+    static const char *const bad[] = {"ACCESS",
+                                      "ACCESS=",
+                                      "=LOW",
+                                      "ACCESS=HIGH",
+                                      "SAVINGS=LOW",
+                                      "access=LOW",
+                                      "ACCESS=low",
+                                      "ACCESS=LOW;TRANSFER=LOW",
+                                      "ACCESS=LOW,TRANSFER"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_error((char *const[]){"--cancel-levels", (char *)bad[i], NULL}, "cancel-levels must be KIND=LEVEL");
     td_config c;

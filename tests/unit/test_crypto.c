@@ -16,8 +16,8 @@
  * public key and the empty-message signature come from the RFC itself. */
 static const char seed_hex[] = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
 static const char rfc_pk_hex[] = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
-static const char rfc_sig_hex[] =
-    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+static const char rfc_sig_hex[] = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e"
+                                  "39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
 
 /* Values also in vectors.json and recomputed by vectors.js with Node. */
 static const char pk_b64url[] = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
@@ -50,8 +50,12 @@ static void test_b64url_known(void **state)
         size_t n;
         const char *b64;
     } cases[] = {
-        {"", 0, ""},         {"f", 1, "Zg"},          {"fo", 2, "Zm8"},
-        {"foo", 3, "Zm9v"},  {"foobar", 6, "Zm9vYmFy"}, {"\xfb\xff\xbf", 3, "-_-_"},
+        {"", 0, ""},
+        {"f", 1, "Zg"},
+        {"fo", 2, "Zm8"},
+        {"foo", 3, "Zm9v"},
+        {"foobar", 6, "Zm9vYmFy"},
+        {"\xfb\xff\xbf", 3, "-_-_"},
         {"\xfb\xff", 2, "-_8"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -61,8 +65,7 @@ static void test_b64url_known(void **state)
         assert_int_equal(len, (int)strlen(cases[i].b64));
         assert_string_equal(out, cases[i].b64);
         uint8_t back[32];
-        assert_int_equal(td_b64url_decode(cases[i].b64, strlen(cases[i].b64), back, sizeof back),
-                         (int)cases[i].n);
+        assert_int_equal(td_b64url_decode(cases[i].b64, strlen(cases[i].b64), back, sizeof back), (int)cases[i].n);
         assert_memory_equal(back, cases[i].bin, cases[i].n);
     }
 }
@@ -87,17 +90,16 @@ static void test_b64url_rejects(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "Zg==",  "Zg=",   "Zm8=",  /* padding */
-        "+_8",   "-/8",   "Zm9v+", /* standard alphabet */
-        "Zm 9v", " Zm9v", "Zm9v ", "Zm9v\n", "Zm\r\n9v", "\tZm9v", /* whitespace */
-        "Zm9v!", "Zm9v.", "Zm9v\"", /* trailing garbage */
-        "Z",     "Zm9vY",           /* impossible lengths */
-        "Zh",    "Zm9",             /* non-zero unused bits */
+        "Zg==",  "Zg=",   "Zm8=",                                   /* padding */
+        "+_8",   "-/8",   "Zm9v+",                                  /* standard alphabet */
+        "Zm 9v", " Zm9v", "Zm9v ",  "Zm9v\n", "Zm\r\n9v", "\tZm9v", /* whitespace */
+        "Zm9v!", "Zm9v.", "Zm9v\"",                                 /* trailing garbage */
+        "Z",     "Zm9vY",                                           /* impossible lengths */
+        "Zh",    "Zm9",                                             /* non-zero unused bits */
     };
     uint8_t out[32];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (td_b64url_decode(bad[i], strlen(bad[i]), out, sizeof out) != -1)
-            fail_msg("accepted \"%s\"", bad[i]);
+        if (td_b64url_decode(bad[i], strlen(bad[i]), out, sizeof out) != -1) fail_msg("accepted \"%s\"", bad[i]);
     }
     /* an embedded NUL within the given length is garbage too */
     assert_int_equal(td_b64url_decode("Zg\0A", 4, out, sizeof out), -1);
@@ -123,8 +125,8 @@ static void test_b64url_capacity(void **state)
 static void test_ed25519_sign_verify(void **state)
 {
     (void)state;
-    uint8_t pk[TD_ED25519_PK_LEN], sk[TD_ED25519_SK_LEN], pk2[TD_ED25519_PK_LEN],
-        sk2[TD_ED25519_SK_LEN], sig[TD_ED25519_SIG_LEN];
+    uint8_t pk[TD_ED25519_PK_LEN], sk[TD_ED25519_SK_LEN], pk2[TD_ED25519_PK_LEN], sk2[TD_ED25519_SK_LEN],
+        sig[TD_ED25519_SIG_LEN];
     assert_int_equal(td_ed25519_keypair(pk, sk), 0);
     assert_int_equal(td_ed25519_keypair(pk2, sk2), 0);
     uint8_t msg[] = "transfer 10 EUR";
@@ -134,9 +136,9 @@ static void test_ed25519_sign_verify(void **state)
     msg[9] ^= 1; /* tampered message */
     assert_int_equal(td_ed25519_verify(pk, msg, sizeof msg - 1, sig), -1);
     msg[9] ^= 1;
-    assert_int_equal(td_ed25519_verify(pk, msg, sizeof msg - 2, sig), -1); /* truncated */
+    assert_int_equal(td_ed25519_verify(pk, msg, sizeof msg - 2, sig), -1);  /* truncated */
     assert_int_equal(td_ed25519_verify(pk2, msg, sizeof msg - 1, sig), -1); /* wrong key */
-    sig[0] ^= 0x80; /* tampered signature */
+    sig[0] ^= 0x80;                                                         /* tampered signature */
     assert_int_equal(td_ed25519_verify(pk, msg, sizeof msg - 1, sig), -1);
     sodium_memzero(sk, sizeof sk);
     sodium_memzero(sk2, sizeof sk2);
@@ -413,19 +415,26 @@ static void test_random_bytes(void **state)
 
 int main(void)
 {
-    if (td_crypto_init() != 0)
-        return 1;
+    if (td_crypto_init() != 0) return 1;
     if (td_crypto_init() != 0) /* a second call must be harmless too */
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_b64url_known),        cmocka_unit_test(test_b64url_round_trip),
-        cmocka_unit_test(test_b64url_rejects),      cmocka_unit_test(test_b64url_capacity),
-        cmocka_unit_test(test_ed25519_sign_verify), cmocka_unit_test(test_ed25519_rfc8032),
-        cmocka_unit_test(test_key_id_fixed),        cmocka_unit_test(test_sign_payload_fixed),
-        cmocka_unit_test(test_signed_message_layout), cmocka_unit_test(test_verify_payload),
-        cmocka_unit_test(test_sig_suffix),          cmocka_unit_test(test_seal_round_trip),
-        cmocka_unit_test(test_seal_tamper),         cmocka_unit_test(test_api_key_hash),
-        cmocka_unit_test(test_ct_equal),            cmocka_unit_test(test_random_bytes),
+        cmocka_unit_test(test_b64url_known),
+        cmocka_unit_test(test_b64url_round_trip),
+        cmocka_unit_test(test_b64url_rejects),
+        cmocka_unit_test(test_b64url_capacity),
+        cmocka_unit_test(test_ed25519_sign_verify),
+        cmocka_unit_test(test_ed25519_rfc8032),
+        cmocka_unit_test(test_key_id_fixed),
+        cmocka_unit_test(test_sign_payload_fixed),
+        cmocka_unit_test(test_signed_message_layout),
+        cmocka_unit_test(test_verify_payload),
+        cmocka_unit_test(test_sig_suffix),
+        cmocka_unit_test(test_seal_round_trip),
+        cmocka_unit_test(test_seal_tamper),
+        cmocka_unit_test(test_api_key_hash),
+        cmocka_unit_test(test_ct_equal),
+        cmocka_unit_test(test_random_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

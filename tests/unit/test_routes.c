@@ -97,7 +97,8 @@ static void test_match_every_route(void **state)
         const td_route *got = td_route_match(&r, rt->method, path, &mismatch);
         assert_ptr_equal(got, rt);
         assert_int_equal(r.nparams, np);
-        for (int k = 0; k < np; k++) assert_string_equal(r.params[k], vals[k]);
+        for (int k = 0; k < np; k++)
+            assert_string_equal(r.params[k], vals[k]);
         /* Methods no route of this path has: not found, but flagged. */
         for (size_t m = 0; m < N_METHODS; m++) {
             if (pattern_has_method(rt->pattern, METHODS[m])) continue;
@@ -161,8 +162,8 @@ static void test_method_mismatch_examples(void **state)
         td_method m;
         const char *path;
     } cases[] = {
-        {TD_POST, "/healthz"}, {TD_DELETE, "/tokens"}, {TD_GET, "/tokens/ta:1/cancel"},
-        {TD_POST, "/tokens/ta:1"}, {TD_PUT, "/member/m:1/keys"}, {TD_METHOD_OTHER, "/consent/abc"},
+        {TD_POST, "/healthz"},         {TD_DELETE, "/tokens"},         {TD_GET, "/tokens/ta:1/cancel"},
+        {TD_POST, "/tokens/ta:1"},     {TD_PUT, "/member/m:1/keys"},   {TD_METHOD_OTHER, "/consent/abc"},
         {TD_GET, "/admin/v1/members"}, {TD_DELETE, "/token-requests"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -248,11 +249,25 @@ static void test_other_misses(void **state)
 {
     (void)state;
     static const char *const paths[] = {
-        "", "/", "healthz", "/healthzz", "/health", "/HEALTHZ", "/tokens/ta:1/CANCEL", "/token-requests/rq/results",
-        "/member/m:1/key", "/admin/v1", "/admin/v2/members", "/consent", "/v2", "/v2/payments/x/y",
-        "/{tokenId}", "/tokens?x=1/cancel/a",
+        "",
+        "/",
+        "healthz",
+        "/healthzz",
+        "/health",
+        "/HEALTHZ",
+        "/tokens/ta:1/CANCEL",
+        "/token-requests/rq/results",
+        "/member/m:1/key",
+        "/admin/v1",
+        "/admin/v2/members",
+        "/consent",
+        "/v2",
+        "/v2/payments/x/y",
+        "/{tokenId}",
+        "/tokens?x=1/cancel/a",
     };
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) expect_no_route(paths[i]);
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        expect_no_route(paths[i]);
 }
 
 /* Parameters share a fixed buffer: a path whose parameters do not fit is not
@@ -286,19 +301,20 @@ static void test_param_buffer_bound(void **state)
 
 /* ---- tokenio_check_request ---- */
 
-static const char ACCESS_BODY[] =
-    "{\"requestOptions\":{\"from\":{\"id\":\"m:user:1\"}},"
-    "\"requestPayload\":{\"refId\":\"ref-123\",\"to\":{\"id\":\"m:tpp:1\"},"
-    "\"redirectUrl\":\"https://tpp.example/cb?x=1\","
-    "\"accessBody\":{\"resourceTypeList\":{\"resources\":[\"ACCOUNTS\",\"BALANCES\"]}}}}";
+static const char ACCESS_BODY[] = "{\"requestOptions\":{\"from\":{\"id\":\"m:user:1\"}},"
+                                  "\"requestPayload\":{\"refId\":\"ref-123\",\"to\":{\"id\":\"m:tpp:1\"},"
+                                  "\"redirectUrl\":\"https://tpp.example/cb?x=1\","
+                                  "\"accessBody\":{\"resourceTypeList\":{\"resources\":[\"ACCOUNTS\",\"BALANCES\"]}}}}";
 
 static const char ACCESS_FULL[] =
     "{\"requestOptions\":{\"from\":{\"id\":\"m:user:1\",\"alias\":{\"type\":\"EMAIL\",\"value\":\"u@x.io\","
     "\"realmId\":\"m:bank:1\"}},\"to\":{\"id\":\"m:tpp:1\"},\"bankId\":\"ob-bank\",\"psuId\":\"psu-1\","
     "\"receiptRequested\":false},"
-    "\"requestPayload\":{\"refId\":\"A-1\",\"to\":{\"id\":\"m:tpp:1\",\"alias\":{\"type\":\"DOMAIN\",\"value\":\"tpp.io\"}},"
+    "\"requestPayload\":{\"refId\":\"A-1\",\"to\":{\"id\":\"m:tpp:1\",\"alias\":{\"type\":\"DOMAIN\",\"value\":\"tpp."
+    "io\"}},"
     "\"redirectUrl\":\"http://localhost:3000/cb\",\"description\":\"read my accounts\",\"callbackState\":\"s\","
-    "\"countries\":[\"GB\",\"DE\"],\"actingAs\":{\"displayName\":\"Shop\",\"refId\":\"shop-1\",\"secondaryName\":\"x\"},"
+    "\"countries\":[\"GB\",\"DE\"],\"actingAs\":{\"displayName\":\"Shop\",\"refId\":\"shop-1\",\"secondaryName\":\"x\"}"
+    ","
     "\"userRefId\":\"u1\",\"disableFutureDatedPaymentConversion\":true,\"id\":\"rq:client:1\","
     "\"tokenExpiration\":\"4102444800000\","
     "\"accessBody\":{\"transactionHistoryDays\":90,\"resourceTypeList\":{\"resources\":[\"ACCOUNTS\",\"BALANCES\","
@@ -413,7 +429,8 @@ static void apply_and_expect(const mutation *m)
 
 static void run_mutations(const mutation *ms, size_t n)
 {
-    for (size_t i = 0; i < n; i++) apply_and_expect(&ms[i]);
+    for (size_t i = 0; i < n; i++)
+        apply_and_expect(&ms[i]);
 }
 
 static void test_check_unknown_fields(void **state)
@@ -425,10 +442,12 @@ static void test_check_unknown_fields(void **state)
         {ACCESS_BODY, "requestOptions.from", "name", "\"x\"", "requestOptions.from: unknown field 'name'"},
         {ACCESS_BODY, "requestPayload", "amount", "\"1\"", "requestPayload: unknown field 'amount'"},
         {ACCESS_BODY, "requestPayload.to", "x", "null", "requestPayload.to: unknown field 'x'"},
-        {ACCESS_BODY, "requestPayload.accessBody", "accounts", "[]", "requestPayload.accessBody: unknown field 'accounts'"},
+        {ACCESS_BODY, "requestPayload.accessBody", "accounts", "[]",
+         "requestPayload.accessBody: unknown field 'accounts'"},
         {ACCESS_BODY, "requestPayload.accessBody.resourceTypeList", "more", "1",
          "requestPayload.accessBody.resourceTypeList: unknown field 'more'"},
-        {TRANSFER_BODY, "requestPayload.transferBody", "fee", "\"1\"", "requestPayload.transferBody: unknown field 'fee'"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "fee", "\"1\"",
+         "requestPayload.transferBody: unknown field 'fee'"},
         {STANDING_ORDER_BODY, "requestPayload.standingOrderBody", "lifetimeAmount", "\"1\"",
          "requestPayload.standingOrderBody: unknown field 'lifetimeAmount'"},
         {ACCESS_FULL, "requestPayload.actingAs", "x", "1", "requestPayload.actingAs: unknown field 'x'"},
@@ -446,7 +465,8 @@ static void test_check_wrong_types(void **state)
         {ACCESS_BODY, "", "requestPayload", NULL, "body.requestPayload is required"},
         {ACCESS_BODY, "requestOptions", "from", NULL, "requestOptions.from is required"},
         {ACCESS_BODY, "requestOptions", "from", "\"m:user:1\"", "requestOptions.from must be an object"},
-        {ACCESS_BODY, "requestOptions", "receiptRequested", "\"true\"", "requestOptions.receiptRequested must be a boolean"},
+        {ACCESS_BODY, "requestOptions", "receiptRequested", "\"true\"",
+         "requestOptions.receiptRequested must be a boolean"},
         {ACCESS_BODY, "requestOptions", "bankId", "7", "requestOptions.bankId must be a string"},
         {ACCESS_BODY, "requestOptions.from", "id", "1", "requestOptions.from.id must be a string"},
         {ACCESS_BODY, "requestOptions.from", "id", "\"bad id\"", "requestOptions.from.id is not a valid member id"},
@@ -547,15 +567,18 @@ static void test_check_alias(void **state)
          "requestPayload.to.alias.type is not a known alias type"},
         {ACCESS_BODY, "requestOptions.from", "alias", "{\"type\":\"email\"}",
          "requestOptions.from.alias.type is not a known alias type"},
-        {ACCESS_BODY, "requestOptions.from", "alias", "{\"type\":5}", "requestOptions.from.alias.type must be a string"},
-        {ACCESS_BODY, "requestOptions.from", "alias", "{\"value\":[]}", "requestOptions.from.alias.value must be a string"},
+        {ACCESS_BODY, "requestOptions.from", "alias", "{\"type\":5}",
+         "requestOptions.from.alias.type must be a string"},
+        {ACCESS_BODY, "requestOptions.from", "alias", "{\"value\":[]}",
+         "requestOptions.from.alias.value must be a string"},
     };
     run_mutations(ms, sizeof ms / sizeof ms[0]);
     /* Every documented alias type is accepted. */
     static const char *const types[] = {"INVALID", "UNKNOWN", "EMAIL", "PHONE", "DOMAIN", "BANK", "CUSTOM", "EIDAS"};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         json_t *b = load(ACCESS_BODY);
-        json_object_set_new(at(b, "requestPayload.to"), "alias", json_pack("{s:s,s:s}", "type", types[i], "value", "v"));
+        json_object_set_new(at(b, "requestPayload.to"), "alias",
+                            json_pack("{s:s,s:s}", "type", types[i], "value", "v"));
         expect_valid(b, TD_KIND_ACCESS);
         json_decref(b);
     }
@@ -565,14 +588,19 @@ static void test_check_redirect_url(void **state)
 {
     (void)state;
     static const mutation ms[] = {
-        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"ftp://tpp.example/cb\"", "requestPayload.redirectUrl must be an http(s) URL"},
+        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"ftp://tpp.example/cb\"",
+         "requestPayload.redirectUrl must be an http(s) URL"},
         {ACCESS_BODY, "requestPayload", "redirectUrl", "\"javascript:alert(1)\"", "requestPayload.redirectUrl"},
         {ACCESS_BODY, "requestPayload", "redirectUrl", "\"//tpp.example/cb\"", "requestPayload.redirectUrl"},
         {ACCESS_BODY, "requestPayload", "redirectUrl", "\"\"", "requestPayload.redirectUrl"},
-        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"https://tpp.example/a b\"", "requestPayload.redirectUrl contains"},
-        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"https://tpp.example/\\\"x\"", "requestPayload.redirectUrl contains"},
-        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"https://tpp.example/<x>\"", "requestPayload.redirectUrl contains"},
-        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"https://tpp.example/\\n\"", "requestPayload.redirectUrl contains"},
+        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"https://tpp.example/a b\"",
+         "requestPayload.redirectUrl contains"},
+        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"https://tpp.example/\\\"x\"",
+         "requestPayload.redirectUrl contains"},
+        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"https://tpp.example/<x>\"",
+         "requestPayload.redirectUrl contains"},
+        {ACCESS_BODY, "requestPayload", "redirectUrl", "\"https://tpp.example/\\n\"",
+         "requestPayload.redirectUrl contains"},
     };
     run_mutations(ms, sizeof ms / sizeof ms[0]);
 }
@@ -586,19 +614,26 @@ static void test_check_currency_and_amount(void **state)
         {TRANSFER_BODY, "requestPayload.transferBody", "currency", "\"E$R\"", "requestPayload.transferBody.currency"},
         {TRANSFER_BODY, "requestPayload.transferBody", "currency", "\"\"", "requestPayload.transferBody.currency"},
         {TRANSFER_BODY, "requestPayload.transferBody", "currency", "978", "requestPayload.transferBody.currency"},
-        {TRANSFER_BODY, "requestPayload.transferBody", "currency", NULL, "requestPayload.transferBody.currency is required"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "currency", NULL,
+         "requestPayload.transferBody.currency is required"},
         {STANDING_ORDER_BODY, "requestPayload.standingOrderBody", "currency", "\"G P\"",
          "requestPayload.standingOrderBody.currency"},
         {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"abc\"",
          "requestPayload.transferBody.lifetimeAmount must be a decimal amount"},
         {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"1.2.3\"",
          "requestPayload.transferBody.lifetimeAmount"},
-        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"-5\"", "requestPayload.transferBody.lifetimeAmount"},
-        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\".\"", "requestPayload.transferBody.lifetimeAmount"},
-        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"1e5\"", "requestPayload.transferBody.lifetimeAmount"},
-        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"\"", "requestPayload.transferBody.lifetimeAmount"},
-        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "100", "requestPayload.transferBody.lifetimeAmount must be a string"},
-        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", NULL, "requestPayload.transferBody.lifetimeAmount is required"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"-5\"",
+         "requestPayload.transferBody.lifetimeAmount"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\".\"",
+         "requestPayload.transferBody.lifetimeAmount"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"1e5\"",
+         "requestPayload.transferBody.lifetimeAmount"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"\"",
+         "requestPayload.transferBody.lifetimeAmount"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "100",
+         "requestPayload.transferBody.lifetimeAmount must be a string"},
+        {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", NULL,
+         "requestPayload.transferBody.lifetimeAmount is required"},
         {TRANSFER_BODY, "requestPayload.transferBody", "lifetimeAmount", "\"123456789012345678901234567890123\"",
          "requestPayload.transferBody.lifetimeAmount is longer than 32"},
         {TRANSFER_BODY, "requestPayload.transferBody", "amount", "\"\"", "requestPayload.transferBody.amount"},
@@ -630,7 +665,8 @@ static void test_check_token_expiration(void **state)
         {ACCESS_BODY, "requestPayload", "tokenExpiration", "\"soon\"", "requestPayload.tokenExpiration"},
         {ACCESS_BODY, "requestPayload", "tokenExpiration", "\"0\"", "requestPayload.tokenExpiration"},
         {ACCESS_BODY, "requestPayload", "tokenExpiration", "\"-1\"", "requestPayload.tokenExpiration"},
-        {ACCESS_BODY, "requestPayload", "tokenExpiration", "4102444800", "requestPayload.tokenExpiration must be a string"},
+        {ACCESS_BODY, "requestPayload", "tokenExpiration", "4102444800",
+         "requestPayload.tokenExpiration must be a string"},
         {ACCESS_BODY, "requestPayload", "tokenExpiration", "\"12345678901234567\"",
          "requestPayload.tokenExpiration is longer than 16"},
     };

@@ -79,14 +79,38 @@ static int teardown(void **state)
 
 /* ---- write helpers: one run() per verb, called through run_sync ---- */
 
-static td_st run_member(td_conn *c, void *a) { return OPS->member_insert(c, a); }
-static td_st run_key(td_conn *c, void *a) { return OPS->key_insert(c, a); }
-static td_st run_cred(td_conn *c, void *a) { return OPS->cred_insert(c, a); }
-static td_st run_issuer(td_conn *c, void *a) { return OPS->issuer_insert(c, a); }
-static td_st run_request(td_conn *c, void *a) { return OPS->request_insert(c, a); }
-static td_st run_request_update(td_conn *c, void *a) { return OPS->request_update(c, a); }
-static td_st run_token(td_conn *c, void *a) { return OPS->token_insert(c, a); }
-static td_st run_event(td_conn *c, void *a) { return OPS->event_append(c, a); }
+static td_st run_member(td_conn *c, void *a)
+{
+    return OPS->member_insert(c, a);
+}
+static td_st run_key(td_conn *c, void *a)
+{
+    return OPS->key_insert(c, a);
+}
+static td_st run_cred(td_conn *c, void *a)
+{
+    return OPS->cred_insert(c, a);
+}
+static td_st run_issuer(td_conn *c, void *a)
+{
+    return OPS->issuer_insert(c, a);
+}
+static td_st run_request(td_conn *c, void *a)
+{
+    return OPS->request_insert(c, a);
+}
+static td_st run_request_update(td_conn *c, void *a)
+{
+    return OPS->request_update(c, a);
+}
+static td_st run_token(td_conn *c, void *a)
+{
+    return OPS->token_insert(c, a);
+}
+static td_st run_event(td_conn *c, void *a)
+{
+    return OPS->event_append(c, a);
+}
 
 typedef struct {
     const td_token_rec *t;
@@ -167,8 +191,8 @@ static void test_open_applies_migrations(void **state)
     char q[200];
     snprintf(q, sizeof q, "SELECT count(*) FROM schema_migrations WHERE version BETWEEN 1 AND %d", td_migration_count);
     assert_int_equal(count_rows(f->path, q), td_migration_count);
-    static const char *const tables[] = {"members", "member_keys", "credentials", "issuers", "token_requests",
-                                         "tokens", "token_events", "idempotency", "schema_migrations"};
+    static const char *const tables[] = {"members", "member_keys",  "credentials", "issuers",          "token_requests",
+                                         "tokens",  "token_events", "idempotency", "schema_migrations"};
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         snprintf(q, sizeof q, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '%s'", tables[i]);
         if (count_rows(f->path, q) != 1) fail_msg("table %s missing", tables[i]);
@@ -271,10 +295,12 @@ static td_key_rec make_key(const char *member, const char *key_id, td_level leve
     td_strlcpy(k.member_id, member, sizeof k.member_id);
     td_strlcpy(k.key_id, key_id, sizeof k.key_id);
     td_strlcpy(k.algorithm, "ED25519", sizeof k.algorithm);
-    for (size_t i = 0; i < sizeof k.public_key; i++) k.public_key[i] = (uint8_t)(i + (size_t)created);
+    for (size_t i = 0; i < sizeof k.public_key; i++)
+        k.public_key[i] = (uint8_t)(i + (size_t)created);
     if (generated) {
         k.sealed_len = 88; /* nonce + 64-byte secret + tag */
-        for (size_t i = 0; i < k.sealed_len; i++) k.sealed_secret[i] = (uint8_t)(0x80 ^ i);
+        for (size_t i = 0; i < k.sealed_len; i++)
+            k.sealed_secret[i] = (uint8_t)(0x80 ^ i);
     }
     return k;
 }
@@ -302,7 +328,8 @@ static void test_keys(void **state)
         make_key("m:k", "priv-sub", TD_LEVEL_PRIVILEGED, 400, false),
     };
     keys[2].expires_ms = 999999;
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) assert_int_equal(s->run_sync(s, run_key, &keys[i]), TD_ST_OK);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        assert_int_equal(s->run_sync(s, run_key, &keys[i]), TD_ST_OK);
     /* same (member, keyId) twice */
     assert_int_equal(s->run_sync(s, run_key, &keys[0]), TD_ST_CONFLICT);
     /* a key for a member that does not exist is refused (foreign key) */
@@ -342,7 +369,8 @@ static void test_keys(void **state)
     assert_int_equal(OPS->key_list(c, "m:k", collect_key, &l), TD_ST_OK);
     assert_int_equal(l.n, 5);
     static const char *const order[] = {"low-old", "std", "low-new", "low-sub", "priv-sub"};
-    for (int i = 0; i < 5; i++) assert_string_equal(l.ids[i], order[i]);
+    for (int i = 0; i < 5; i++)
+        assert_string_equal(l.ids[i], order[i]);
     key_ids none = {0};
     assert_int_equal(OPS->key_list(c, "m:nobody", collect_key, &none), TD_ST_OK);
     assert_int_equal(none.n, 0);
@@ -412,7 +440,10 @@ static void test_requests(void **state)
 {
     fixture *f = *state;
     td_store *s = f->s;
-    td_request_rec r = {.kind = TD_KIND_TRANSFER, .state = TD_TRS_PENDING, .created_ms = 10, .expires_ms = 20,
+    td_request_rec r = {.kind = TD_KIND_TRANSFER,
+                        .state = TD_TRS_PENDING,
+                        .created_ms = 10,
+                        .expires_ms = 20,
                         .consent_expires_ms = 15};
     td_strlcpy(r.id, "rq:1", sizeof r.id);
     td_strlcpy(r.from_id, "m:user", sizeof r.from_id);
@@ -594,7 +625,8 @@ static void expect_list(td_store *s, const td_token_filter *f, const char *const
     json_list l = {0};
     assert_int_equal(OPS->token_list(rd(s), f, collect_json, &l), TD_ST_OK);
     int n = 0;
-    while (want[n]) n++;
+    while (want[n])
+        n++;
     char got_ids[512] = "", want_ids[512] = "";
     for (int i = 0; i < l.n; i++) {
         size_t len = strlen(got_ids);
@@ -618,9 +650,10 @@ static void seed_list_tokens(td_store *s)
     make_token(&tfs[1], "t2", TD_KIND_TRANSFER, "m:b", "m:me", NULL, 2000, "x:1", "d:1 d:2", NULL);
     make_token(&tfs[2], "t3", TD_KIND_STANDING_ORDER, "m:me", "m:c", NULL, 3000, "a:2", "d:2", "shop-1");
     make_token(&tfs[3], "t4", TD_KIND_TRANSFER, "m:x", "m:y", "m:me", 4000, NULL, NULL, NULL);
-    make_token(&tfs[4], "t5", TD_KIND_ACCESS, "m:x", "m:y", NULL, 5000, "a:1", NULL, NULL); /* not ours */
+    make_token(&tfs[4], "t5", TD_KIND_ACCESS, "m:x", "m:y", NULL, 5000, "a:1", NULL, NULL);  /* not ours */
     make_token(&tfs[5], "t6", TD_KIND_ACCESS, "m:me", "m:a", NULL, 3000, "b:1", NULL, NULL); /* ties with t3 */
-    for (int i = 0; i < 6; i++) assert_int_equal(s->run_sync(s, run_token, &tfs[i].rec), TD_ST_OK);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(s->run_sync(s, run_token, &tfs[i].rec), TD_ST_OK);
 }
 
 static void test_token_list_filters(void **state)
@@ -807,7 +840,7 @@ static int done_total;
 typedef struct {
     td_job job;
     char member_id[TD_ID_MAX];
-    bool fail;           /* run() inserts, then returns an error */
+    bool fail; /* run() inserts, then returns an error */
     atomic_int runs;
     atomic_int done_calls;
     td_st status;
@@ -861,7 +894,8 @@ static void wait_done(int n)
     deadline.tv_sec += 30;
     pthread_mutex_lock(&done_mu);
     int rc = 0;
-    while (done_total < n && rc == 0) rc = pthread_cond_timedwait(&done_cv, &done_mu, &deadline);
+    while (done_total < n && rc == 0)
+        rc = pthread_cond_timedwait(&done_cv, &done_mu, &deadline);
     int got = done_total;
     pthread_mutex_unlock(&done_mu);
     if (got < n) fail_msg("only %d of %d jobs completed", got, n);
@@ -921,7 +955,8 @@ static void test_group_commit_threads(void **state)
     assert_true(after.jobs - before.jobs == N);
     assert_true(commits >= 1 && commits <= N);
     uint64_t hist = 0;
-    for (int b = 0; b < 8; b++) hist += after.batch_hist[b] - before.batch_hist[b];
+    for (int b = 0; b < 8; b++)
+        hist += after.batch_hist[b] - before.batch_hist[b];
     assert_true(hist == commits);
     /* done() has run for every job, so none is touched after this */
     free(jobs);
@@ -944,7 +979,8 @@ static td_st gate_run(td_conn *c, void *arg)
     pthread_mutex_lock(&g->mu);
     g->entered = true;
     pthread_cond_broadcast(&g->cv);
-    while (!g->released) pthread_cond_wait(&g->cv, &g->mu);
+    while (!g->released)
+        pthread_cond_wait(&g->cv, &g->mu);
     pthread_mutex_unlock(&g->mu);
     return TD_ST_OK;
 }
@@ -967,7 +1003,8 @@ static void gate_hold(td_store *s, gate *g)
     g->job = (td_job){.run = gate_run, .done = gate_done, .arg = g};
     assert_int_equal(s->submit(s, &g->job), 0);
     pthread_mutex_lock(&g->mu);
-    while (!g->entered) pthread_cond_wait(&g->cv, &g->mu);
+    while (!g->entered)
+        pthread_cond_wait(&g->cv, &g->mu);
     pthread_mutex_unlock(&g->mu);
 }
 
@@ -976,7 +1013,8 @@ static void gate_release(gate *g)
     pthread_mutex_lock(&g->mu);
     g->released = true;
     pthread_cond_broadcast(&g->cv);
-    while (!g->finished) pthread_cond_wait(&g->cv, &g->mu);
+    while (!g->finished)
+        pthread_cond_wait(&g->cv, &g->mu);
     pthread_mutex_unlock(&g->mu);
     assert_int_equal(g->status, TD_ST_OK);
     pthread_mutex_destroy(&g->mu);
@@ -991,7 +1029,7 @@ static void test_group_commit_savepoint_rollback(void **state)
     td_store *s = f->s;
     test_job a, b, c, dup;
     tj_init(&a, "m:sp:a", false);
-    tj_init(&b, "m:sp:b", true);  /* inserts, then fails */
+    tj_init(&b, "m:sp:b", true); /* inserts, then fails */
     tj_init(&c, "m:sp:c", false);
     tj_init(&dup, "m:sp:a", false); /* conflicts with a, in the same transaction */
 

@@ -30,8 +30,8 @@ static td_token_view view(td_kind k, td_token_state st, int64_t expires_ms)
 
 /* Runs td_decide_cancel and checks both the outcome and the reason; the
  * reason is pre-set to garbage so that "always written" is checked too. */
-static void expect_cancel(const td_policy *p, const td_token_view *t, const char *caller, td_level level,
-                          int64_t now, td_cancel_outcome want, td_invalid_reason want_why)
+static void expect_cancel(const td_policy *p, const td_token_view *t, const char *caller, td_level level, int64_t now,
+                          td_cancel_outcome want, td_invalid_reason want_why)
 {
     td_invalid_reason why = (td_invalid_reason)99;
     assert_int_equal(td_decide_cancel(p, t, caller, level, now, &why), want);
@@ -106,8 +106,8 @@ static void test_cancel_levels_custom_policy(void **state)
     expect_cancel(&p, &transfer, FROM, TD_LEVEL_LOW, NOW, TD_CANCEL_APPLY, TD_INVALID_NONE);
 
     /* Every level required everywhere: only PRIVILEGED passes. */
-    td_policy strict = {.required = {TD_LEVEL_PRIVILEGED, TD_LEVEL_PRIVILEGED, TD_LEVEL_PRIVILEGED,
-                                     TD_LEVEL_PRIVILEGED}};
+    td_policy strict = {
+        .required = {TD_LEVEL_PRIVILEGED, TD_LEVEL_PRIVILEGED, TD_LEVEL_PRIVILEGED, TD_LEVEL_PRIVILEGED}};
     check_level_matrix(&strict);
 }
 
@@ -131,8 +131,8 @@ static void test_cancel_not_yet_expired(void **state)
 static void test_cancel_already(void **state)
 {
     (void)state;
-    td_policy def, strict = {.required = {TD_LEVEL_PRIVILEGED, TD_LEVEL_PRIVILEGED, TD_LEVEL_PRIVILEGED,
-                                          TD_LEVEL_PRIVILEGED}};
+    td_policy def,
+        strict = {.required = {TD_LEVEL_PRIVILEGED, TD_LEVEL_PRIVILEGED, TD_LEVEL_PRIVILEGED, TD_LEVEL_PRIVILEGED}};
     td_policy_default(&def);
     const td_policy *pols[] = {&def, &strict};
     for (size_t pi = 0; pi < 2; pi++)
@@ -393,8 +393,8 @@ static void test_kind_names(void **state)
         assert_int_equal(td_kind_parse(td_kind_name((td_kind)k), &back), 0);
         assert_int_equal(back, k);
     }
-    static const char *const bad[] = {"", "access", "Access", "ACCESS ", " ACCESS", "ACCES", "ACCESSX",
-                                      "STANDING-ORDER", "ta", "0", "LOW"};
+    static const char *const bad[] = {"",        "access",         "Access", "ACCESS ", " ACCESS", "ACCES",
+                                      "ACCESSX", "STANDING-ORDER", "ta",     "0",       "LOW"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         td_kind out = TD_KIND_CARD;
         assert_int_equal(td_kind_parse(bad[i], &out), -1);

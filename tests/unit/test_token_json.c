@@ -11,7 +11,10 @@
 
 #include "core/token_json.h"
 
-static json_t *sig(void) { return json_pack("{s:s, s:s, s:s}", "keyId", "k1", "memberId", "m:a:b", "signature", "s1"); }
+static json_t *sig(void)
+{
+    return json_pack("{s:s, s:s, s:s}", "keyId", "k1", "memberId", "m:a:b", "signature", "s1");
+}
 
 /* The splice must equal what jansson gives for the edited document. */
 static void check(const char *json)
@@ -20,7 +23,8 @@ static void check(const char *json)
     char *got = td_token_json_add_signature(json, "CANCELED", s);
     assert_non_null(got);
     json_t *doc = json_loads(json, 0, NULL);
-    json_array_append_new(json_object_get(doc, "payloadSignatures"), json_pack("{s:s, s:O}", "action", "CANCELED", "signature", s));
+    json_array_append_new(json_object_get(doc, "payloadSignatures"),
+                          json_pack("{s:s, s:O}", "action", "CANCELED", "signature", s));
     json_t *parsed = json_loads(got, JSON_REJECT_DUPLICATES, NULL);
     assert_non_null(parsed);
     assert_true(json_equal(parsed, doc));

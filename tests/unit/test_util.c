@@ -56,7 +56,10 @@ static void test_new_id_shape(void **state)
         }
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
 
 static void test_new_id_unique(void **state)
 {
@@ -64,9 +67,11 @@ static void test_new_id_unique(void **state)
     enum { N = 2000 };
     char(*ids)[96] = calloc(N, sizeof *ids);
     assert_non_null(ids);
-    for (int i = 0; i < N; i++) assert_int_equal(td_new_id("ta", ids[i], sizeof ids[i]), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(td_new_id("ta", ids[i], sizeof ids[i]), 0);
     qsort(ids, N, sizeof *ids, cmp_str);
-    for (int i = 1; i < N; i++) assert_string_not_equal(ids[i - 1], ids[i]);
+    for (int i = 1; i < N; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
     free(ids);
 }
 
@@ -160,7 +165,22 @@ static void test_parse_i64_rejects(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "", "-", "+", "+1", " 1", "1 ", "1\n", "\t1", "12a", "a12", "1.0", "1e3", "0x10", "--1", "-+1", "1-",
+        "",
+        "-",
+        "+",
+        "+1",
+        " 1",
+        "1 ",
+        "1\n",
+        "\t1",
+        "12a",
+        "a12",
+        "1.0",
+        "1e3",
+        "0x10",
+        "--1",
+        "-+1",
+        "1-",
         "9223372036854775808",  /* INT64_MAX + 1 */
         "-9223372036854775809", /* INT64_MIN - 1 */
         "99999999999999999999999",
@@ -243,7 +263,8 @@ static void test_errors_complete(void **state)
         /* Ours (5xx) vs the caller's (4xx): caller_fault is false exactly for 5xx. */
         assert_int_equal(i->caller_fault, i->http_status < 500);
         /* names are unique: metrics and logs key on them */
-        for (int d = 0; d < c; d++) assert_string_not_equal(td_err_lookup((td_err)d)->name, i->name);
+        for (int d = 0; d < c; d++)
+            assert_string_not_equal(td_err_lookup((td_err)d)->name, i->name);
     }
 }
 
