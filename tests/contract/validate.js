@@ -15,8 +15,9 @@
  *
  * Spec location, first match wins:
  *   --spec PATH (alias --openapi PATH), then $TD_OPENAPI, then
- *   <repo root>/../shared/ref/tokenio-openapi.yml (repo root = two levels above
- *   this file). The file is only read, never written.
+ *   spec/tokenio-openapi.yml beside this file (a byte-for-byte copy of the
+ *   project's ../shared/ref/tokenio-openapi.yml, so a clean checkout on its own
+ *   can run the tests; see README). The file is only read, never written.
  *
  * Each capture line is a JSON object:
  *   {"method":"get","path":"/tokens/{tokenId}","status":200,"body":{...}}
@@ -76,7 +77,7 @@ function usage(msg) {
   process.stderr.write(
     'usage: node validate.js [--spec PATH] [--verbose] [--no-patch] <captures.jsonl>\n' +
     '       node validate.js --list-patches [--spec PATH]\n' +
-    'spec: --spec/--openapi PATH, else $TD_OPENAPI, else <repo>/../shared/ref/tokenio-openapi.yml\n');
+    'spec: --spec/--openapi PATH, else $TD_OPENAPI, else tests/contract/spec/tokenio-openapi.yml\n');
   process.exit(2);
 }
 
@@ -112,8 +113,7 @@ function parseArgs(argv) {
 function resolveSpecPath(cliSpec) {
   if (cliSpec) return path.resolve(cliSpec);
   if (process.env.TD_OPENAPI) return path.resolve(process.env.TD_OPENAPI);
-  const repoRoot = path.resolve(__dirname, '..', '..');
-  return path.resolve(repoRoot, '..', 'shared', 'ref', 'tokenio-openapi.yml');
+  return path.resolve(__dirname, 'spec', 'tokenio-openapi.yml');
 }
 
 function loadSpec(specPath) {
