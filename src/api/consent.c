@@ -135,17 +135,8 @@ static int form_decode(char *s)
         if (*p == '+') {
             *o++ = ' ';
         } else if (*p == '%') {
-            int v = 0;
-            for (int k = 1; k <= 2; k++) {
-                char c = p[k];
-                int d = c >= '0' && c <= '9'   ? c - '0'
-                        : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                        : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                               : -1;
-                if (d < 0) return -1;
-                v = v * 16 + d;
-            }
-            if (!v) return -1;
+            int v = td_hex_byte(p + 1);
+            if (v <= 0) return -1; /* not hex, or a NUL byte */
             *o++ = (char)v;
             p += 2;
         } else {

@@ -11,6 +11,16 @@
 
 #define OPS(w) ((w)->svc->store->ops)
 
+/* Fills what every key record has, given its public key. */
+static void describe_key(td_key_rec *k, const char *member_id, td_level level)
+{
+    td_strlcpy(k->member_id, member_id, sizeof k->member_id);
+    td_key_id(k->public_key, k->key_id);
+    k->level = level;
+    td_strlcpy(k->algorithm, "ED25519", sizeof k->algorithm);
+    k->created_ms = td_now_ms();
+}
+
 /* A generated signing key: the private half sealed with the master key. */
 static td_st insert_generated_key(td_conn *c, td_write *w, const char *member_id, td_level level)
 {
@@ -28,11 +38,7 @@ static td_st insert_generated_key(td_conn *c, td_write *w, const char *member_id
     memcpy(k.sealed_secret, sealed, sealed_len);
     k.sealed_len = sealed_len;
     free(sealed);
-    td_strlcpy(k.member_id, member_id, sizeof k.member_id);
-    td_key_id(k.public_key, k.key_id);
-    k.level = level;
-    td_strlcpy(k.algorithm, "ED25519", sizeof k.algorithm);
-    k.created_ms = td_now_ms();
+    describe_key(&k, member_id, level);
     return OPS(w)->key_insert(c, &k);
 }
 
@@ -118,12 +124,8 @@ static td_st run_add_key(td_conn *c, td_write *w)
 {
     td_add_key *cmd = (td_add_key *)w;
     td_key_rec k = {0};
-    td_strlcpy(k.member_id, cmd->member_id, sizeof k.member_id);
     memcpy(k.public_key, cmd->public_key, sizeof k.public_key);
-    td_key_id(k.public_key, k.key_id);
-    k.level = cmd->level;
-    td_strlcpy(k.algorithm, "ED25519", sizeof k.algorithm);
-    k.created_ms = td_now_ms();
+    describe_key(&k, cmd->member_id, cmd->level);
     k.expires_ms = cmd->expires_ms;
     td_st st = OPS(w)->key_insert(c, &k);
     if (st == TD_ST_CONFLICT) {

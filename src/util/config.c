@@ -377,16 +377,8 @@ static int hex_decode(const char *hex, uint8_t *out, size_t n)
 {
     if (strlen(hex) != 2 * n) return -1;
     for (size_t i = 0; i < n; i++) {
-        int v = 0;
-        for (int k = 0; k < 2; k++) {
-            char ch = hex[2 * i + (size_t)k];
-            int d = ch >= '0' && ch <= '9'   ? ch - '0'
-                    : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-                    : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
-                                             : -1;
-            if (d < 0) return -1;
-            v = v * 16 + d;
-        }
+        int v = td_hex_byte(hex + 2 * i);
+        if (v < 0) return -1;
         out[i] = (uint8_t)v;
     }
     return 0;

@@ -123,3 +123,18 @@ bool td_is_id_chars(const char *s, size_t min, size_t max, const char *extra)
     }
     return true;
 }
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int td_hex_byte(const char *s)
+{
+    int hi = hex_digit(s[0]);
+    int lo = hi < 0 ? -1 : hex_digit(s[1]);
+    return lo < 0 ? -1 : hi * 16 + lo;
+}

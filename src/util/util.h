@@ -31,6 +31,9 @@ int td_strlcpy(char *dst, const char *src, size_t cap);
  * sign where not allowed, or overflow. */
 int td_parse_i64(const char *s, int64_t *out);
 
+/* The value of two hex digits at s (either case), or -1 if they are not. */
+int td_hex_byte(const char *s);
+
 /* True if s (length n) matches ^[A-Za-z0-9_-]{min,max}$ style classes. */
 bool td_is_id_chars(const char *s, size_t min, size_t max, const char *extra);
 
