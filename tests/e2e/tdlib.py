@@ -39,7 +39,7 @@ DEFAULT_SETTINGS = {
 # ---------------------------------------------------------------------------
 
 # The Token API operations tokend routes, as OpenAPI path templates of
-# ../shared/ref/tokenio-openapi.yml. Captured: any response on these paths.
+# tests/contract/spec/tokenio-openapi.yml (a copy of ../shared/ref). Captured: any response on these paths.
 # Not captured: /admin, /consent, /healthz, /readyz, /metrics (not in the reference).
 TOKEN_API_TEMPLATES = [
     "/tokens",

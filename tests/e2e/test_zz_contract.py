@@ -26,7 +26,7 @@ DOCUMENTED_EXTRA_STATUSES = {405, 409, 410, 413, 414, 415, 431}
 
 
 def spec_path():
-    return os.environ.get("TD_OPENAPI") or os.path.join(REPO, "..", "shared", "ref", "tokenio-openapi.yml")
+    return os.environ.get("TD_OPENAPI") or os.path.join(REPO, "tests", "contract", "spec", "tokenio-openapi.yml")
 
 
 def spec_operations():
