@@ -126,7 +126,6 @@ extern const int td_route_count;
 const td_route *td_route_match(td_req *r, td_method m, const char *path, bool *method_mismatch);
 
 /* The server: starts listening; returns NULL with a message on failure. */
-struct td_config_s;
 td_server *td_server_start(td_svc *svc, char *err, size_t cap);
 /* Stops accepting connections, waits up to drain_ms for requests in flight
  * (including writes waiting for their commit), then stops. Returns -1 if
