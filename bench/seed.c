@@ -12,6 +12,7 @@
  * OUT_DIR/seed.env (TPP_KEY, TPP_ID, USER_ID). Exits non-zero on any failure.
  * Part of bench/run.sh; not built by CMake. */
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +199,15 @@ static void step_done(CURLM *m, flow *f, CURLcode rc)
     }
 }
 
+/* A strictly positive decimal argument, or -1. */
+static long positive(const char *s)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    return errno || !end || *end || end == s || v < 1 ? -1 : v;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 6) {
@@ -206,9 +216,9 @@ int main(int argc, char **argv)
     }
     g_base = argv[1];
     g_admin = argv[2];
-    g_total = atol(argv[3]);
-    int conc = atoi(argv[4]);
-    if (g_total < 1 || conc < 1) return 2;
+    long conc = positive(argv[4]);
+    g_total = positive(argv[3]);
+    if (g_total < 1 || conc < 1 || conc > 4096) return 2;
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     char path[1024];
