@@ -36,7 +36,9 @@
 #     (copies of the seeded tokens with new unique ids), starts tokend on it,
 #     runs GET load over a random sample of ids and reads VmRSS/VmHWM.
 # Every process it starts it stops by pid; the temp dir is removed at the end
-# (BENCH_KEEP=1 keeps it). Results: bench/results/<timestamp>/ (git-ignored):
+# (BENCH_KEEP=1 keeps it). The shell functions it shares with bench/network.sh
+# (CPU accounting, quiet-machine wait, tokend and nginx start, the measured
+# run, the profiles) are in bench/lib.sh. Results: bench/results/<timestamp>/ (git-ignored):
 # summary.md (the table), the wrk outputs, tokend/nginx logs, profile reports.
 #
 # A shared machine: before each run it waits (up to BENCH_QUIET_WAIT s, 120)
@@ -94,159 +96,20 @@ SEED_CONC=${BENCH_SEED_CONCURRENCY:-64}
 KEEP=${BENCH_KEEP:-0}
 PROFILE_SECONDS=3
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-  log "ERROR: $*"
-  exit 1
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # log, die, PIDS/cleanup, CPU accounting, tokend, nginx, bench_measure, profiles
 
 # ---- tools ----
-need=(cmake gcc pkg-config wrk nginx sqlite3 curl python3)
-missing=0
-for t in "${need[@]}"; do command -v "$t" >/dev/null || missing=1; done
-pkg-config --exists libcurl 2>/dev/null || missing=1
-if [[ $PROFILE == auto || $PROFILE == perf ]]; then command -v perf >/dev/null || missing=1; fi
-if [[ $PROFILE == callgrind ]]; then command -v valgrind >/dev/null || missing=1; fi
-if ((missing)); then
-  log "installing what is missing: scripts/deps.sh --bench"
-  "$ROOT/scripts/deps.sh" --bench
-fi
-if [[ $PROFILE == auto ]]; then
-  if perf stat -e instructions true >/dev/null 2>&1; then
-    PROFILE=perf
-  elif command -v valgrind >/dev/null; then
-    PROFILE=callgrind
-  else
-    PROFILE=none
-  fi
-fi
-CLK_TCK=$(getconf CLK_TCK)
+bench_tools
 
 # ---- work dirs and cleanup ----
-STAMP=$(date +%Y%m%d-%H%M%S)
-RESULTS="$ROOT/bench/results/$STAMP"
-mkdir -p "$RESULTS"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokend-bench.XXXXXX")
-PIDS=() # every process we started and have not stopped yet
-
-cleanup() {
-  local rc=$?
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do
-    kill -TERM "$p" 2>/dev/null || true
-  done
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do
-    wait "$p" 2>/dev/null || true
-  done
-  if ((KEEP)); then log "kept $WORK"; else rm -rf "$WORK"; fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-forget_pid() { # pid
-  local keep=() p
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  PIDS=("${keep[@]+"${keep[@]}"}")
-}
-
-stop_pid() { # pid [signal]: stops a process we started, and waits for it
-  kill "-${2:-TERM}" "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-  forget_pid "$1"
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# utime+stime of the given pids, in clock ticks.
-cpu_ticks() {
-  local total=0 p v
-  for p in "$@"; do
-    v=$(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}') || v=0
-    total=$((total + v))
-  done
-  echo "$total"
-}
-
-# "busy steal idle" ticks of the whole machine so far (/proc/stat).
-machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $9, $5 + $6}' /proc/stat; }
-
-# CHILD_TICKS = CPU ticks used by this shell's finished children (bash
-# `times`, 2nd line). Call it plainly, never in $(...): a subshell's
-# children start from zero.
-child_ticks() {
-  times >"$WORK/times"
-  CHILD_TICKS=$(awk -v hz="$CLK_TCK" 'NR == 2 {
-      n = split($1 " " $2, a, " "); t = 0
-      for (i = 1; i <= n; i++) { split(a[i], ms, /[ms]/); t += ms[1] * 60 + ms[2] }
-      printf "%d", t * hz }' "$WORK/times")
-}
-
-# Waits (up to BENCH_QUIET_WAIT s, default 120) until other processes use
-# less than 15 % of the machine: numbers taken while a neighbour compiles or
-# fuzzes on the same 2 cores say little. Our servers are idle meanwhile.
-wait_quiet() {
-  local waited=0 limit=${BENCH_QUIET_WAIT:-120} a b busy
-  while :; do
-    read -ra a < <(machine_ticks)
-    sleep 1
-    read -ra b < <(machine_ticks)
-    busy=$(awk -v d=$((b[0] - a[0])) -v i=$((b[2] - a[2])) 'BEGIN {printf "%d", d + i ? 100 * d / (d + i) : 0}')
-    ((busy < 15)) && return 0
-    if ((waited == 0)); then log "the machine is ${busy} % busy with other work: waiting for it to calm down"; fi
-    waited=$((waited + 1))
-    if ((waited >= limit)); then
-      log "still ${busy} % busy after ${limit}s: measuring anyway (see 'other load' in the summary)"
-      return 0
-    fi
-  done
-}
-
-# "tid comm ticks" for every thread of the given processes.
-thread_ticks() {
-  local t p
-  for p in "$@"; do for t in /proc/"$p"/task/*; do
-    [[ -r $t/stat ]] && echo "${t##*/} $(sed 's/^[0-9]* (\(.*\)) .*/\1/' "$t/stat" | tr ' ' '_')" \
-      "$(sed 's/^.*) //' "$t/stat" | awk '{print $12 + $13}')"
-  done; done 2>/dev/null || true
-}
-
-status_kb() { # pid field
-  awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"
-}
+bench_dirs tokend-bench
 
 # ---- 1. build ----
-log "building Release tokend in build-rel/"
-cmake -S "$ROOT" -B "$ROOT/build-rel" -DCMAKE_BUILD_TYPE=Release >"$RESULTS/build.log" 2>&1 ||
-  die "cmake configure failed, see $RESULTS/build.log"
-cmake --build "$ROOT/build-rel" -j2 --target tokend >>"$RESULTS/build.log" 2>&1 ||
-  die "build failed, see $RESULTS/build.log"
-TOKEND="$ROOT/build-rel/tokend"
+build_tokend
 # shellcheck disable=SC2046 # pkg-config's flags are meant to split
 gcc -O2 -Wall -Wextra -o "$WORK/seed" "$ROOT/bench/seed.c" $(pkg-config --cflags --libs libcurl) ||
   die "cannot build bench/seed.c"
-
-# start_tokend NAME STORE_DIR -> sets TD_PID, TD_PORT, TD_URL
-start_tokend() {
-  local name=$1 dir=$2
-  TD_PORT=$(free_port)
-  TD_URL="http://127.0.0.1:$TD_PORT"
-  "$TOKEND" serve --listen "127.0.0.1:$TD_PORT" --store "sqlite:$dir/tokend.db" --rate-limit 0 \
-    --threads "$THREADS" 2>>"$RESULTS/tokend-$name.log" &
-  TD_PID=$!
-  PIDS+=("$TD_PID")
-  for _ in $(seq 100); do
-    curl -sf "$TD_URL/healthz" >/dev/null 2>&1 && return 0
-    kill -0 "$TD_PID" 2>/dev/null || die "tokend exited at start, see $RESULTS/tokend-$name.log"
-    sleep 0.1
-  done
-  die "tokend did not answer /healthz on $TD_URL"
-}
-
-store_metric() { # name: a tokend_store_* value from /metrics
-  curl -sf "$TD_URL/metrics" | awk -v n="$1" '$1 == n {print $2}'
-}
 
 # ---- 2. seed ----
 STORE="$WORK/store"
@@ -296,27 +159,7 @@ cp "$WORK/nginx/www/token.json" "$RESULTS/body-get.json"
 log "captured bodies: cancel $CANCEL_BYTES bytes, GET (a cancelled token) $GET_BYTES bytes"
 
 NG_PORT=$(free_port)
-NG_URL="http://127.0.0.1:$NG_PORT"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-# The ceiling: nginx on the same 2 cores, answering with bodies of the sizes tokend sends.
-worker_processes 2;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server_tokens off;
-  keepalive_requests 1000000000;
-  keepalive_timeout 60s;
-  sendfile on;
-  open_file_cache max=16 inactive=1h;
-  client_body_temp_path $WORK/nginx/tmp/body;
-  proxy_temp_path $WORK/nginx/tmp/proxy;
-  fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
-  uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
-  scgi_temp_path $WORK/nginx/tmp/scgi;
-  default_type application/json;
+nginx_start <<EOF
   server {
     listen 127.0.0.1:$NG_PORT;
     root $WORK/nginx/www;
@@ -331,18 +174,8 @@ http {
     }
     location = /cancel.json { internal; }
   }
-}
 EOF
-cp "$WORK/nginx/nginx.conf" "$RESULTS/nginx.conf"
-nginx -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" >/dev/null 2>&1 ||
-  die "nginx config test failed: $(nginx -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" 2>&1 | tail -2)"
-nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
-NG_PID=$!
-PIDS+=("$NG_PID")
-for _ in $(seq 50); do
-  [[ -n $(pgrep -P "$NG_PID" || true) ]] && curl -s -o /dev/null "$NG_URL/" 2>/dev/null && break
-  sleep 0.1
-done
+
 check_nginx() { # method path expected_bytes
   local out
   out=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' -X "$1" -H "Authorization: Bearer $TPP_KEY" \
@@ -355,55 +188,12 @@ log "nginx pid $NG_PID on $NG_URL (2 workers) answers PUT and GET with 200 and t
 
 # ---- 4. the runs ----
 WRK_CMD=(wrk "-t$THREADS" "-c$CONNS" "-d$DURATION" --latency -s "$ROOT/bench/tokens.lua")
-declare -A R # R[run.field]
-
 # bench_run NAME URL MODE IDS WRAP PID...
 bench_run() {
   local name=$1 url=$2 mode=$3 ids=$4 wrap=$5
   shift 5
-  local t0 t1 line k v m0 m1 c0 c1 e0 e1
-  wait_quiet
-  read -ra m0 < <(machine_ticks)
-  child_ticks
-  c0=$CHILD_TICKS
-  e0=$(date +%s.%N)
-  t0=$(cpu_ticks "$@")
-  thread_ticks "$@" >"$WORK/threads0"
-  "${WRK_CMD[@]}" "$url" -- "$mode" "$ids" "$TPP_KEY" "$THREADS" "$wrap" >"$RESULTS/wrk-$name.txt" 2>&1 ||
-    die "wrk failed for $name: $(tail -3 "$RESULTS/wrk-$name.txt")"
-  t1=$(cpu_ticks "$@")
-  thread_ticks "$@" >"$WORK/threads1"
-  e1=$(date +%s.%N)
-  # Per thread name, % of one core: where the server's CPU went.
-  R[$name.threads]=$(awk -v hz="$CLK_TCK" -v a="$e0" -v b="$e1" '
-      NR == FNR {t0[$1] = $3; next}
-      {d = $3 - t0[$1]; if (d > 0) {sum[$2] += d; n[$2]++}}
-      END {for (c in sum) {printf "%s%s x%d %.0f%%", sep, c, n[c], sum[c] / ((b - a) * hz) * 100; sep = ", "}}' \
-    "$WORK/threads0" "$WORK/threads1")
-  child_ticks
-  c1=$CHILD_TICKS
-  read -ra m1 < <(machine_ticks)
-  # What else ran meanwhile: machine busy time less the server's and wrk's, and steal.
-  R[$name.other_pct]=$(awk -v busy=$((m1[0] - m0[0])) -v srv=$((t1 - t0)) -v wrk=$((c1 - c0)) -v a="$e0" -v b="$e1" \
-    -v hz="$CLK_TCK" -v n="$(nproc)" 'BEGIN {o = (busy - srv - wrk) / ((b - a) * hz * n) * 100; printf "%.0f", o < 0 ? 0 : o}')
-  R[$name.steal_pct]=$(awk -v st=$((m1[1] - m0[1])) -v a="$e0" -v b="$e1" -v hz="$CLK_TCK" -v n="$(nproc)" \
-    'BEGIN {printf "%.0f", st / ((b - a) * hz * n) * 100}')
-  R[$name.wrk_cpu_pct]=$(awk -v w=$((c1 - c0)) -v a="$e0" -v b="$e1" -v hz="$CLK_TCK" -v n="$(nproc)" \
-    'BEGIN {printf "%.0f", w / ((b - a) * hz * n) * 100}')
-  line=$(grep '^BENCH ' "$RESULTS/wrk-$name.txt") || die "no BENCH line in $RESULTS/wrk-$name.txt"
-  for kv in ${line#BENCH }; do
-    k=${kv%%=*}
-    v=${kv#*=}
-    R[$name.$k]=$v
-  done
-  R[$name.cpu_us]=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="${R[$name.requests]}" \
-    'BEGIN {printf "%.1f", n ? d * 1e6 / hz / n : 0}')
-  log "$name: $(printf '%.0f' "${R[$name.rps]}") req/s, p50 ${R[$name.p50_us]} us, p99 ${R[$name.p99_us]} us," \
-    "${R[$name.cpu_us]} CPU us/request, non-2xx ${R[$name.non2xx]}, wrk ${R[$name.wrk_cpu_pct]} %," \
-    "other load ${R[$name.other_pct]} %, steal ${R[$name.steal_pct]} %; server threads: ${R[$name.threads]}"
+  bench_measure "$name" "$*" "${WRK_CMD[@]}" "$url" -- "$mode" "$ids" "$TPP_KEY" "$THREADS" "$wrap"
 }
-
-ng_pids() { echo "$NG_PID" $(pgrep -P "$NG_PID"); }
 
 canceled_count() { sqlite3 "$STORE/tokend.db" "SELECT count(*) FROM tokens WHERE state = 1"; }
 # Cancels tokend answered 200, from its request log (one JSON line a request).
@@ -445,58 +235,24 @@ fi
 EXHAUSTED=${R[tokend-cancel.exhausted_threads]}
 
 # ---- 5. profile ----
-profile_perf() { # name mode ids wrap
-  local name=$1 data="$WORK/perf-$1.data"
-  perf record -F 999 --call-graph dwarf,16384 -p "$TD_PID" -o "$data" >"$RESULTS/perf-record-$name.log" 2>&1 &
-  local ppid=$!
-  PIDS+=("$ppid")
-  sleep 0.5
-  wrk "-t$THREADS" "-c$CONNS" "-d${PROFILE_SECONDS}s" --latency -s "$ROOT/bench/tokens.lua" "$TD_URL" -- \
-    "$2" "$3" "$TPP_KEY" "$THREADS" "$4" >"$RESULTS/wrk-profile-$name.txt" 2>&1 || true
-  stop_pid "$ppid" INT
-  perf report -i "$data" --no-children --sort dso,symbol --stdio --percent-limit 0.7 -g none 2>/dev/null |
-    grep -v '^$' >"$RESULTS/profile-$name-self.txt" || true
-  perf report -i "$data" --children --sort symbol --stdio --percent-limit 3 -g none 2>/dev/null |
-    grep -v '^$' >"$RESULTS/profile-$name-inclusive.txt" || true
-  perf report -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null |
-    grep -v '^$' >"$RESULTS/profile-$name-dso.txt" || true
-  # The inclusive list without frames perf could not name (libraries without
-  # symbols for their static functions) and inlined duplicates.
-  grep -E '^ +[0-9]' "$RESULTS/profile-$name-inclusive.txt" | grep -vE '\] 0x[0-9a-f]+ |\(inlined\)' \
-    >"$RESULTS/profile-$name-inclusive-named.txt" || true
-}
-
-profile_callgrind() { # name mode ids wrap: tokend under valgrind on the same store
-  local name=$1 out="$WORK/callgrind-$1.out" port pid
-  port=$(free_port)
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$TOKEND" serve --listen "127.0.0.1:$port" \
-    --store "sqlite:$STORE/tokend.db" --rate-limit 0 --threads "$THREADS" 2>>"$RESULTS/valgrind-$name.log" &
-  pid=$!
-  PIDS+=("$pid")
-  for _ in $(seq 300); do
-    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  wrk "-t$THREADS" "-c$CONNS" "-d$((PROFILE_SECONDS * 3))s" --latency -s "$ROOT/bench/tokens.lua" \
-    "http://127.0.0.1:$port" -- "$2" "$3" "$TPP_KEY" "$THREADS" "$4" >"$RESULTS/wrk-profile-$name.txt" 2>&1 || true
-  stop_pid "$pid" TERM
-  callgrind_annotate --inclusive=yes "$out" 2>/dev/null | head -60 >"$RESULTS/profile-$name-inclusive.txt" || true
-  callgrind_annotate --inclusive=no "$out" 2>/dev/null | head -60 >"$RESULTS/profile-$name-self.txt" || true
-  grep -E '^ *[0-9,]+ \(' "$RESULTS/profile-$name-inclusive.txt" | grep -v '???:0x' \
-    >"$RESULTS/profile-$name-inclusive-named.txt" || true
+# The profile's load: LOAD URL SECONDS MODE IDS WRAP (lib.sh's profile_perf and
+# profile_callgrind give URL and SECONDS).
+profile_load() {
+  wrk "-t$THREADS" "-c$CONNS" "-d${2}s" --latency -s "$ROOT/bench/tokens.lua" "$1" -- \
+    "$3" "$4" "$TPP_KEY" "$THREADS" "$5"
 }
 
 case $PROFILE in
 perf)
   log "profiling with perf record (cancel on spare tokens, then GET), ${PROFILE_SECONDS}s each"
-  profile_perf cancel cancel "$WORK/ids-profile.txt" once
-  profile_perf get get "$WORK/ids-bench.txt" wrap
+  profile_perf cancel profile_load cancel "$WORK/ids-profile.txt" once
+  profile_perf get profile_load get "$WORK/ids-bench.txt" wrap
   ;;
 callgrind)
   log "profiling with valgrind --tool=callgrind (cancel on spare tokens, then GET)"
   stop_pid "$TD_PID" TERM
-  profile_callgrind cancel cancel "$WORK/ids-profile.txt" once
-  profile_callgrind get get "$WORK/ids-bench.txt" wrap
+  profile_callgrind cancel "$STORE/tokend.db" profile_load cancel "$WORK/ids-profile.txt" once
+  profile_callgrind get "$STORE/tokend.db" profile_load get "$WORK/ids-bench.txt" wrap
   ;;
 *) log "no profiler: skipping the profile" ;;
 esac
@@ -548,13 +304,8 @@ stop_pid "$TD_PID" TERM
 log "tokend with $RSS_COUNT tokens: VmRSS $RSS_KB kB after GET load (was $RSS_START kB at start), VmHWM $HWM_KB kB"
 
 # ---- report ----
-pct() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", b ? 100 * a / b : 0}'; }
-ms() { awk -v u="$1" 'BEGIN {printf "%.2f", u / 1000}'; }
 ratio_cancel=$(pct "${R[tokend-cancel.rps]}" "${R[nginx-put.rps]}")
 ratio_get=$(pct "${R[tokend-get.rps]}" "${R[nginx-get.rps]}")
-verdict() { # value op target -> PASS/MISS
-  awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN {ok = (op == ">=") ? v >= t : v <= t; print ok ? "PASS" : "MISS"}'
-}
 row() { # label name ratio
   printf '| %s | %.0f | %s | %s | %s | %s | %s | %s / %s / %s |\n' "$1" "${R[$2.rps]}" "$(ms "${R[$2.p50_us]}")" \
     "$(ms "${R[$2.p99_us]}")" "$3" "${R[$2.cpu_us]}" "${R[$2.non2xx]}" "${R[$2.wrk_cpu_pct]}" \

@@ -1,5 +1,6 @@
-/* main.c — `tokend serve`: load settings and keys, open the store, serve HTTP
- * until SIGTERM/SIGINT, then drain requests and commits before exiting. */
+/* main.c — `tokend serve`: load settings and keys, open the store, make the
+ * TSP connector, serve HTTP and run the step-up timers until SIGTERM/SIGINT,
+ * then drain requests, stop the timers and commit before exiting. */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,7 +8,9 @@
 
 #include "api/http.h"
 #include "crypto/crypto.h"
+#include "service/cards.h"
 #include "service/service.h"
+#include "service/tsp.h"
 #include "util/config.h"
 #include "util/log.h"
 
@@ -41,6 +44,14 @@ static int serve(int argc, char **argv)
     }
     store->job_timeout_us = cfg.commit_timeout_ms * 1000;
     td_svc svc = {.store = store, .cfg = &cfg};
+    /* The TSP connector: HTTP when --tsp-url is set, else the built-in simulator. */
+    svc.tsp = cfg.tsp_url[0] ? td_tsp_new_http(cfg.tsp_url, cfg.tsp_timeout_ms, cfg.tsp_retries, cfg.tsp_bearer)
+                             : td_tsp_new_simulated();
+    if (!svc.tsp) {
+        td_log(TD_LOG_ERROR, "startup", "cannot create the TSP connector");
+        store->close(store);
+        return 1;
+    }
 
     /* Block the stop signals in every thread; the main thread waits for them. */
     sigset_t stop;
@@ -54,6 +65,15 @@ static int serve(int argc, char **argv)
     if (!srv) {
         td_log(TD_LOG_ERROR, "startup", "%s", err);
         store->close(store);
+        td_tsp_free(svc.tsp);
+        return 1;
+    }
+    td_timers *timers = td_timers_start(&svc);
+    if (!timers) {
+        td_log(TD_LOG_ERROR, "startup", "cannot start the step-up timer thread");
+        td_server_shutdown(srv, 0);
+        store->close(store);
+        td_tsp_free(svc.tsp);
         return 1;
     }
     td_log(TD_LOG_INFO, "listening",
@@ -68,7 +88,10 @@ static int serve(int argc, char **argv)
         td_log(TD_LOG_ERROR, "stopped", "exiting with requests unanswered (the store did not finish in time)");
         _exit(1);
     }
+    /* The timers write through the store: stopped before it closes. */
+    td_timers_stop(timers);
     store->close(store);
+    td_tsp_free(svc.tsp);
     td_log(TD_LOG_INFO, "stopped", "bye");
     return 0;
 }

@@ -1,7 +1,8 @@
 /* tokenctl.c — the operator CLI of tokend: `tokenctl [OPTIONS] COMMAND ...`
  * talks HTTP to a running tokend (admin API, Token API, consent links,
- * health). This file reads the global options and dispatches; the commands
- * are in src/cli/. Exit codes: 0 2xx, 1 HTTP error, 2 usage, 3 transport. */
+ * health, the Issuer API's cards and a TSP/wallet simulator). This file
+ * reads the global options and dispatches; the commands are in src/cli/.
+ * Exit codes: 0 2xx, 1 HTTP error, 2 usage, 3 transport. */
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,16 @@ static const command COMMANDS[] = {
     {"tokens", "list", cmd_tokens_list},
     {"token", "get", cmd_token_get},
     {"token", "cancel", cmd_token_cancel},
+    {"cards", "register", cmd_cards_register},
+    {"cards", "get", cmd_cards_get},
+    {"cards", "dcards", cmd_cards_dcards},
+    {"cards", "dcard", cmd_cards_dcard},
+    {"cards", "card", cmd_cards_card},
+    {"cards", "op", cmd_cards_op},
+    {"cards", "policy", cmd_cards_policy},
+    {"cards", "outbox", cmd_cards_outbox},
+    {"cards", "tsp", cmd_cards_tsp},
+    {"sim", NULL, cmd_sim},
     {"health", NULL, cmd_health},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
@@ -63,6 +74,21 @@ static const char USAGE[] =
     "\n"
     "Consent links (no key: the link is the credential):\n"
     "  consent approve CONSENT_URL [--accounts a:1,a:2] | consent reject CONSENT_URL\n"
+    "\n"
+    "Network tokenization, issuer side (--issuer ID, --issuer-key KEY or TOKEND_ISSUER_ID,\n"
+    "TOKEND_ISSUER_KEY; policy, outbox and tsp use the admin key):\n"
+    "  cards register --card-id ID --consumer-id ID --pan PAN|- --expiry MMYY [--phone P] [--email E]\n"
+    "  cards get CARD_ID | cards dcards CARD_ID | cards dcard get DIGITAL_CARD_ID\n"
+    "  cards dcard suspend|resume|delete DIGITAL_CARD_ID [--reason TEXT] [--reason-code CODE]\n"
+    "  cards card suspend|resume|delete CARD_ID [--reason TEXT] [--reason-code CODE]\n"
+    "  cards op get OPERATION_ID\n"
+    "  cards policy get ISSUER_ID | cards policy set ISSUER_ID --json JSON|@FILE|-\n"
+    "  cards outbox ISSUER_ID [--after ID] [--state S] [--limit N]\n"
+    "  cards tsp accept|fail|refuse|timeout [--count N]\n"
+    "\n"
+    "TSP/wallet simulator (--network-key KEY or TOKEND_NETWORK_KEY):\n"
+    "  sim green|yellow-otp|yellow-cancel|yellow-expiry|red|enrollment-failure|all\n"
+    "      [--card-id ID | --pan PAN --expiry MMYY | --register] [--duplicates] [--late]\n"
     "\n"
     "Operations:\n"
     "  health\n"

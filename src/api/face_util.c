@@ -8,7 +8,7 @@
 
 /* The generic completion: the answer (or the error in the route's shape) is
  * set under the request's lock, then the command is freed. */
-static void complete(td_write *w)
+void td_face_complete(td_write *w)
 {
     td_req *r = w->face;
     td_req_complete_begin(r);
@@ -39,7 +39,7 @@ void *td_face_new_write(td_req *r, size_t size, void (*render)(td_write *w))
     }
     w->face = r;
     w->render = render;
-    w->complete = complete;
+    w->complete = td_face_complete;
     if (key) {
         w->idem = true;
         td_strlcpy(w->idem_key, key, sizeof w->idem_key);
@@ -137,8 +137,110 @@ bool td_valid_id(const char *s)
 bool td_param_id(td_req *r, int i, const char *name)
 {
     if (i < r->nparams && td_valid_id(r->params[i])) return true;
-    td_error e;
+    td_error e = {0};
     td_fail(&e, TD_E_INVALID_ARGUMENT, "%s is not a valid id", name);
     td_reply_error(r, &e, "");
     return false;
+}
+
+/* ---- bodies ---- */
+
+json_t *td_body_json_secret(td_req *r, td_error *e)
+{
+    json_t *v = td_body_json(r, e);
+    if (!v && e->code == TD_E_BAD_JSON) {
+        char *near = strstr(e->detail, " near ");
+        if (near) *near = 0;
+    }
+    return v;
+}
+
+json_t *td_body_json_optional(td_req *r, bool *failed, td_error *e)
+{
+    *failed = false;
+    size_t i = 0;
+    while (i < r->body_len && (r->body[i] == ' ' || r->body[i] == '\t' || r->body[i] == '\r' || r->body[i] == '\n'))
+        i++;
+    if (i == r->body_len) return NULL;
+    json_t *v = td_body_json(r, e);
+    *failed = v == NULL;
+    return v;
+}
+
+int td_json_str_ok(json_t *obj, const char *where, const char *key, bool required, size_t maxlen,
+                   bool (*ok)(const char *), const char *rule, const char **out, td_error *e)
+{
+    if (td_json_string(obj, where, key, required, maxlen, out, e)) return -1;
+    if (!*out) return 0;
+    if (strlen(*out) != json_string_length(json_object_get(obj, key)) || (ok && !ok(*out))) {
+        td_fail(e, TD_E_INVALID_ARGUMENT, "%s.%s %s", where, key, rule ? rule : "is not valid");
+        *out = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- network tokenization identifiers and fields ---- */
+
+bool td_issuer_id_ok(const char *s)
+{
+    return s && td_is_id_chars(s, 10, 10, "_-");
+}
+
+bool td_card_id_ok(const char *s)
+{
+    return s && td_is_id_chars(s, 1, 48, "_-");
+}
+
+bool td_ref_id_ok(const char *s)
+{
+    return s && td_is_id_chars(s, 1, 64, "_-");
+}
+
+bool td_reason_ok(const char *s)
+{
+    return s && td_is_id_chars(s, 1, 64, " ");
+}
+
+bool td_phone_ok(const char *s)
+{
+    if (!s) return false;
+    size_t n = strlen(s), digits = 0;
+    if (n == 0 || n > 39) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= '0' && c <= '9')
+            digits++;
+        else if (c != '+' && c != ' ' && c != '-' && c != '(' && c != ')')
+            return false;
+    }
+    return digits >= 7 && digits <= 15;
+}
+
+bool td_email_ok(const char *s)
+{
+    if (!s) return false;
+    size_t n = strlen(s);
+    const char *at = strchr(s, '@');
+    if (n == 0 || n > 255 || !at || at == s || !at[1] || strchr(at + 1, '@')) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c == 0x7f) return false;
+    }
+    return true;
+}
+
+bool td_printable_ok(const char *s, size_t max)
+{
+    if (!s) return false;
+    size_t n = strlen(s);
+    if (n == 0 || n > max) return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e) return false;
+    return true;
+}
+
+bool td_correlation_header_ok(const char *s)
+{
+    return td_printable_ok(s, 64);
 }

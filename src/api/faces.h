@@ -34,12 +34,51 @@ void consent_decide(td_req *r);
  * repeated) into cmd; 0 if valid. Pure: the fuzzer drives it directly. */
 int consent_parse_form(const char *body, size_t len, td_consent_decide *cmd, td_error *e);
 
+/* Issuer API (issuer.c; D1-compatible, docs/network.md) */
+void issuer_register_card(td_req *r);
+void issuer_get_card(td_req *r);
+void issuer_list_dcards(td_req *r);
+void issuer_card_suspend(td_req *r);
+void issuer_card_resume(td_req *r);
+void issuer_card_delete(td_req *r);
+void issuer_get_dcard(td_req *r);
+void issuer_dcard_suspend(td_req *r);
+void issuer_dcard_resume(td_req *r);
+void issuer_dcard_delete(td_req *r);
+void issuer_get_operation(td_req *r);
+
+/* The D1 views (docs/network.md), shared with the classic face and the CARD tokens. */
+json_t *issuer_dcard_view(const td_dcard_rec *dc);
+json_t *issuer_card_view(const td_card_rec *c, json_t *dcards); /* steals dcards; NULL = [] */
+/* The suspenders as an array of party names, in bit order. */
+json_t *td_suspenders_json(td_suspenders set);
+/* Stored JSON text parsed, or fallback (stolen) when absent or unreadable. */
+json_t *td_stored_json(const char *text, json_t *fallback);
+
+/* Network API (network.c) */
+void network_tokenize(td_req *r);
+void network_send_otp(td_req *r);
+void network_event(td_req *r);
+
+/* Classic RPC (classic.c; Thales IGW-compatible) */
+void classic_update_card_state(td_req *r);
+void classic_get_card_info(td_req *r);
+void classic_get_token_info(td_req *r);
+/* The x-correlation-id (1–64 printable) and x-issuer-id (exactly 10, the
+ * caller's issuer) headers: 0, or -1 with e set to 111 (missing), 112 (bad
+ * format) or 113 (another issuer) in e->classic. Pure. */
+int classic_check_headers(const char *correlation_id, const char *issuer_hdr, const char *caller_issuer, td_error *e);
+
 /* admin API (admin.c) */
 void admin_create_member(td_req *r);
 void admin_create_member_api_key(td_req *r);
 void admin_create_issuer(td_req *r);
 void admin_create_issuer_api_key(td_req *r);
 void admin_set_fault(td_req *r);
+void admin_put_card_policy(td_req *r);
+void admin_get_card_policy(td_req *r);
+void admin_list_outbox(td_req *r);
+void admin_set_tsp(td_req *r);
 
 /* ---- shared by faces (face_util.c) ---- */
 
@@ -60,6 +99,44 @@ int td_json_only(json_t *obj, const char *where, const char *const *allowed, td_
 int td_json_string(json_t *obj, const char *where, const char *key, bool required, size_t maxlen, const char **out,
                    td_error *e);
 int td_json_object(json_t *obj, const char *where, const char *key, bool required, json_t **out, td_error *e);
+
+/* The generic completion td_face_new_write wires: the answer, or the error in
+ * the route's shape; then dispose and free. Faces that adjust an answer first
+ * (Retry-After, a face-specific code) wrap it. */
+void td_face_complete(td_write *w);
+/* td_body_json for bodies that carry secrets (PAN, OTP): the parser's message
+ * can quote the text near the error, so it is cut there. */
+json_t *td_body_json_secret(td_req *r, td_error *e);
+/* A body that may be absent: NULL with no error when the body is empty (or
+ * only blanks); otherwise td_body_json. *failed tells the two NULLs apart. */
+json_t *td_body_json_optional(td_req *r, bool *failed, td_error *e);
+
+/* A string field checked by `ok` (NULL = any): required, or optional (absent
+ * → *out NULL); embedded NULs are refused. The message names the field and,
+ * if given, the rule (`rule`), never the value. */
+int td_json_str_ok(json_t *obj, const char *where, const char *key, bool required, size_t maxlen,
+                   bool (*ok)(const char *), const char *rule, const char **out, td_error *e);
+
+/* ---- network tokenization identifiers and fields (docs/network.md) ---- */
+
+/* issuerId: exactly 10 of [A-Za-z0-9_-]. */
+bool td_issuer_id_ok(const char *s);
+/* cardId (issuerCardRefId): ^[A-Za-z0-9_-]{1,48}$. */
+bool td_card_id_ok(const char *s);
+/* digitalCardId, operationId, consumerId, eventId, correlationId: ^[A-Za-z0-9_-]{1,64}$. */
+bool td_ref_id_ok(const char *s);
+/* reason: ^[a-zA-Z0-9 ]{1,64}$. */
+bool td_reason_ok(const char *s);
+/* A phone number: at most 39 characters of digits, '+', ' ', '-', '(' and ')',
+ * with 7–15 digits (what td_mask_phone and an SMS need). */
+bool td_phone_ok(const char *s);
+/* An email: at most 255 bytes, exactly one '@' with both sides non-empty, no
+ * blanks or control characters. */
+bool td_email_ok(const char *s);
+/* 1..max printable ASCII characters (0x20–0x7e). */
+bool td_printable_ok(const char *s, size_t max);
+/* An x-correlation-id header: 1–64 printable ASCII. */
+bool td_correlation_header_ok(const char *s);
 
 /* Token.io-style ids ("ta:...", "m:...", "rq:..."): [A-Za-z0-9:_-], 3..96. */
 bool td_valid_id(const char *s);

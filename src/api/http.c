@@ -108,6 +108,25 @@ static void html_escape(const char *s, char *out, size_t cap)
     out[n] = 0;
 }
 
+/* The classic face's responseCodes (docs/network.md); anything else in an
+ * override is ignored, so a stray value can never reach a caller. */
+static bool classic_code_known(int c)
+{
+    static const int CODES[] = {111, 112, 113, 116, 118, 119, 160, 167, 321, 432, 911, 921};
+    for (size_t i = 0; i < sizeof CODES / sizeof CODES[0]; i++)
+        if (CODES[i] == c) return true;
+    return false;
+}
+
+/* D1's errorCode: the registry's name, except that every malformed input is
+ * INVALID_ARGUMENT as docs/network.md lists it. */
+static const char *d1_code(td_err code, const td_err_info *info)
+{
+    if (code == TD_E_BAD_JSON || code == TD_E_BAD_PAGINATION || code == TD_E_UNSUPPORTED_MEDIA)
+        return "INVALID_ARGUMENT";
+    return info->name;
+}
+
 void td_reply_error(td_req *r, const td_error *e, const char *id_asked)
 {
     const td_err_info *info = td_err_lookup(e->code);
@@ -115,7 +134,7 @@ void td_reply_error(td_req *r, const td_error *e, const char *id_asked)
     r->errcode = info->name;
     r->caller_fault = info->caller_fault;
     if (e->code == TD_E_RATE_LIMITED && !r->retry_after_s) r->retry_after_s = 1;
-    td_face face = r->route ? r->route->face : TD_FACE_TOKENIO;
+    td_face face = r->route ? r->route->face : td_face_of_path(r->path);
     if (face == TD_FACE_HTML) {
         char esc[512], *html = malloc(1024);
         html_escape(msg, esc, sizeof esc);
@@ -125,6 +144,33 @@ void td_reply_error(td_req *r, const td_error *e, const char *id_asked)
                      "<body><h1>%d</h1><p>%s</p><p><small>trace %s</small></p></body></html>",
                      info->http_status, esc, r->trace_id);
         td_reply_html_steal(r, info->http_status, html);
+        return;
+    }
+    if (face == TD_FACE_D1) {
+        json_t *body =
+            json_pack("{s:s, s:s, s:s}", "error", msg, "errorCode", d1_code(e->code, info), "traceId", r->trace_id);
+        td_reply_json(r, info->http_status, body);
+        json_decref(body);
+        return;
+    }
+    if (face == TD_FACE_CLASSIC) {
+        /* IGW: every failure is a 400 with a responseCode; a 500 has no body.
+         * Two transport-level answers keep their HTTP status: 401 (the
+         * credential) and 429 (the credential's rate, with Retry-After), both
+         * with the classic body; a 429 says 921, Thales's retryable code. */
+        if (e->code == TD_E_INTERNAL || !info->classic) {
+            set_answer(r, 500, NULL, 0, "application/json");
+            return;
+        }
+        int status = 400, code = classic_code_known(e->classic) ? e->classic : info->classic;
+        if (e->code == TD_E_UNAUTHENTICATED) status = 401;
+        if (e->code == TD_E_RATE_LIMITED) {
+            status = 429;
+            if (!classic_code_known(e->classic)) code = 921;
+        }
+        json_t *body = json_pack("{s:i, s:s}", "responseCode", code, "errorMessage", msg);
+        td_reply_json(r, status, body);
+        json_decref(body);
         return;
     }
     /* Token.io shape. The reference requires error.paymentId on these codes;
@@ -140,7 +186,7 @@ void td_reply_error(td_req *r, const td_error *e, const char *id_asked)
 
 void td_reply_err(td_req *r, td_err code, const char *detail)
 {
-    td_error e;
+    td_error e = {0};
     td_fail(&e, code, "%s", detail ? detail : "");
     td_reply_error(r, &e, NULL);
 }
@@ -259,8 +305,33 @@ static int b64_decode_std(const char *in, char *out, size_t cap)
     return memchr(out, 0, n) ? -1 : 0;
 }
 
-/* Bearer <apiKey>, or Basic base64(memberId:apiKey) where the member must own the key. */
-static td_err authenticate_member(td_req *r, td_error *e)
+/* Looks the key up and fills r->auth. Store trouble is 503; an unknown key 401. */
+static td_err authenticate_key(td_req *r, const char *key, td_cred_rec *cred, td_error *e)
+{
+    while (*key == ' ')
+        key++;
+    if (!*key || strlen(key) > 200) return td_fail(e, TD_E_UNAUTHENTICATED, "invalid API key");
+    td_err rc = td_svc_authenticate(r->svc, key, cred, e);
+    if (rc == TD_E_UNAVAILABLE) return rc;
+    if (rc != TD_OK) return td_fail(e, TD_E_UNAUTHENTICATED, "invalid API key");
+    return TD_OK;
+}
+
+static void accept_cred(td_req *r, const td_cred_rec *cred)
+{
+    r->auth.ok = true;
+    r->auth.kind = cred->kind;
+    td_strlcpy(r->auth.member_id, cred->owner_id, sizeof r->auth.member_id);
+    r->auth.level = cred->level;
+    td_strlcpy(r->auth.role, cred->kind == TD_CRED_ISSUER ? cred->role : "", sizeof r->auth.role);
+    memcpy(r->auth.cred_hash, cred->hash, sizeof r->auth.cred_hash);
+}
+
+/* Bearer <apiKey>, or Basic base64(memberId:apiKey) where the member must own
+ * the key. An issuer key (Bearer) is accepted only where allow_issuer is set
+ * and only with role "issuer"; anywhere else on the Token API it is a valid
+ * credential without permission: 403. */
+static td_err authenticate_member(td_req *r, bool allow_issuer, td_error *e)
 {
     const char *h = td_header(r, "Authorization");
     char basic[512];
@@ -280,19 +351,35 @@ static td_err authenticate_member(td_req *r, td_error *e)
     } else {
         return td_fail(e, TD_E_UNAUTHENTICATED, "unsupported Authorization scheme");
     }
-    while (*key == ' ')
-        key++;
-    if (!*key || strlen(key) > 200) return td_fail(e, TD_E_UNAUTHENTICATED, "invalid API key");
     td_cred_rec cred;
-    td_err rc = td_svc_authenticate(r->svc, key, &cred, e);
-    if (rc == TD_E_UNAVAILABLE) return rc;
-    if (rc != TD_OK || cred.kind != TD_CRED_MEMBER || (claimed && strcmp(claimed, cred.owner_id)))
+    td_err rc = authenticate_key(r, key, &cred, e);
+    if (rc != TD_OK) return rc;
+    if (cred.kind == TD_CRED_ISSUER) {
+        /* Issuer keys are never presented as Basic memberId:apiKey. */
+        if (claimed) return td_fail(e, TD_E_UNAUTHENTICATED, "invalid API key");
+        if (!allow_issuer || strcmp(cred.role, "issuer"))
+            return td_fail(e, TD_E_PERMISSION_DENIED, "an issuer credential may only read and cancel CARD tokens");
+        accept_cred(r, &cred);
+        return TD_OK;
+    }
+    if (cred.kind != TD_CRED_MEMBER || (claimed && strcmp(claimed, cred.owner_id)))
         return td_fail(e, TD_E_UNAUTHENTICATED, "invalid API key");
-    r->auth.ok = true;
-    r->auth.kind = cred.kind;
-    td_strlcpy(r->auth.member_id, cred.owner_id, sizeof r->auth.member_id);
-    r->auth.level = cred.level;
-    memcpy(r->auth.cred_hash, cred.hash, sizeof r->auth.cred_hash);
+    accept_cred(r, &cred);
+    return TD_OK;
+}
+
+/* Bearer <issuer API key> of this role; a member key or another role is 401. */
+static td_err authenticate_issuer(td_req *r, const char *role, td_error *e)
+{
+    const char *h = td_header(r, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7))
+        return td_fail(e, TD_E_UNAUTHENTICATED, "missing Authorization: Bearer <issuer API key of role %s>", role);
+    td_cred_rec cred;
+    td_err rc = authenticate_key(r, h + 7, &cred, e);
+    if (rc != TD_OK) return rc;
+    if (cred.kind != TD_CRED_ISSUER || strcmp(cred.role, role))
+        return td_fail(e, TD_E_UNAUTHENTICATED, "this endpoint needs an issuer API key of role %s", role);
+    accept_cred(r, &cred);
     return TD_OK;
 }
 
@@ -363,6 +450,7 @@ static void start_request(td_req *r, const char *url, const char *method)
     if (!r->route) {
         td_fail(&e, mismatch ? TD_E_METHOD_NOT_ALLOWED : TD_E_NOT_FOUND, "%s %.200s: %s", method, url,
                 mismatch ? "method not allowed" : "no such endpoint");
+        e.classic = 112; /* classic: an unknown operation, not an unknown card (116) */
         td_reply_error(r, &e, "");
         return;
     }
@@ -373,10 +461,14 @@ static void start_request(td_req *r, const char *url, const char *method)
         return;
     }
     td_err rc = TD_OK;
-    if (r->route->auth == TD_AUTH_MEMBER)
-        rc = authenticate_member(r, &e);
-    else if (r->route->auth == TD_AUTH_ADMIN)
-        rc = authenticate_admin(r, &e);
+    switch (r->route->auth) {
+    case TD_AUTH_NONE: break;
+    case TD_AUTH_MEMBER: rc = authenticate_member(r, false, &e); break;
+    case TD_AUTH_MEMBER_OR_ISSUER: rc = authenticate_member(r, true, &e); break;
+    case TD_AUTH_ADMIN: rc = authenticate_admin(r, &e); break;
+    case TD_AUTH_ISSUER: rc = authenticate_issuer(r, "issuer", &e); break;
+    case TD_AUTH_NETWORK: rc = authenticate_issuer(r, "network", &e); break;
+    }
     if (rc != TD_OK) {
         td_reply_error(r, &e, "");
         return;
@@ -425,6 +517,7 @@ static enum MHD_Result queue_answer(td_req *r)
     MHD_add_response_header(resp, "Token-Trace-Id", r->trace_id);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (r->location[0]) MHD_add_response_header(resp, "Location", r->location);
+    if (r->external_error) MHD_add_response_header(resp, "token-external-error", "true");
     if (r->retry_after_s > 0) {
         char s[16];
         snprintf(s, sizeof s, "%d", r->retry_after_s);

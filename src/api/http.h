@@ -22,13 +22,25 @@ typedef struct td_req td_req;
 typedef enum { TD_GET, TD_POST, TD_PUT, TD_DELETE, TD_METHOD_OTHER } td_method;
 
 typedef enum {
-    TD_AUTH_NONE,   /* health, metrics, consent pages (the code is the capability) */
-    TD_AUTH_MEMBER, /* Token API: Bearer apiKey or Basic memberId:apiKey */
-    TD_AUTH_ADMIN,  /* admin API: Bearer <admin key> */
+    TD_AUTH_NONE,    /* health, metrics, consent pages (the code is the capability) */
+    TD_AUTH_MEMBER,  /* Token API: Bearer apiKey or Basic memberId:apiKey; an issuer key is 403 */
+    TD_AUTH_ADMIN,   /* admin API: Bearer <admin key> */
+    TD_AUTH_ISSUER,  /* Issuer API, Classic RPC: Bearer <issuer API key of role "issuer"> */
+    TD_AUTH_NETWORK, /* Network API: Bearer <issuer API key of role "network"> (the TSP's) */
+    /* GET /tokens, GET /tokens/{id}, PUT /tokens/{id}/cancel: a member as
+     * TD_AUTH_MEMBER, or an issuer key of role "issuer" (Bearer only), which
+     * sees the issuer's digital cards as CARD tokens (r->auth.kind tells). */
+    TD_AUTH_MEMBER_OR_ISSUER,
 } td_auth_kind;
 
 /* How errors are rendered on a route. */
-typedef enum { TD_FACE_TOKENIO, TD_FACE_HTML, TD_FACE_PLAIN } td_face;
+typedef enum {
+    TD_FACE_TOKENIO, /* {"error": {errorCode, message, tokenTraceId[, paymentId]}} */
+    TD_FACE_HTML,    /* an HTML page (consent) */
+    TD_FACE_PLAIN,
+    TD_FACE_D1,      /* Issuer and Network APIs: {"error", "errorCode", "traceId"} */
+    TD_FACE_CLASSIC, /* Classic RPC: 400 {"responseCode", "errorMessage"}; 500 without a body */
+} td_face;
 
 typedef void (*td_handler)(td_req *r);
 
@@ -45,8 +57,9 @@ typedef struct {
 
 typedef struct {
     bool ok;
-    td_cred_kind kind;
+    td_cred_kind kind;         /* TD_CRED_MEMBER or TD_CRED_ISSUER */
     char member_id[TD_ID_MAX]; /* or issuer id */
+    char role[16];             /* issuer credentials: issuer | network */
     td_level level;
     char cred_hash[65]; /* scope of rate limits and idempotency keys */
     bool admin;
@@ -78,6 +91,7 @@ struct td_req {
     const char *content_type;
     char location[2048];
     int retry_after_s;
+    bool external_error; /* Token API: an upstream (TSP) failure: `token-external-error: true` */
     const char *errcode; /* for the log line */
     bool caller_fault;
     bool ready; /* an answer is set */
@@ -93,8 +107,10 @@ void td_reply_json_copy(td_req *r, int status, const char *body, size_t len);
 void td_reply_json(td_req *r, int status, json_t *v); /* serializes; does not steal v */
 void td_reply_html_steal(td_req *r, int status, char *html);
 void td_reply_redirect(td_req *r, const char *location);
-/* The error in the route's face shape. `id_asked` fills error.paymentId where the
- * Token.io reference requires one (404, 429, 501, 503, 504). */
+/* The error in the route's face shape (by path prefix when no route matched:
+ * td_face_of_path). `id_asked` fills error.paymentId where the Token.io
+ * reference requires one (404, 429, 501, 503, 504). The classic face answers
+ * e->classic when set, else the registry's code for e->code. */
 void td_reply_error(td_req *r, const td_error *e, const char *id_asked);
 void td_reply_err(td_req *r, td_err code, const char *detail);
 
@@ -120,6 +136,10 @@ const char *td_idempotency_key(td_req *r, td_error *e);
 /* The route table (routes.c). */
 extern const td_route td_routes[];
 extern const int td_route_count;
+
+/* The face whose shape errors take on a path no route matched: /banking/ and
+ * /network/ → D1, /igwapi/v2.0/ → classic, anything else → Token.io. */
+td_face td_face_of_path(const char *path);
 
 /* Matches method+path; returns the route or NULL. *method_mismatch is set if
  * the path matched a route with another method. Params are written into r. */

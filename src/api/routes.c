@@ -17,9 +17,10 @@ const td_route td_routes[] = {
     R(TD_GET, "/metrics", td_ops_metrics, TD_AUTH_NONE, TD_FACE_TOKENIO),
 
     /* Token API (Token.io-compatible) */
-    R(TD_GET, "/tokens", tokenio_list_tokens, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
-    R(TD_GET, "/tokens/{tokenId}", tokenio_get_token, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
-    R(TD_PUT, "/tokens/{tokenId}/cancel", tokenio_cancel_token, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    /* These three also serve issuers (role "issuer"): their digital cards as CARD tokens. */
+    R(TD_GET, "/tokens", tokenio_list_tokens, TD_AUTH_MEMBER_OR_ISSUER, TD_FACE_TOKENIO),
+    R(TD_GET, "/tokens/{tokenId}", tokenio_get_token, TD_AUTH_MEMBER_OR_ISSUER, TD_FACE_TOKENIO),
+    R(TD_PUT, "/tokens/{tokenId}/cancel", tokenio_cancel_token, TD_AUTH_MEMBER_OR_ISSUER, TD_FACE_TOKENIO),
     R(TD_POST, "/token-requests", tokenio_store_request, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/token-requests/{requestId}", tokenio_get_request, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/token-requests/{tokenRequestId}/result", tokenio_get_request_result, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
@@ -87,14 +88,51 @@ const td_route td_routes[] = {
     R(TD_GET, "/consent/{code}", consent_page, TD_AUTH_NONE, TD_FACE_HTML),
     R(TD_POST, "/consent/{code}", consent_decide, TD_AUTH_NONE, TD_FACE_HTML),
 
+/* Issuer API (D1-compatible; docs/network.md) */
+#define B "/banking/v1/issuers/{issuerId}"
+    R(TD_POST, B "/cards", issuer_register_card, TD_AUTH_ISSUER, TD_FACE_D1),
+    R(TD_GET, B "/cards/{cardId}", issuer_get_card, TD_AUTH_ISSUER, TD_FACE_D1),
+    R(TD_GET, B "/cards/{cardId}/digitalCards", issuer_list_dcards, TD_AUTH_ISSUER, TD_FACE_D1),
+    R(TD_POST, B "/cards/{cardId}/operations:suspend", issuer_card_suspend, TD_AUTH_ISSUER, TD_FACE_D1),
+    R(TD_POST, B "/cards/{cardId}/operations:resume", issuer_card_resume, TD_AUTH_ISSUER, TD_FACE_D1),
+    R(TD_POST, B "/cards/{cardId}/operations:delete", issuer_card_delete, TD_AUTH_ISSUER, TD_FACE_D1),
+    R(TD_GET, B "/digitalCards/{digitalCardId}", issuer_get_dcard, TD_AUTH_ISSUER, TD_FACE_D1),
+    R(TD_POST, B "/digitalCards/{digitalCardId}/operations:suspend", issuer_dcard_suspend, TD_AUTH_ISSUER, TD_FACE_D1),
+    R(TD_POST, B "/digitalCards/{digitalCardId}/operations:resume", issuer_dcard_resume, TD_AUTH_ISSUER, TD_FACE_D1),
+    R(TD_POST, B "/digitalCards/{digitalCardId}/operations:delete", issuer_dcard_delete, TD_AUTH_ISSUER, TD_FACE_D1),
+    R(TD_GET, B "/operations/{operationId}", issuer_get_operation, TD_AUTH_ISSUER, TD_FACE_D1),
+#undef B
+
+    /* Network API: the TSP's calls for one issuer (its "network" key says which) */
+    R(TD_POST, "/network/v1/tokenizations", network_tokenize, TD_AUTH_NETWORK, TD_FACE_D1),
+    R(TD_POST, "/network/v1/digitalCards/{digitalCardId}/otp", network_send_otp, TD_AUTH_NETWORK, TD_FACE_D1),
+    R(TD_POST, "/network/v1/events", network_event, TD_AUTH_NETWORK, TD_FACE_D1),
+
+    /* Classic RPC (Thales IGW-compatible) */
+    R(TD_POST, "/igwapi/v2.0/updateCardState", classic_update_card_state, TD_AUTH_ISSUER, TD_FACE_CLASSIC),
+    R(TD_POST, "/igwapi/v2.0/getCardInfo", classic_get_card_info, TD_AUTH_ISSUER, TD_FACE_CLASSIC),
+    R(TD_POST, "/igwapi/v2.0/getTokenInfo", classic_get_token_info, TD_AUTH_ISSUER, TD_FACE_CLASSIC),
+
     /* Admin API */
     R(TD_POST, "/admin/v1/members", admin_create_member, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
     R(TD_POST, "/admin/v1/members/{memberId}/api-keys", admin_create_member_api_key, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
     R(TD_POST, "/admin/v1/issuers", admin_create_issuer, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
     R(TD_POST, "/admin/v1/issuers/{issuerId}/api-keys", admin_create_issuer_api_key, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
     R(TD_POST, "/admin/v1/faults", admin_set_fault, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
+    R(TD_PUT, "/admin/v1/issuers/{issuerId}/card-policy", admin_put_card_policy, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
+    R(TD_GET, "/admin/v1/issuers/{issuerId}/card-policy", admin_get_card_policy, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
+    R(TD_GET, "/admin/v1/issuers/{issuerId}/outbox", admin_list_outbox, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
+    R(TD_POST, "/admin/v1/tsp", admin_set_tsp, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
 };
 const int td_route_count = (int)(sizeof td_routes / sizeof td_routes[0]);
+
+td_face td_face_of_path(const char *path)
+{
+    if (!path) return TD_FACE_TOKENIO;
+    if (!strncmp(path, "/banking/", 9) || !strncmp(path, "/network/", 9)) return TD_FACE_D1;
+    if (!strncmp(path, "/igwapi/v2.0/", 13)) return TD_FACE_CLASSIC;
+    return TD_FACE_TOKENIO;
+}
 
 /* Compares one path segment [s, s+n) with a pattern segment [p, p+pn). */
 static bool segment_matches(const char *p, size_t pn, const char *s, size_t n)

@@ -1,17 +1,50 @@
 /* tokenio_tokens.c — Token API: GET /tokens, GET /tokens/{tokenId},
  * PUT /tokens/{tokenId}/cancel, and 501 for the reference's operations tokend
- * does not implement. Stored token JSON is served as is, never re-rendered. */
+ * does not implement. Stored token JSON is served as is, never re-rendered.
+ * An issuer credential (role "issuer") on these three sees the issuer's
+ * digital cards as CARD tokens (docs/network.md "Token API: CARD tokens"). */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/faces.h"
+#include "service/cards.h"
 #include "util/util.h"
+
+static bool is_issuer(const td_req *r)
+{
+    return r->auth.kind == TD_CRED_ISSUER;
+}
+
+/* A CARD token id is a digitalCardId; any other well-formed token id is
+ * simply not the issuer's (404, as for a member). */
+static void card_get_token(td_req *r)
+{
+    td_dcard_rec dc;
+    td_error e = {0};
+    if (!td_ref_id_ok(r->params[0]) || td_svc_get_dcard(r->svc, r->auth.member_id, r->params[0], &dc, &e) != TD_OK) {
+        if (!e.code) td_fail(&e, TD_E_NOT_FOUND, "token %.96s not found", r->params[0]);
+        td_reply_error(r, &e, r->params[0]);
+        return;
+    }
+    char *json = td_card_token_json(&dc);
+    td_dcard_rec_free(&dc);
+    if (!json) {
+        td_reply_err(r, TD_E_INTERNAL, "out of memory");
+        return;
+    }
+    td_reply_json_steal(r, 200, td_wrap("{\"token\":", json, "}"));
+    free(json);
+}
 
 void tokenio_get_token(td_req *r)
 {
     if (!td_param_id(r, 0, "tokenId")) return;
+    if (is_issuer(r)) {
+        card_get_token(r);
+        return;
+    }
     td_token_rec t;
     td_error e = {0};
     if (td_svc_get_token(r->svc, r->auth.member_id, r->params[0], &t, &e) != TD_OK) {
@@ -56,6 +89,14 @@ static void list_one(const char *json, void *arg)
     list_append(b, json);
 }
 
+/* The issuer's digital cards, oldest first, created in [start, end), paged;
+ * type, role and the account filters do not apply to CARD tokens. */
+static td_err list_card_tokens(td_req *r, const td_list_query *q, list_buf *b, td_error *e)
+{
+    return td_svc_list_card_tokens(r->svc, r->auth.member_id, q->start_ms, q->end_ms, q->offset, q->limit, list_one, b,
+                                   e);
+}
+
 static int query_i64(td_req *r, const char *name, int64_t lo, int64_t hi, int64_t *out, td_error *e)
 {
     const char *v = td_query(r, name);
@@ -96,8 +137,10 @@ void tokenio_list_tokens(td_req *r)
     const char *type = td_query(r, "type");
     if (type && strcmp(type, "INVALID")) {
         td_kind k;
-        if (td_kind_parse(type, &k) || k == TD_KIND_CARD) {
-            td_fail(&e, TD_E_INVALID_ARGUMENT, "type must be one of INVALID, ACCESS, TRANSFER, STANDING_ORDER");
+        /* An issuer may name CARD (its only kind); for it, type filters nothing. */
+        if (td_kind_parse(type, &k) || (k == TD_KIND_CARD && !is_issuer(r))) {
+            td_fail(&e, TD_E_INVALID_ARGUMENT, "type must be one of INVALID, ACCESS, TRANSFER, STANDING_ORDER%s",
+                    is_issuer(r) ? ", CARD" : "");
             goto fail;
         }
         q.kind = (int)k;
@@ -129,7 +172,8 @@ void tokenio_list_tokens(td_req *r)
 
     list_buf b = {0};
     list_append(&b, "{\"tokens\":[");
-    if (td_svc_list_tokens(r->svc, &q, list_one, &b, &e) != TD_OK) {
+    if (is_issuer(r) ? list_card_tokens(r, &q, &b, &e) != TD_OK
+                     : td_svc_list_tokens(r->svc, &q, list_one, &b, &e) != TD_OK) {
         free(b.buf);
         goto fail;
     }
@@ -192,6 +236,72 @@ static int customer_headers(td_req *r, td_cancel *cmd, td_error *e)
     return 0;
 }
 
+/* ---- PUT /tokens/{digitalCardId}/cancel for an issuer: an issuer delete ---- */
+
+static char *card_cancel_body(const char *status, const td_dcard_rec *dc)
+{
+    char prefix[96];
+    char *json = td_card_token_json(dc);
+    if (!json) return NULL;
+    snprintf(prefix, sizeof prefix, "{\"result\":{\"status\":\"%s\",\"token\":", status);
+    char *body = td_wrap(prefix, json, "}}");
+    free(json);
+    return body;
+}
+
+static void render_card_cancel(td_write *w)
+{
+    w->status = 200;
+    w->body = card_cancel_body("SUCCESS", &((td_dcard_op *)w)->after);
+}
+
+/* A deleted card is SUCCESS again (the engine answers that itself: a
+ * repeat); a declined record cannot be canceled: INVALID. A TSP failure is an
+ * upstream failure: 503 with token-external-error. */
+static void complete_card_cancel(td_write *w)
+{
+    td_dcard_op *cmd = (td_dcard_op *)w;
+    td_req *r = w->face;
+    if (w->err.code == TD_E_NOT_ALLOWED_IN_STATE && cmd->after.id[0]) {
+        char *body = card_cancel_body(cmd->why == TD_DCW_DELETED ? "SUCCESS" : "INVALID", &cmd->after);
+        if (body) {
+            memset(&w->err, 0, sizeof w->err);
+            free(w->body);
+            w->status = 200;
+            w->body = body;
+        }
+    } else if (w->err.code == TD_E_TSP_FAILED || w->err.code == TD_E_TSP_TIMEOUT) {
+        r->external_error = true;
+        w->err.code = TD_E_UNAVAILABLE;
+    }
+    td_face_complete(w);
+}
+
+static void dispose_card_cancel(td_write *w)
+{
+    td_dcard_rec_free(&((td_dcard_op *)w)->after);
+}
+
+static void card_cancel(td_req *r)
+{
+    td_error e = {0};
+    if (!td_ref_id_ok(r->params[0])) {
+        td_fail(&e, TD_E_NOT_FOUND, "token %.96s not found", r->params[0]);
+        td_reply_error(r, &e, r->params[0]);
+        return;
+    }
+    td_dcard_op *cmd = td_face_new_write(r, sizeof *cmd, render_card_cancel);
+    if (!cmd) return;
+    cmd->w.complete = complete_card_cancel;
+    cmd->w.dispose = dispose_card_cancel;
+    td_strlcpy(cmd->issuer_id, r->auth.member_id, sizeof cmd->issuer_id);
+    td_strlcpy(cmd->digital_card_id, r->params[0], sizeof cmd->digital_card_id);
+    cmd->type = TD_EV_DELETE;
+    td_strlcpy(cmd->reason_code, "ISSUER_DECISION", sizeof cmd->reason_code);
+    cmd->w.subject = cmd->digital_card_id;
+    td_svc_dcard_op(r->svc, cmd);
+}
+
 void tokenio_cancel_token(td_req *r)
 {
     if (!td_param_id(r, 0, "tokenId")) return;
@@ -206,6 +316,17 @@ void tokenio_cancel_token(td_req *r)
             td_reply_error(r, &e, "");
             return;
         }
+    }
+    if (is_issuer(r)) {
+        /* The customer headers are checked as for any caller; a CARD token's
+         * events do not record them. */
+        td_cancel probe = {0};
+        if (customer_headers(r, &probe, &e)) {
+            td_reply_error(r, &e, "");
+            return;
+        }
+        card_cancel(r);
+        return;
     }
     td_cancel *cmd = td_face_new_write(r, sizeof *cmd, render_cancel);
     if (!cmd) return;

@@ -143,6 +143,17 @@ int cmd_tokens_list(cli_ctx *ctx, int argc, char **argv);
 int cmd_token_get(cli_ctx *ctx, int argc, char **argv);
 int cmd_token_cancel(cli_ctx *ctx, int argc, char **argv);
 int cmd_health(cli_ctx *ctx, int argc, char **argv);
+/* Network tokenization, issuer side (cmd_cards.c) and the TSP/wallet simulator (cmd_sim.c). */
+int cmd_cards_register(cli_ctx *ctx, int argc, char **argv);
+int cmd_cards_get(cli_ctx *ctx, int argc, char **argv);
+int cmd_cards_dcards(cli_ctx *ctx, int argc, char **argv);
+int cmd_cards_dcard(cli_ctx *ctx, int argc, char **argv);
+int cmd_cards_card(cli_ctx *ctx, int argc, char **argv);
+int cmd_cards_op(cli_ctx *ctx, int argc, char **argv);
+int cmd_cards_policy(cli_ctx *ctx, int argc, char **argv);
+int cmd_cards_outbox(cli_ctx *ctx, int argc, char **argv);
+int cmd_cards_tsp(cli_ctx *ctx, int argc, char **argv);
+int cmd_sim(cli_ctx *ctx, int argc, char **argv);
 
 /* Shared by the commands (cmd_common.c): one call with the admin key or the
  * member's API key, reported with cli_report. body may be NULL. */
@@ -153,5 +164,15 @@ int cli_member_call(const cli_ctx *ctx, const cli_call *call, const char *quiet_
 char *cli_body(json_t *v, const char *usage);
 /* CLI_OK, or CLI_USAGE if the arguments made the URL too long. */
 int cli_url_check(const cli_buf *b, const char *usage);
+
+/* Issuer API keys (cmd_cards.c): "Authorization: Bearer KEY" into hdr from
+ * flag_value, else the environment variable env_name. Without a key: CLI_USAGE
+ * (message printed) if required, else CLI_OK with hdr "". Never shows the key. */
+int cli_key_auth(const char *flag_value, const char *env_name, const char *flag_name, char *hdr, size_t cap,
+                 bool required);
+/* The issuer id: flag_value, else TOKEND_ISSUER_ID; NULL if neither. */
+const char *cli_issuer_id(const char *flag_value);
+/* A JSON object from inline text, @FILE or - (stdin); NULL after a usage message. */
+json_t *cli_json_arg(const char *arg, const char *usage);
 
 #endif

@@ -1,5 +1,6 @@
 /* crypto.c — thin libsodium wrappers used by tokend: randomness, base64url,
- * Ed25519 token signatures and key ids, sealing with the master key, API key hashes. */
+ * Ed25519 token signatures and key ids, sealing with the master key, API key hashes,
+ * PAN fingerprints and sealed PANs. */
 #include "crypto/crypto.h"
 
 #include <limits.h>
@@ -234,4 +235,77 @@ int td_verify_payload(const uint8_t pk[TD_ED25519_PK_LEN], const char *canonical
     int rc = td_ed25519_verify(pk, msg, len, sig);
     free(msg);
     return rc == 0 ? 0 : -1;
+}
+
+/* ---- PANs at rest ---- */
+
+#define TD_PAN_FP_SUBKEY 1
+#define TD_PAN_ENC_SUBKEY 2
+_Static_assert(TD_MASTER_KEY_LEN == crypto_kdf_KEYBYTES, "master key length must match crypto_kdf");
+_Static_assert(sizeof "tdpanfp1" - 1 == crypto_kdf_CONTEXTBYTES, "KDF context must be 8 bytes");
+_Static_assert(sizeof "tdpanenc" - 1 == crypto_kdf_CONTEXTBYTES, "KDF context must be 8 bytes");
+
+void td_pan_fingerprint(const uint8_t master[TD_MASTER_KEY_LEN], const char *pan, char out[65])
+{
+    uint8_t key[crypto_generichash_KEYBYTES], digest[32];
+    const char *p = pan ? pan : "";
+    /* A keyed hash, not a plain one: PANs are few enough (BIN + 9 digits +
+     * Luhn) that an unkeyed digest could be reversed by enumeration. */
+    crypto_kdf_derive_from_key(key, sizeof key, TD_PAN_FP_SUBKEY, "tdpanfp1", master);
+    crypto_generichash(digest, sizeof digest, (const unsigned char *)p, strlen(p), key, sizeof key);
+    sodium_memzero(key, sizeof key);
+    sodium_bin2hex(out, 65, digest, sizeof digest);
+}
+
+int td_pan_seal(const uint8_t master[TD_MASTER_KEY_LEN], const char *pan, const char *aad_issuer_card, uint8_t **out,
+                size_t *out_len)
+{
+    if (!out || !out_len) return -1;
+    *out = NULL;
+    *out_len = 0;
+    if (!master || !pan || !aad_issuer_card) return -1;
+    size_t n = strlen(pan);
+    if (n > 4096) return -1; /* no PAN is near this; keeps the arithmetic trivially safe */
+    size_t total = TD_SEAL_NONCE_LEN + n + TD_SEAL_TAG_LEN;
+    uint8_t *buf = malloc(total);
+    if (!buf) return -1;
+    uint8_t key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+    crypto_kdf_derive_from_key(key, sizeof key, TD_PAN_ENC_SUBKEY, "tdpanenc", master);
+    randombytes_buf(buf, TD_SEAL_NONCE_LEN);
+    unsigned long long clen = 0;
+    int rc = crypto_aead_xchacha20poly1305_ietf_encrypt(buf + TD_SEAL_NONCE_LEN, &clen, (const unsigned char *)pan, n,
+                                                        (const unsigned char *)aad_issuer_card, strlen(aad_issuer_card),
+                                                        NULL, buf, key);
+    sodium_memzero(key, sizeof key);
+    if (rc != 0 || clen != n + TD_SEAL_TAG_LEN) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    *out_len = total;
+    return 0;
+}
+
+int td_pan_open(const uint8_t master[TD_MASTER_KEY_LEN], const uint8_t *sealed, size_t n, const char *aad_issuer_card,
+                char *pan_out, size_t cap)
+{
+    if (!pan_out || cap == 0) return -1;
+    pan_out[0] = '\0';
+    if (!master || !sealed || !aad_issuer_card || n < TD_SEAL_NONCE_LEN + TD_SEAL_TAG_LEN) return -1;
+    size_t plain_len = n - TD_SEAL_NONCE_LEN - TD_SEAL_TAG_LEN;
+    if (plain_len >= cap) return -1;
+    uint8_t key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+    crypto_kdf_derive_from_key(key, sizeof key, TD_PAN_ENC_SUBKEY, "tdpanenc", master);
+    unsigned long long mlen = 0;
+    /* Decrypting straight into the caller's buffer leaves no other plaintext copy. */
+    int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(
+        (unsigned char *)pan_out, &mlen, NULL, sealed + TD_SEAL_NONCE_LEN, n - TD_SEAL_NONCE_LEN,
+        (const unsigned char *)aad_issuer_card, strlen(aad_issuer_card), sealed, key);
+    sodium_memzero(key, sizeof key);
+    if (rc != 0 || mlen != plain_len || memchr(pan_out, '\0', plain_len)) {
+        sodium_memzero(pan_out, cap);
+        return -1;
+    }
+    pan_out[plain_len] = '\0';
+    return 0;
 }

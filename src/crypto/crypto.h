@@ -1,5 +1,5 @@
 /* crypto.h — libsodium wrappers: randomness, base64url, Ed25519 signing keys,
- * key ids, sealing secrets with the master key, hashing API keys. */
+ * key ids, sealing secrets with the master key, hashing API keys, PANs at rest. */
 #ifndef TD_CRYPTO_H
 #define TD_CRYPTO_H
 
@@ -73,5 +73,25 @@ const char *td_sig_suffix(const char *action);
 /* Verifies such a signature; 0 if valid. */
 int td_verify_payload(const uint8_t pk[TD_ED25519_PK_LEN], const char *canonical, const char *suffix,
                       const char *sig_b64url);
+
+/* ---- PANs at rest ----
+ * Two keys derived from the master key (crypto_kdf, context "tdpanfp1" id 1
+ * and "tdpanenc" id 2), so neither the fingerprint key nor the PAN sealing key
+ * is the key that seals members' private keys. */
+
+/* Fingerprint for lookups and duplicate checks: hex of keyed BLAKE2b-256 of
+ * the PAN's characters. out gets 64 hex chars + NUL. */
+void td_pan_fingerprint(const uint8_t master[TD_MASTER_KEY_LEN], const char *pan, char out[65]);
+/* Seals a PAN (XChaCha20-Poly1305 IETF, random nonce prepended) with
+ * aad_issuer_card ("issuerId/cardId") as associated data, so a sealed PAN
+ * copied onto another card's row does not open. *out is malloc'd; the caller
+ * frees it. 0 on success. */
+int td_pan_seal(const uint8_t master[TD_MASTER_KEY_LEN], const char *pan, const char *aad_issuer_card, uint8_t **out,
+                size_t *out_len);
+/* Opens it into pan_out (capacity cap, NUL-terminated); -1 if tampered with,
+ * under another key or AAD, or if pan_out is too small (then pan_out is
+ * wiped). The caller wipes pan_out after use. */
+int td_pan_open(const uint8_t master[TD_MASTER_KEY_LEN], const uint8_t *sealed, size_t n, const char *aad_issuer_card,
+                char *pan_out, size_t cap);
 
 #endif

@@ -13,9 +13,11 @@
 #include "store/store.h"
 #include "util/config.h"
 
+struct td_tsp;
 typedef struct td_svc {
     td_store *store;
     td_config *cfg;
+    struct td_tsp *tsp; /* the TSP connector (service/tsp.h): simulated unless tsp_url is set */
 } td_svc;
 
 /* ---- the generic write ---- */

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/card.h"
 #include "core/token.h"
 
 typedef enum {
@@ -132,6 +133,107 @@ typedef struct {
     int limit;
 } td_token_filter;
 
+
+/* ---- network tokenization records (migration 003; docs/network.md) ---- */
+
+typedef struct {
+    char issuer_id[16];
+    char card_id[49];
+    char consumer_id[65];
+    char pan_fp[65];             /* td_pan_fingerprint */
+    uint8_t pan_sealed[128];     /* td_pan_seal, AAD "issuerId/cardId" */
+    size_t pan_sealed_len;
+    char last4[5];
+    char expiry[5]; /* MMYY */
+    char phone[40]; /* as the issuer registered them; "" = none */
+    char email[256];
+    td_card_state state;
+    int64_t seq;
+    int64_t created_ms, updated_ms;
+} td_card_rec;
+
+typedef struct {
+    char id[65]; /* digitalCardId, also the CARD token's id */
+    char issuer_id[16];
+    char card_id[49]; /* "" when the card was unknown (a RED record) */
+    td_dcard d;       /* the engine's view: state, suspenders, seq, step-up flags */
+    td_verdict verdict;
+    char decision_reason[32];
+    char wallet_provider_id[129];
+    char token_requestor_id[65];
+    char token_storage_id[129];
+    bool is_primary;
+    char correlation_id[65]; /* the enrolment session: the tokenization request's */
+    char digitize_op_id[65]; /* the DIGITIZE operation: PENDING then SUCCESSFUL/FAILED under one id */
+    char last4[5];
+    char *device_json;  /* malloc'd; "{}" when none */
+    char *idv_json;     /* malloc'd: the ID&V methods offered, [{id,type,value}] */
+    char *answer_json;  /* malloc'd: the tokenization answer, replayed to a retried request */
+    int64_t stepup_deadline_ms; /* YELLOW: when the step-up session ends */
+    int64_t created_ms, updated_ms;
+} td_dcard_rec;
+
+typedef struct {
+    char digital_card_id[65];
+    int64_t seq;
+    char issuer_id[16];
+    char event_id[65]; /* "" for commands and timers */
+    char source[8];    /* WALLET | TSP | ISSUER */
+    char type[49];     /* as received (unknown types verbatim), up to 48 characters */
+    char outcome[24];  /* td_dcard_outcome_name */
+    char why[32];
+    int64_t event_ms, time_ms;
+    const char *detail_json; /* may be NULL ("{}") */
+    const char *answer_json; /* the answer given; a duplicate gets it again (may be NULL) */
+} td_dcard_event_rec;
+
+typedef struct {
+    char id[65];
+    char issuer_id[16];
+    char digital_card_id[65];
+    char card_id[49];
+    char operation[32]; /* DIGITIZE, SUSPEND, RESUME, DELETE, ... */
+    char status[16];    /* PENDING, SUCCESSFUL, FAILED */
+    char requestor_type[16]; /* ISSUER, USER, TSP, D1 */
+    char reason[65];
+    char reason_code[40];
+    char error_code[40];
+    char correlation_id[65];
+    int64_t start_ms, end_ms; /* end 0 = not ended */
+} td_operation_rec;
+
+typedef struct {
+    int64_t id;            /* assigned on insert */
+    char issuer_id[16];
+    char channel[8];       /* ISSUER (a notification) | USER (an end-user message) */
+    char digital_card_id[65];
+    char card_id[49];
+    int64_t dcard_seq;     /* the digital card's seq after the change: deliveries keep this order */
+    char operation_id[65];
+    char operation[32];
+    char status[16];
+    char error_code[40];
+    char source[8];
+    char correlation_id[65];
+    char wallet_provider_id[129];
+    char message[24];      /* USER: ACTIVATION, REMINDER, DELETION, CANCELLATION, OTP */
+    char method_id[24];    /* USER: the channel (otp-sms, otp-email) */
+    uint8_t secret_sealed[160]; /* OTP: sealed with the master key, never in clear */
+    size_t secret_len;
+    int64_t event_ms, created_ms, due_ms;
+    char state[12];        /* PENDING, CANCELLED (delivery states come with issue 4) */
+} td_outbox_rec;
+
+typedef struct {
+    int64_t id; /* assigned on insert */
+    char issuer_id[16];
+    char digital_card_id[65];
+    char kind[16]; /* REMINDER | STEPUP_EXPIRE */
+    int n;         /* REMINDER: its number, 1.. */
+    int64_t due_ms;
+    char state[12]; /* PENDING, FIRED, CANCELLED */
+} td_timer_rec;
+
 /* ---- the verbs ---- */
 
 typedef struct td_store_ops {
@@ -171,6 +273,67 @@ typedef struct td_store_ops {
 
     td_st (*idem_get)(td_conn *c, const char *scope, const char *key, td_idem_rec *out);
     td_st (*idem_put)(td_conn *c, const char *scope, const char *key, const td_idem_rec *r);
+
+    /* issuers' card policy (JSON, "" = defaults) */
+    td_st (*issuer_policy_get)(td_conn *c, const char *issuer_id, char **json_out); /* malloc'd */
+    td_st (*issuer_policy_put)(td_conn *c, const char *issuer_id, const char *json);
+
+    /* cards: CONFLICT on a duplicate (issuer, card) or (issuer, PAN fingerprint) */
+    td_st (*card_insert)(td_conn *c, const td_card_rec *r);
+    td_st (*card_get)(td_conn *c, const char *issuer_id, const char *card_id, td_card_rec *out);
+    td_st (*card_by_fp)(td_conn *c, const char *issuer_id, const char *pan_fp, td_card_rec *out);
+    /* state, seq, updated_ms; only when the stored seq equals expect_seq, else CONFLICT */
+    td_st (*card_update)(td_conn *c, const td_card_rec *r, int64_t expect_seq);
+
+    /* digital cards: CONFLICT on a duplicate id or (issuer, correlation id) */
+    td_st (*dcard_insert)(td_conn *c, const td_dcard_rec *r);
+    td_st (*dcard_get)(td_conn *c, const char *id, td_dcard_rec *out); /* any issuer: callers check */
+    td_st (*dcard_by_correlation)(td_conn *c, const char *issuer_id, const char *correlation_id, td_dcard_rec *out);
+    /* the mutable fields (d.*, stepup_deadline_ms, updated_ms); only when the stored seq equals expect_seq */
+    td_st (*dcard_update)(td_conn *c, const td_dcard_rec *r, int64_t expect_seq);
+    /* a card's digital cards, oldest first (issuer_id + card_id) */
+    td_st (*dcard_list_by_card)(td_conn *c, const char *issuer_id, const char *card_id,
+                                void (*fn)(const td_dcard_rec *, void *), void *arg);
+    /* an issuer's digital cards, oldest first, created in [start,end) (0 = unbounded), paged */
+    td_st (*dcard_list_by_issuer)(td_conn *c, const char *issuer_id, int64_t start_ms, int64_t end_ms, int64_t offset,
+                                  int limit, void (*fn)(const td_dcard_rec *, void *), void *arg);
+    /* the decision's counters: the card's digital cards that count (td_decision_counts_token)
+     * and those created at or after since_ms (attempts, any state) */
+    td_st (*dcard_counts)(td_conn *c, const char *issuer_id, const char *card_id, int64_t since_ms, int *live,
+                          int *attempts);
+
+    /* events: CONFLICT when (issuer, source, event_id) was already recorded */
+    td_st (*dcard_event_append)(td_conn *c, const td_dcard_event_rec *e);
+    /* the stored answer of a recorded event id (malloc'd), NOT_FOUND if none */
+    td_st (*dcard_event_answer)(td_conn *c, const char *issuer_id, const char *source, const char *event_id,
+                                char **answer_out);
+
+    td_st (*op_insert)(td_conn *c, const td_operation_rec *o);
+    td_st (*op_get)(td_conn *c, const char *issuer_id, const char *id, td_operation_rec *out);
+    td_st (*op_update)(td_conn *c, const td_operation_rec *o); /* status, error_code, end_ms */
+
+    td_st (*outbox_insert)(td_conn *c, td_outbox_rec *o); /* sets o->id */
+    /* PENDING USER rows of these messages (comma-separated, e.g. "OTP,REMINDER") for a digital card → CANCELLED */
+    td_st (*outbox_cancel)(td_conn *c, const char *digital_card_id, const char *messages, int *n_cancelled);
+    /* times of a digital card's OTP deliveries created at or after since_ms (any state), at most cap */
+    td_st (*outbox_otp_times)(td_conn *c, const char *digital_card_id, int64_t since_ms, int64_t *out, size_t cap,
+                              size_t *n);
+    /* an issuer's rows, in id order, after after_id; state NULL = any */
+    td_st (*outbox_list)(td_conn *c, const char *issuer_id, const char *state, int64_t after_id, int limit,
+                         void (*fn)(const td_outbox_rec *, void *), void *arg);
+
+    td_st (*timer_insert)(td_conn *c, td_timer_rec *t); /* sets t->id */
+    /* PENDING timers due at or before now_ms, earliest first, at most limit */
+    td_st (*timer_due)(td_conn *c, int64_t now_ms, int limit, void (*fn)(const td_timer_rec *, void *), void *arg);
+    td_st (*timer_get)(td_conn *c, int64_t id, td_timer_rec *out);
+    /* PENDING → state (FIRED or CANCELLED); CONFLICT if it was no longer PENDING */
+    td_st (*timer_finish)(td_conn *c, int64_t id, const char *state);
+    /* all PENDING timers of a digital card → CANCELLED */
+    td_st (*timer_cancel_dcard)(td_conn *c, const char *digital_card_id, int *n_cancelled);
+    /* moves a PENDING timer's due time (a retry after the TSP failed) */
+    td_st (*timer_reschedule)(td_conn *c, int64_t id, int64_t due_ms);
+    /* the earliest PENDING due time, NOT_FOUND if none (the runner sleeps until then) */
+    td_st (*timer_next_due)(td_conn *c, int64_t *due_ms);
 } td_store_ops;
 
 /* A write job: run() executes inside the writer's transaction and returns
@@ -217,5 +380,6 @@ td_store *td_store_open(const char *url, char *err, size_t cap);
 void td_token_rec_free(td_token_rec *t);
 void td_request_rec_free(td_request_rec *r);
 void td_idem_rec_free(td_idem_rec *r);
+void td_dcard_rec_free(td_dcard_rec *r);
 
 #endif

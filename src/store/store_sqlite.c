@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/decision.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -42,6 +43,36 @@ enum {
     Q_EVENT_COUNT,
     Q_IDEM_GET,
     Q_IDEM_PUT,
+    Q_POLICY_GET,
+    Q_POLICY_PUT,
+    Q_CARD_INSERT,
+    Q_CARD_GET,
+    Q_CARD_BY_FP,
+    Q_CARD_UPDATE,
+    Q_DCARD_INSERT,
+    Q_DCARD_GET,
+    Q_DCARD_BY_CORRELATION,
+    Q_DCARD_UPDATE,
+    Q_DCARD_LIST_BY_CARD,
+    Q_DCARD_LIST_BY_ISSUER,
+    Q_DCARD_COUNTS,
+    Q_DCARD_EVENT_APPEND,
+    Q_DCARD_EVENT_ANSWER,
+    Q_OP_INSERT,
+    Q_OP_GET,
+    Q_OP_UPDATE,
+    Q_OUTBOX_INSERT,
+    Q_OUTBOX_CANCEL,
+    Q_OUTBOX_OTP_TIMES,
+    Q_OUTBOX_LIST,
+    Q_TIMER_INSERT,
+    Q_TIMER_DUE,
+    Q_TIMER_GET,
+    Q_TIMER_EXISTS,
+    Q_TIMER_FINISH,
+    Q_TIMER_CANCEL_DCARD,
+    Q_TIMER_RESCHEDULE,
+    Q_TIMER_NEXT_DUE,
     Q_BEGIN,
     Q_COMMIT,
     Q_ROLLBACK,
@@ -59,6 +90,22 @@ enum {
     "id, kind, from_id, to_id, state, created_ms, expires_ms, request_json, token_id, "                                \
     "signature_json, consent_hash, consent_expires_ms, consent_used"
 #define KEY_COLS "member_id, key_id, level, algorithm, public_key, sealed_secret, created_ms, expires_ms"
+#define CARD_COLS                                                                                                      \
+    "issuer_id, card_id, consumer_id, pan_fp, pan_sealed, last4, expiry, phone, email, state, seq, created_ms, "       \
+    "updated_ms"
+#define DCARD_COLS                                                                                                     \
+    "id, issuer_id, card_id, state, suspended_by, last_event_ms, seq, stepup_open, idv_failures, "                     \
+    "revivable_until_ms, verdict, decision_reason, wallet_provider_id, token_requestor_id, token_storage_id, "         \
+    "is_primary, correlation_id, digitize_op_id, last4, device_json, idv_json, answer_json, stepup_deadline_ms, "      \
+    "created_ms, updated_ms"
+#define OP_COLS                                                                                                        \
+    "id, issuer_id, digital_card_id, card_id, operation, status, requestor_type, reason, reason_code, error_code, "    \
+    "correlation_id, start_ms, end_ms"
+/* Without id (assigned on insert): the insert's columns; reads add id in front. */
+#define OUTBOX_COLS                                                                                                    \
+    "issuer_id, channel, digital_card_id, card_id, dcard_seq, operation_id, operation, status, error_code, source, "   \
+    "correlation_id, wallet_provider_id, message, method_id, secret_sealed, event_ms, created_ms, due_ms, state"
+#define TIMER_COLS "issuer_id, digital_card_id, kind, n, due_ms, state"
 
 static const char *const SQL[Q__COUNT] = {
     [Q_PING] = "SELECT 1",
@@ -93,6 +140,59 @@ static const char *const SQL[Q__COUNT] = {
     [Q_IDEM_GET] = "SELECT req_hash, status, body FROM idempotency WHERE scope = ?1 AND key = ?2",
     [Q_IDEM_PUT] = "INSERT INTO idempotency(scope, key, req_hash, status, body, created_ms) "
                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_POLICY_GET] = "SELECT card_policy_json FROM issuers WHERE id = ?1",
+    [Q_POLICY_PUT] = "UPDATE issuers SET card_policy_json = ?2 WHERE id = ?1",
+    [Q_CARD_INSERT] =
+        "INSERT INTO cards(" CARD_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [Q_CARD_GET] = "SELECT " CARD_COLS " FROM cards WHERE issuer_id = ?1 AND card_id = ?2",
+    [Q_CARD_BY_FP] = "SELECT " CARD_COLS " FROM cards WHERE issuer_id = ?1 AND pan_fp = ?2",
+    [Q_CARD_UPDATE] = "UPDATE cards SET state = ?3, seq = ?4, updated_ms = ?5 "
+                      "WHERE issuer_id = ?1 AND card_id = ?2 AND seq = ?6",
+    [Q_DCARD_INSERT] = "INSERT INTO digital_cards(" DCARD_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                       "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+    [Q_DCARD_GET] = "SELECT " DCARD_COLS " FROM digital_cards WHERE id = ?1",
+    [Q_DCARD_BY_CORRELATION] = "SELECT " DCARD_COLS " FROM digital_cards WHERE issuer_id = ?1 AND correlation_id = ?2",
+    [Q_DCARD_UPDATE] = "UPDATE digital_cards SET state = ?2, suspended_by = ?3, last_event_ms = ?4, seq = ?5, "
+                       "stepup_open = ?6, idv_failures = ?7, revivable_until_ms = ?8, stepup_deadline_ms = ?9, "
+                       "updated_ms = ?10 WHERE id = ?1 AND seq = ?11",
+    /* Oldest first; rowid (insertion order) breaks ties and is in every index, so no sort. */
+    [Q_DCARD_LIST_BY_CARD] = "SELECT " DCARD_COLS " FROM digital_cards WHERE issuer_id = ?1 AND card_id = ?2 "
+                             "ORDER BY created_ms, rowid",
+    [Q_DCARD_LIST_BY_ISSUER] = "SELECT " DCARD_COLS " FROM digital_cards WHERE issuer_id = ?1 AND created_ms >= ?2 "
+                               "AND created_ms < ?3 ORDER BY created_ms, rowid LIMIT ?4 OFFSET ?5",
+    /* Per state: the engine (td_decision_counts_token) says which states count. */
+    [Q_DCARD_COUNTS] = "SELECT state, count(*), sum(created_ms >= ?3) FROM digital_cards "
+                       "WHERE issuer_id = ?1 AND card_id = ?2 GROUP BY state",
+    [Q_DCARD_EVENT_APPEND] = "INSERT INTO dcard_events(digital_card_id, seq, issuer_id, event_id, source, type, "
+                             "outcome, why, event_ms, time_ms, detail_json, answer_json) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    /* event_id <> '' lets the partial unique index dcard_events_dedupe serve it. */
+    [Q_DCARD_EVENT_ANSWER] = "SELECT answer_json FROM dcard_events WHERE issuer_id = ?1 AND source = ?2 "
+                             "AND event_id = ?3 AND event_id <> ''",
+    [Q_OP_INSERT] = "INSERT INTO operations(" OP_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+                    "?12, ?13)",
+    [Q_OP_GET] = "SELECT " OP_COLS " FROM operations WHERE issuer_id = ?1 AND id = ?2",
+    [Q_OP_UPDATE] = "UPDATE operations SET status = ?3, error_code = ?4, end_ms = ?5 WHERE issuer_id = ?1 AND id = ?2",
+    [Q_OUTBOX_INSERT] = "INSERT INTO outbox(" OUTBOX_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+                        "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    /* ?2 is a comma-separated list of message names: an exact match of one of
+     * them (instr on ",A,B," for ",A,"), not a pattern; spaces are ignored. */
+    [Q_OUTBOX_CANCEL] = "UPDATE outbox SET state = 'CANCELLED' WHERE digital_card_id = ?1 AND channel = 'USER' "
+                        "AND state = 'PENDING' AND message <> '' "
+                        "AND instr(',' || replace(?2, ' ', '') || ',', ',' || message || ',') > 0",
+    [Q_OUTBOX_OTP_TIMES] = "SELECT created_ms FROM outbox WHERE digital_card_id = ?1 AND channel = 'USER' "
+                           "AND message = 'OTP' AND created_ms >= ?2 ORDER BY id LIMIT ?3",
+    [Q_OUTBOX_LIST] = "SELECT id, " OUTBOX_COLS " FROM outbox WHERE issuer_id = ?1 AND id > ?2 "
+                      "AND (?3 IS NULL OR state = ?3) ORDER BY id LIMIT ?4",
+    [Q_TIMER_INSERT] = "INSERT INTO timers(" TIMER_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_TIMER_DUE] = "SELECT id, " TIMER_COLS " FROM timers WHERE state = 'PENDING' AND due_ms <= ?1 "
+                    "ORDER BY due_ms, id LIMIT ?2",
+    [Q_TIMER_GET] = "SELECT id, " TIMER_COLS " FROM timers WHERE id = ?1",
+    [Q_TIMER_EXISTS] = "SELECT 1 FROM timers WHERE id = ?1",
+    [Q_TIMER_FINISH] = "UPDATE timers SET state = ?2 WHERE id = ?1 AND state = 'PENDING'",
+    [Q_TIMER_CANCEL_DCARD] = "UPDATE timers SET state = 'CANCELLED' WHERE digital_card_id = ?1 AND state = 'PENDING'",
+    [Q_TIMER_RESCHEDULE] = "UPDATE timers SET due_ms = ?2 WHERE id = ?1 AND state = 'PENDING'",
+    [Q_TIMER_NEXT_DUE] = "SELECT due_ms FROM timers WHERE state = 'PENDING' ORDER BY due_ms LIMIT 1",
     /* The writer's own statements, prepared once: they run for every job. */
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
@@ -740,6 +840,713 @@ static td_st v_idem_put(td_conn *c, const char *scope, const char *key, const td
     return step_done(st);
 }
 
+/* ---- network tokenization (migration 003) ---- */
+
+/* The list verbs below read every row first, finish their statement, and only
+ * then call fn: fn may call any verb on the same connection (even the same
+ * list, or a write to the rows being listed, inside a job) without disturbing
+ * a cached statement that is still stepping. */
+typedef struct {
+    char *items;
+    size_t n, cap, size;
+} row_buf;
+
+/* A zeroed slot at the end of the buffer, or NULL when out of memory. */
+static void *row_add(row_buf *b)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16;
+        char *p = realloc(b->items, cap * b->size);
+        if (!p) return NULL;
+        b->items = p;
+        b->cap = cap;
+    }
+    void *slot = b->items + b->n++ * b->size;
+    memset(slot, 0, b->size);
+    return slot;
+}
+
+static void *row_at(const row_buf *b, size_t i)
+{
+    return b->items + i * b->size;
+}
+
+/* The result of a stepping loop that stopped with rc (or a read error). */
+static td_st loop_result(int rc, td_st read_err)
+{
+    if (read_err != TD_ST_OK) return read_err;
+    return rc == SQLITE_DONE ? TD_ST_OK : map_rc(rc);
+}
+
+static void bind_blob_or_null(sqlite3_stmt *st, int i, const void *v, size_t n)
+{
+    if (n)
+        sqlite3_bind_blob(st, i, v, (int)n, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* Copies a BLOB column into dst if it fits (like read_key); returns its length, 0 otherwise. */
+static size_t col_blob(sqlite3_stmt *st, int i, void *dst, size_t cap)
+{
+    int n = sqlite3_column_bytes(st, i);
+    if (n <= 0 || (size_t)n > cap) return 0;
+    memcpy(dst, sqlite3_column_blob(st, i), (size_t)n);
+    return (size_t)n;
+}
+
+static td_st v_issuer_policy_get(td_conn *c, const char *issuer_id, char **json_out)
+{
+    sqlite3_stmt *st = stmt(c, Q_POLICY_GET);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, issuer_id);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) {
+        *json_out = col_dup(st, 0);
+        if (!*json_out) r = TD_ST_ERROR;
+    }
+    finish(st);
+    return r;
+}
+
+static td_st v_issuer_policy_put(td_conn *c, const char *issuer_id, const char *json)
+{
+    sqlite3_stmt *st = stmt(c, Q_POLICY_PUT);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, issuer_id);
+    bind_text(st, 2, json ? json : "");
+    td_st r = step_done(st);
+    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = TD_ST_NOT_FOUND;
+    return r;
+}
+
+/* ---- cards ---- */
+
+static td_st v_card_insert(td_conn *c, const td_card_rec *r)
+{
+    sqlite3_stmt *st = stmt(c, Q_CARD_INSERT);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, r->issuer_id);
+    bind_text(st, 2, r->card_id);
+    bind_text(st, 3, r->consumer_id);
+    bind_text(st, 4, r->pan_fp);
+    /* NOT NULL: an empty seal is an empty BLOB (a non-NULL pointer, length 0) */
+    sqlite3_bind_blob(st, 5, r->pan_sealed, (int)r->pan_sealed_len, SQLITE_STATIC);
+    bind_text(st, 6, r->last4);
+    bind_text(st, 7, r->expiry);
+    bind_text(st, 8, r->phone);
+    bind_text(st, 9, r->email);
+    sqlite3_bind_int(st, 10, (int)r->state);
+    sqlite3_bind_int64(st, 11, r->seq);
+    sqlite3_bind_int64(st, 12, r->created_ms);
+    sqlite3_bind_int64(st, 13, r->updated_ms);
+    return step_done(st);
+}
+
+static void read_card(sqlite3_stmt *st, td_card_rec *r)
+{
+    memset(r, 0, sizeof *r);
+    col_copy(st, 0, r->issuer_id, sizeof r->issuer_id);
+    col_copy(st, 1, r->card_id, sizeof r->card_id);
+    col_copy(st, 2, r->consumer_id, sizeof r->consumer_id);
+    col_copy(st, 3, r->pan_fp, sizeof r->pan_fp);
+    r->pan_sealed_len = col_blob(st, 4, r->pan_sealed, sizeof r->pan_sealed);
+    col_copy(st, 5, r->last4, sizeof r->last4);
+    col_copy(st, 6, r->expiry, sizeof r->expiry);
+    col_copy(st, 7, r->phone, sizeof r->phone);
+    col_copy(st, 8, r->email, sizeof r->email);
+    r->state = (td_card_state)sqlite3_column_int(st, 9);
+    r->seq = sqlite3_column_int64(st, 10);
+    r->created_ms = sqlite3_column_int64(st, 11);
+    r->updated_ms = sqlite3_column_int64(st, 12);
+}
+
+static td_st card_get_by(td_conn *c, int q, const char *issuer_id, const char *key, td_card_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, q);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, issuer_id);
+    bind_text(st, 2, key);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) read_card(st, out);
+    finish(st);
+    return r;
+}
+
+static td_st v_card_get(td_conn *c, const char *issuer_id, const char *card_id, td_card_rec *out)
+{
+    return card_get_by(c, Q_CARD_GET, issuer_id, card_id, out);
+}
+
+static td_st v_card_by_fp(td_conn *c, const char *issuer_id, const char *pan_fp, td_card_rec *out)
+{
+    return card_get_by(c, Q_CARD_BY_FP, issuer_id, pan_fp, out);
+}
+
+static td_st v_card_update(td_conn *c, const td_card_rec *r, int64_t expect_seq)
+{
+    sqlite3_stmt *st = stmt(c, Q_CARD_UPDATE);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, r->issuer_id);
+    bind_text(st, 2, r->card_id);
+    sqlite3_bind_int(st, 3, (int)r->state);
+    sqlite3_bind_int64(st, 4, r->seq);
+    sqlite3_bind_int64(st, 5, r->updated_ms);
+    sqlite3_bind_int64(st, 6, expect_seq);
+    td_st res = step_done(st);
+    if (res == TD_ST_OK && sqlite3_changes(c->db) == 0) res = TD_ST_CONFLICT;
+    return res;
+}
+
+/* ---- digital cards ---- */
+
+void td_dcard_rec_free(td_dcard_rec *r)
+{
+    free(r->device_json);
+    free(r->idv_json);
+    free(r->answer_json);
+    r->device_json = r->idv_json = r->answer_json = NULL;
+}
+
+/* Room for every party name: "ISSUER,TSP,WALLET,MOBILE_PIN_LOCKED,CARDHOLDER". */
+#define SUSPENDERS_MAX 64
+
+static td_st v_dcard_insert(td_conn *c, const td_dcard_rec *r)
+{
+    char susp[SUSPENDERS_MAX];
+    if (td_suspenders_format(r->d.suspended_by, susp, sizeof susp) != 0) return TD_ST_INTERNAL;
+    sqlite3_stmt *st = stmt(c, Q_DCARD_INSERT);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, r->id);
+    bind_text(st, 2, r->issuer_id);
+    bind_text(st, 3, r->card_id);
+    sqlite3_bind_int(st, 4, (int)r->d.state);
+    bind_text(st, 5, susp);
+    sqlite3_bind_int64(st, 6, r->d.last_event_ms);
+    sqlite3_bind_int64(st, 7, r->d.seq);
+    sqlite3_bind_int(st, 8, r->d.stepup_open ? 1 : 0);
+    sqlite3_bind_int(st, 9, r->d.idv_failures);
+    sqlite3_bind_int64(st, 10, r->d.revivable_until_ms);
+    sqlite3_bind_int(st, 11, (int)r->verdict);
+    bind_text(st, 12, r->decision_reason);
+    bind_text(st, 13, r->wallet_provider_id);
+    bind_text(st, 14, r->token_requestor_id);
+    bind_text(st, 15, r->token_storage_id);
+    sqlite3_bind_int(st, 16, r->is_primary ? 1 : 0);
+    bind_text(st, 17, r->correlation_id);
+    bind_text(st, 18, r->digitize_op_id);
+    bind_text(st, 19, r->last4);
+    bind_text(st, 20, r->device_json ? r->device_json : "{}");
+    bind_text(st, 21, r->idv_json ? r->idv_json : "[]");
+    bind_text(st, 22, r->answer_json ? r->answer_json : "");
+    sqlite3_bind_int64(st, 23, r->stepup_deadline_ms);
+    sqlite3_bind_int64(st, 24, r->created_ms);
+    sqlite3_bind_int64(st, 25, r->updated_ms);
+    return step_done(st);
+}
+
+/* Fills r from a DCARD_COLS row. On failure (an unreadable suspenders set, out
+ * of memory) r is still safe to pass to td_dcard_rec_free. */
+static td_st read_dcard(sqlite3_stmt *st, td_dcard_rec *r)
+{
+    memset(r, 0, sizeof *r);
+    col_copy(st, 0, r->id, sizeof r->id);
+    col_copy(st, 1, r->issuer_id, sizeof r->issuer_id);
+    col_copy(st, 2, r->card_id, sizeof r->card_id);
+    r->d.state = (td_dcard_state)sqlite3_column_int(st, 3);
+    const unsigned char *susp = sqlite3_column_text(st, 4);
+    if (td_suspenders_parse(susp ? (const char *)susp : "", &r->d.suspended_by) != 0) {
+        td_log(TD_LOG_ERROR, "store_corrupt", "digital card %s: suspended_by '%s'", r->id,
+               susp ? (const char *)susp : "");
+        return TD_ST_ERROR;
+    }
+    r->d.last_event_ms = sqlite3_column_int64(st, 5);
+    r->d.seq = sqlite3_column_int64(st, 6);
+    r->d.stepup_open = sqlite3_column_int(st, 7) != 0;
+    r->d.idv_failures = sqlite3_column_int(st, 8);
+    r->d.revivable_until_ms = sqlite3_column_int64(st, 9);
+    r->verdict = (td_verdict)sqlite3_column_int(st, 10);
+    col_copy(st, 11, r->decision_reason, sizeof r->decision_reason);
+    col_copy(st, 12, r->wallet_provider_id, sizeof r->wallet_provider_id);
+    col_copy(st, 13, r->token_requestor_id, sizeof r->token_requestor_id);
+    col_copy(st, 14, r->token_storage_id, sizeof r->token_storage_id);
+    r->is_primary = sqlite3_column_int(st, 15) != 0;
+    col_copy(st, 16, r->correlation_id, sizeof r->correlation_id);
+    col_copy(st, 17, r->digitize_op_id, sizeof r->digitize_op_id);
+    col_copy(st, 18, r->last4, sizeof r->last4);
+    r->device_json = col_dup(st, 19);
+    r->idv_json = col_dup(st, 20);
+    r->answer_json = col_dup(st, 21);
+    r->stepup_deadline_ms = sqlite3_column_int64(st, 22);
+    r->created_ms = sqlite3_column_int64(st, 23);
+    r->updated_ms = sqlite3_column_int64(st, 24);
+    /* the columns are NOT NULL: a NULL here is a failed allocation */
+    if (!r->device_json || !r->idv_json || !r->answer_json) {
+        td_dcard_rec_free(r);
+        return TD_ST_ERROR;
+    }
+    return TD_ST_OK;
+}
+
+static td_st dcard_get_by(sqlite3_stmt *st, td_dcard_rec *out)
+{
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) {
+        r = read_dcard(st, out);
+        if (r != TD_ST_OK) td_dcard_rec_free(out);
+    }
+    finish(st);
+    return r;
+}
+
+static td_st v_dcard_get(td_conn *c, const char *id, td_dcard_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, Q_DCARD_GET);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, id);
+    return dcard_get_by(st, out);
+}
+
+static td_st v_dcard_by_correlation(td_conn *c, const char *issuer_id, const char *correlation_id, td_dcard_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, Q_DCARD_BY_CORRELATION);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, issuer_id);
+    bind_text(st, 2, correlation_id);
+    return dcard_get_by(st, out);
+}
+
+static td_st v_dcard_update(td_conn *c, const td_dcard_rec *r, int64_t expect_seq)
+{
+    char susp[SUSPENDERS_MAX];
+    if (td_suspenders_format(r->d.suspended_by, susp, sizeof susp) != 0) return TD_ST_INTERNAL;
+    sqlite3_stmt *st = stmt(c, Q_DCARD_UPDATE);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, r->id);
+    sqlite3_bind_int(st, 2, (int)r->d.state);
+    bind_text(st, 3, susp);
+    sqlite3_bind_int64(st, 4, r->d.last_event_ms);
+    sqlite3_bind_int64(st, 5, r->d.seq);
+    sqlite3_bind_int(st, 6, r->d.stepup_open ? 1 : 0);
+    sqlite3_bind_int(st, 7, r->d.idv_failures);
+    sqlite3_bind_int64(st, 8, r->d.revivable_until_ms);
+    sqlite3_bind_int64(st, 9, r->stepup_deadline_ms);
+    sqlite3_bind_int64(st, 10, r->updated_ms);
+    sqlite3_bind_int64(st, 11, expect_seq);
+    td_st res = step_done(st);
+    if (res == TD_ST_OK && sqlite3_changes(c->db) == 0) res = TD_ST_CONFLICT;
+    return res;
+}
+
+/* Steps a bound DCARD_COLS query to the end, then calls fn for each row. */
+static td_st dcard_list(sqlite3_stmt *st, void (*fn)(const td_dcard_rec *, void *), void *arg)
+{
+    row_buf rows = {.size = sizeof(td_dcard_rec)};
+    td_st err = TD_ST_OK;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        td_dcard_rec *d = row_add(&rows);
+        if (!d) {
+            err = TD_ST_ERROR;
+            break;
+        }
+        if ((err = read_dcard(st, d)) != TD_ST_OK) break;
+    }
+    finish(st);
+    td_st r = loop_result(rc, err);
+    for (size_t i = 0; i < rows.n; i++) {
+        td_dcard_rec *d = row_at(&rows, i);
+        if (r == TD_ST_OK) fn(d, arg);
+        td_dcard_rec_free(d);
+    }
+    free(rows.items);
+    return r;
+}
+
+static td_st v_dcard_list_by_card(td_conn *c, const char *issuer_id, const char *card_id,
+                                  void (*fn)(const td_dcard_rec *, void *), void *arg)
+{
+    sqlite3_stmt *st = stmt(c, Q_DCARD_LIST_BY_CARD);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, issuer_id);
+    bind_text(st, 2, card_id);
+    return dcard_list(st, fn, arg);
+}
+
+static td_st v_dcard_list_by_issuer(td_conn *c, const char *issuer_id, int64_t start_ms, int64_t end_ms, int64_t offset,
+                                    int limit, void (*fn)(const td_dcard_rec *, void *), void *arg)
+{
+    sqlite3_stmt *st = stmt(c, Q_DCARD_LIST_BY_ISSUER);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, issuer_id);
+    /* 0 = unbounded, as the whole range of the created_ms index */
+    sqlite3_bind_int64(st, 2, start_ms ? start_ms : INT64_MIN);
+    sqlite3_bind_int64(st, 3, end_ms ? end_ms : INT64_MAX);
+    sqlite3_bind_int(st, 4, limit);
+    sqlite3_bind_int64(st, 5, offset);
+    return dcard_list(st, fn, arg);
+}
+
+static td_st v_dcard_counts(td_conn *c, const char *issuer_id, const char *card_id, int64_t since_ms, int *live,
+                            int *attempts)
+{
+    sqlite3_stmt *st = stmt(c, Q_DCARD_COUNTS);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, issuer_id);
+    bind_text(st, 2, card_id);
+    sqlite3_bind_int64(st, 3, since_ms);
+    int n_live = 0, n_attempts = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int n = sqlite3_column_int(st, 1);
+        if (td_decision_counts_token((td_dcard_state)sqlite3_column_int(st, 0))) n_live += n;
+        n_attempts += sqlite3_column_int(st, 2);
+    }
+    finish(st);
+    td_st r = loop_result(rc, TD_ST_OK);
+    if (r == TD_ST_OK) {
+        if (live) *live = n_live;
+        if (attempts) *attempts = n_attempts;
+    }
+    return r;
+}
+
+/* ---- digital cards' events ---- */
+
+static td_st v_dcard_event_append(td_conn *c, const td_dcard_event_rec *e)
+{
+    sqlite3_stmt *st = stmt(c, Q_DCARD_EVENT_APPEND);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, e->digital_card_id);
+    sqlite3_bind_int64(st, 2, e->seq);
+    bind_text(st, 3, e->issuer_id);
+    bind_text(st, 4, e->event_id);
+    bind_text(st, 5, e->source);
+    bind_text(st, 6, e->type);
+    bind_text(st, 7, e->outcome);
+    bind_text(st, 8, e->why);
+    sqlite3_bind_int64(st, 9, e->event_ms);
+    sqlite3_bind_int64(st, 10, e->time_ms);
+    bind_text(st, 11, e->detail_json ? e->detail_json : "{}");
+    bind_text(st, 12, e->answer_json ? e->answer_json : "");
+    return step_done(st);
+}
+
+static td_st v_dcard_event_answer(td_conn *c, const char *issuer_id, const char *source, const char *event_id,
+                                  char **answer_out)
+{
+    sqlite3_stmt *st = stmt(c, Q_DCARD_EVENT_ANSWER);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, issuer_id);
+    bind_text(st, 2, source);
+    bind_text(st, 3, event_id);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) {
+        *answer_out = col_dup(st, 0);
+        if (!*answer_out) r = TD_ST_ERROR;
+    }
+    finish(st);
+    return r;
+}
+
+/* ---- operations ---- */
+
+static td_st v_op_insert(td_conn *c, const td_operation_rec *o)
+{
+    sqlite3_stmt *st = stmt(c, Q_OP_INSERT);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, o->id);
+    bind_text(st, 2, o->issuer_id);
+    bind_text(st, 3, o->digital_card_id);
+    bind_text(st, 4, o->card_id);
+    bind_text(st, 5, o->operation);
+    bind_text(st, 6, o->status);
+    bind_text(st, 7, o->requestor_type);
+    bind_text(st, 8, o->reason);
+    bind_text(st, 9, o->reason_code);
+    bind_text(st, 10, o->error_code);
+    bind_text(st, 11, o->correlation_id);
+    sqlite3_bind_int64(st, 12, o->start_ms);
+    sqlite3_bind_int64(st, 13, o->end_ms);
+    return step_done(st);
+}
+
+static td_st v_op_get(td_conn *c, const char *issuer_id, const char *id, td_operation_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, Q_OP_GET);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, issuer_id);
+    bind_text(st, 2, id);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) {
+        memset(out, 0, sizeof *out);
+        col_copy(st, 0, out->id, sizeof out->id);
+        col_copy(st, 1, out->issuer_id, sizeof out->issuer_id);
+        col_copy(st, 2, out->digital_card_id, sizeof out->digital_card_id);
+        col_copy(st, 3, out->card_id, sizeof out->card_id);
+        col_copy(st, 4, out->operation, sizeof out->operation);
+        col_copy(st, 5, out->status, sizeof out->status);
+        col_copy(st, 6, out->requestor_type, sizeof out->requestor_type);
+        col_copy(st, 7, out->reason, sizeof out->reason);
+        col_copy(st, 8, out->reason_code, sizeof out->reason_code);
+        col_copy(st, 9, out->error_code, sizeof out->error_code);
+        col_copy(st, 10, out->correlation_id, sizeof out->correlation_id);
+        out->start_ms = sqlite3_column_int64(st, 11);
+        out->end_ms = sqlite3_column_int64(st, 12);
+    }
+    finish(st);
+    return r;
+}
+
+static td_st v_op_update(td_conn *c, const td_operation_rec *o)
+{
+    sqlite3_stmt *st = stmt(c, Q_OP_UPDATE);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, o->issuer_id);
+    bind_text(st, 2, o->id);
+    bind_text(st, 3, o->status);
+    bind_text(st, 4, o->error_code);
+    sqlite3_bind_int64(st, 5, o->end_ms);
+    td_st r = step_done(st);
+    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = TD_ST_NOT_FOUND;
+    return r;
+}
+
+/* ---- the outbox ---- */
+
+static td_st v_outbox_insert(td_conn *c, td_outbox_rec *o)
+{
+    sqlite3_stmt *st = stmt(c, Q_OUTBOX_INSERT);
+    if (!st) return TD_ST_ERROR;
+    if (!o->state[0]) td_strlcpy(o->state, "PENDING", sizeof o->state); /* a new row is owed */
+    bind_text(st, 1, o->issuer_id);
+    bind_text(st, 2, o->channel);
+    bind_text(st, 3, o->digital_card_id);
+    bind_text(st, 4, o->card_id);
+    sqlite3_bind_int64(st, 5, o->dcard_seq);
+    bind_text(st, 6, o->operation_id);
+    bind_text(st, 7, o->operation);
+    bind_text(st, 8, o->status);
+    bind_text(st, 9, o->error_code);
+    bind_text(st, 10, o->source);
+    bind_text(st, 11, o->correlation_id);
+    bind_text(st, 12, o->wallet_provider_id);
+    bind_text(st, 13, o->message);
+    bind_text(st, 14, o->method_id);
+    bind_blob_or_null(st, 15, o->secret_sealed, o->secret_len);
+    sqlite3_bind_int64(st, 16, o->event_ms);
+    sqlite3_bind_int64(st, 17, o->created_ms);
+    sqlite3_bind_int64(st, 18, o->due_ms);
+    bind_text(st, 19, o->state);
+    td_st r = step_done(st);
+    if (r == TD_ST_OK) o->id = sqlite3_last_insert_rowid(c->db);
+    return r;
+}
+
+static td_st v_outbox_cancel(td_conn *c, const char *digital_card_id, const char *messages, int *n_cancelled)
+{
+    if (n_cancelled) *n_cancelled = 0;
+    sqlite3_stmt *st = stmt(c, Q_OUTBOX_CANCEL);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, digital_card_id);
+    bind_text(st, 2, messages ? messages : "");
+    td_st r = step_done(st);
+    if (r == TD_ST_OK && n_cancelled) *n_cancelled = sqlite3_changes(c->db);
+    return r;
+}
+
+static td_st v_outbox_otp_times(td_conn *c, const char *digital_card_id, int64_t since_ms, int64_t *out, size_t cap,
+                                size_t *n)
+{
+    *n = 0;
+    if (cap == 0) return TD_ST_OK;
+    sqlite3_stmt *st = stmt(c, Q_OUTBOX_OTP_TIMES);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, digital_card_id);
+    sqlite3_bind_int64(st, 2, since_ms);
+    sqlite3_bind_int64(st, 3, cap > (size_t)INT64_MAX ? INT64_MAX : (int64_t)cap);
+    int rc = SQLITE_DONE;
+    while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        out[(*n)++] = sqlite3_column_int64(st, 0);
+    finish(st);
+    if (*n == cap) return TD_ST_OK;
+    return loop_result(rc, TD_ST_OK);
+}
+
+static void read_outbox(sqlite3_stmt *st, td_outbox_rec *o)
+{
+    memset(o, 0, sizeof *o);
+    o->id = sqlite3_column_int64(st, 0);
+    col_copy(st, 1, o->issuer_id, sizeof o->issuer_id);
+    col_copy(st, 2, o->channel, sizeof o->channel);
+    col_copy(st, 3, o->digital_card_id, sizeof o->digital_card_id);
+    col_copy(st, 4, o->card_id, sizeof o->card_id);
+    o->dcard_seq = sqlite3_column_int64(st, 5);
+    col_copy(st, 6, o->operation_id, sizeof o->operation_id);
+    col_copy(st, 7, o->operation, sizeof o->operation);
+    col_copy(st, 8, o->status, sizeof o->status);
+    col_copy(st, 9, o->error_code, sizeof o->error_code);
+    col_copy(st, 10, o->source, sizeof o->source);
+    col_copy(st, 11, o->correlation_id, sizeof o->correlation_id);
+    col_copy(st, 12, o->wallet_provider_id, sizeof o->wallet_provider_id);
+    col_copy(st, 13, o->message, sizeof o->message);
+    col_copy(st, 14, o->method_id, sizeof o->method_id);
+    o->secret_len = col_blob(st, 15, o->secret_sealed, sizeof o->secret_sealed);
+    o->event_ms = sqlite3_column_int64(st, 16);
+    o->created_ms = sqlite3_column_int64(st, 17);
+    o->due_ms = sqlite3_column_int64(st, 18);
+    col_copy(st, 19, o->state, sizeof o->state);
+}
+
+static td_st v_outbox_list(td_conn *c, const char *issuer_id, const char *state, int64_t after_id, int limit,
+                           void (*fn)(const td_outbox_rec *, void *), void *arg)
+{
+    sqlite3_stmt *st = stmt(c, Q_OUTBOX_LIST);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, issuer_id);
+    sqlite3_bind_int64(st, 2, after_id);
+    bind_text(st, 3, state);
+    sqlite3_bind_int(st, 4, limit);
+    row_buf rows = {.size = sizeof(td_outbox_rec)};
+    td_st err = TD_ST_OK;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        td_outbox_rec *o = row_add(&rows);
+        if (!o) {
+            err = TD_ST_ERROR;
+            break;
+        }
+        read_outbox(st, o);
+    }
+    finish(st);
+    td_st r = loop_result(rc, err);
+    for (size_t i = 0; r == TD_ST_OK && i < rows.n; i++)
+        fn(row_at(&rows, i), arg);
+    free(rows.items);
+    return r;
+}
+
+/* ---- timers ---- */
+
+static td_st v_timer_insert(td_conn *c, td_timer_rec *t)
+{
+    sqlite3_stmt *st = stmt(c, Q_TIMER_INSERT);
+    if (!st) return TD_ST_ERROR;
+    if (!t->state[0]) td_strlcpy(t->state, "PENDING", sizeof t->state); /* a new timer waits */
+    bind_text(st, 1, t->issuer_id);
+    bind_text(st, 2, t->digital_card_id);
+    bind_text(st, 3, t->kind);
+    sqlite3_bind_int(st, 4, t->n);
+    sqlite3_bind_int64(st, 5, t->due_ms);
+    bind_text(st, 6, t->state);
+    td_st r = step_done(st);
+    if (r == TD_ST_OK) t->id = sqlite3_last_insert_rowid(c->db);
+    return r;
+}
+
+static void read_timer(sqlite3_stmt *st, td_timer_rec *t)
+{
+    memset(t, 0, sizeof *t);
+    t->id = sqlite3_column_int64(st, 0);
+    col_copy(st, 1, t->issuer_id, sizeof t->issuer_id);
+    col_copy(st, 2, t->digital_card_id, sizeof t->digital_card_id);
+    col_copy(st, 3, t->kind, sizeof t->kind);
+    t->n = sqlite3_column_int(st, 4);
+    t->due_ms = sqlite3_column_int64(st, 5);
+    col_copy(st, 6, t->state, sizeof t->state);
+}
+
+static td_st v_timer_due(td_conn *c, int64_t now_ms, int limit, void (*fn)(const td_timer_rec *, void *), void *arg)
+{
+    sqlite3_stmt *st = stmt(c, Q_TIMER_DUE);
+    if (!st) return TD_ST_ERROR;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int(st, 2, limit);
+    row_buf rows = {.size = sizeof(td_timer_rec)};
+    td_st err = TD_ST_OK;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        td_timer_rec *t = row_add(&rows);
+        if (!t) {
+            err = TD_ST_ERROR;
+            break;
+        }
+        read_timer(st, t);
+    }
+    finish(st);
+    td_st r = loop_result(rc, err);
+    for (size_t i = 0; r == TD_ST_OK && i < rows.n; i++)
+        fn(row_at(&rows, i), arg);
+    free(rows.items);
+    return r;
+}
+
+static td_st v_timer_get(td_conn *c, int64_t id, td_timer_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, Q_TIMER_GET);
+    if (!st) return TD_ST_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) read_timer(st, out);
+    finish(st);
+    return r;
+}
+
+/* After a conditional timer update changed nothing: CONFLICT if the timer
+ * exists (it was no longer PENDING), NOT_FOUND if it does not. */
+static td_st timer_unchanged(td_conn *c, int64_t id)
+{
+    sqlite3_stmt *st = stmt(c, Q_TIMER_EXISTS);
+    if (!st) return TD_ST_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    td_st r = step_row(st);
+    finish(st);
+    return r == TD_ST_OK ? TD_ST_CONFLICT : r;
+}
+
+static td_st v_timer_finish(td_conn *c, int64_t id, const char *state)
+{
+    if (!state || (strcmp(state, "FIRED") != 0 && strcmp(state, "CANCELLED") != 0)) return TD_ST_INTERNAL;
+    sqlite3_stmt *st = stmt(c, Q_TIMER_FINISH);
+    if (!st) return TD_ST_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, state);
+    td_st r = step_done(st);
+    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = timer_unchanged(c, id);
+    return r;
+}
+
+static td_st v_timer_cancel_dcard(td_conn *c, const char *digital_card_id, int *n_cancelled)
+{
+    if (n_cancelled) *n_cancelled = 0;
+    sqlite3_stmt *st = stmt(c, Q_TIMER_CANCEL_DCARD);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, digital_card_id);
+    td_st r = step_done(st);
+    if (r == TD_ST_OK && n_cancelled) *n_cancelled = sqlite3_changes(c->db);
+    return r;
+}
+
+static td_st v_timer_reschedule(td_conn *c, int64_t id, int64_t due_ms)
+{
+    sqlite3_stmt *st = stmt(c, Q_TIMER_RESCHEDULE);
+    if (!st) return TD_ST_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, due_ms);
+    td_st r = step_done(st);
+    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = timer_unchanged(c, id);
+    return r;
+}
+
+static td_st v_timer_next_due(td_conn *c, int64_t *due_ms)
+{
+    sqlite3_stmt *st = stmt(c, Q_TIMER_NEXT_DUE);
+    if (!st) return TD_ST_ERROR;
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) *due_ms = sqlite3_column_int64(st, 0);
+    finish(st);
+    return r;
+}
+
 static const td_store_ops OPS = {
     .ping = v_ping,
     .member_insert = v_member_insert,
@@ -765,6 +1572,35 @@ static const td_store_ops OPS = {
     .event_count = v_event_count,
     .idem_get = v_idem_get,
     .idem_put = v_idem_put,
+    .issuer_policy_get = v_issuer_policy_get,
+    .issuer_policy_put = v_issuer_policy_put,
+    .card_insert = v_card_insert,
+    .card_get = v_card_get,
+    .card_by_fp = v_card_by_fp,
+    .card_update = v_card_update,
+    .dcard_insert = v_dcard_insert,
+    .dcard_get = v_dcard_get,
+    .dcard_by_correlation = v_dcard_by_correlation,
+    .dcard_update = v_dcard_update,
+    .dcard_list_by_card = v_dcard_list_by_card,
+    .dcard_list_by_issuer = v_dcard_list_by_issuer,
+    .dcard_counts = v_dcard_counts,
+    .dcard_event_append = v_dcard_event_append,
+    .dcard_event_answer = v_dcard_event_answer,
+    .op_insert = v_op_insert,
+    .op_get = v_op_get,
+    .op_update = v_op_update,
+    .outbox_insert = v_outbox_insert,
+    .outbox_cancel = v_outbox_cancel,
+    .outbox_otp_times = v_outbox_otp_times,
+    .outbox_list = v_outbox_list,
+    .timer_insert = v_timer_insert,
+    .timer_due = v_timer_due,
+    .timer_get = v_timer_get,
+    .timer_finish = v_timer_finish,
+    .timer_cancel_dcard = v_timer_cancel_dcard,
+    .timer_reschedule = v_timer_reschedule,
+    .timer_next_due = v_timer_next_due,
 };
 
 /* ---- the writer: group commit ---- */

@@ -72,6 +72,43 @@ INT_SETTER(set_request_ttl, request_ttl_ms, 1, 365LL * 86400, 1000)
 INT_SETTER(set_consent_ttl, consent_ttl_ms, 1, 86400, 1000)
 INT_SETTER(set_access_ttl, access_ttl_ms, 1, 3650LL * 86400, 1000)
 INT_SETTER(set_commit_timeout, commit_timeout_ms, 1, 600000, 1)
+INT_SETTER(set_tsp_timeout, tsp_timeout_ms, 1, 120000, 1)
+INT_SETTER(set_tsp_retries, tsp_retries, 0, 10, 1)
+INT_SETTER(set_timer_interval, timer_interval_ms, 10, 60000, 1)
+
+/* Checked here so a typo fails at start, not at the first issuer operation. */
+static int set_tsp_url(td_config *c, const char *v, char *err, size_t cap)
+{
+    if (v[0] && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+        snprintf(err, cap, "tsp-url must be empty or start with http:// or https://");
+        return -1;
+    }
+    if (strpbrk(v, " \t\r\n")) {
+        snprintf(err, cap, "tsp-url must not contain whitespace");
+        return -1;
+    }
+    if (td_strlcpy(c->tsp_url, v, sizeof c->tsp_url)) {
+        snprintf(err, cap, "tsp_url is too long");
+        return -1;
+    }
+    return 0;
+}
+
+/* The bearer is a secret: its errors never quote it. A CR or LF would let it
+ * add headers to every request to the TSP. */
+static int set_tsp_bearer(td_config *c, const char *v, char *err, size_t cap)
+{
+    if (strpbrk(v, "\r\n")) {
+        snprintf(err, cap, "tsp-bearer must not contain a line break");
+        return -1;
+    }
+    if (td_strlcpy(c->tsp_bearer, v, sizeof c->tsp_bearer)) {
+        td_wipe(c->tsp_bearer, sizeof c->tsp_bearer);
+        snprintf(err, cap, "tsp_bearer is too long");
+        return -1;
+    }
+    return 0;
+}
 
 /* "RPS" or "RPS:BURST"; 0 disables rate limiting. */
 static int set_rate(td_config *c, const char *v, char *err, size_t cap)
@@ -163,6 +200,11 @@ static const option OPTIONS[] = {
     {"cancel-levels", set_cancel_levels,
      "key level needed to cancel, KIND=LEVEL,... (default "
      "ACCESS=LOW,TRANSFER=STANDARD,STANDING_ORDER=STANDARD,CARD=STANDARD)"},
+    {"tsp-url", set_tsp_url, "the TSP's URL, http(s)://HOST:PORT/PATH (default: the built-in simulated TSP)"},
+    {"tsp-timeout-ms", set_tsp_timeout, "milliseconds per TSP attempt (default 5000)"},
+    {"tsp-retries", set_tsp_retries, "extra TSP attempts on 5xx, connection errors and timeouts (default 2)"},
+    {"tsp-bearer", set_tsp_bearer, "bearer token sent to the TSP (prefer TOKEND_TSP_BEARER; never logged)"},
+    {"timer-interval-ms", set_timer_interval, "milliseconds between runs of the timer runner (default 1000)"},
     {"fault-injection", set_fault, "true enables POST /admin/v1/faults (tests only)"},
     {"debug", set_debug, "true logs at debug level"},
 };
@@ -255,6 +297,9 @@ static void defaults(td_config *c)
     c->consent_ttl_ms = 600 * 1000LL;
     c->access_ttl_ms = 90LL * 86400 * 1000;
     c->commit_timeout_ms = 10000;
+    c->tsp_timeout_ms = 5000;
+    c->tsp_retries = 2;
+    c->timer_interval_ms = 1000;
     td_policy_default(&c->policy);
 }
 

@@ -31,6 +31,11 @@ typedef struct td_config {
     int64_t access_ttl_ms;     /* default access-token lifetime */
     int64_t commit_timeout_ms; /* a write not started within this answers 504 */
     td_policy policy;          /* key level needed to cancel, per token kind */
+    char tsp_url[1024];        /* the TSP connector's URL; "" = the simulated TSP */
+    int tsp_timeout_ms;        /* per attempt */
+    int tsp_retries;           /* extra attempts on 5xx, connection errors, timeouts */
+    char tsp_bearer[256];      /* secret: never logged; "" = no Authorization header */
+    int64_t timer_interval_ms; /* how often the timer runner looks for due timers */
     bool fault_injection;      /* enables POST /admin/v1/faults, for tests only */
     bool log_debug;
 } td_config;

@@ -148,3 +148,356 @@ def tpp(tokend):
 def other(tokend):
     """A member who is party to nothing."""
     return tdlib.new_member(tokend, "Mallory")
+
+
+# ---------------------------------------------------------------------------
+# Network tokenization (docs/network.md): issuers with issuer and network
+# keys, the card policy, the simulated TSP and the admin outbox.
+# ---------------------------------------------------------------------------
+
+import random as _random
+import string as _string
+
+# tokend's timer runner period; the step-up tests use sessions of seconds.
+TIMER_FLAG = "timer-interval-ms"
+NET_SETTINGS = {TIMER_FLAG: "100"}
+
+D1_ERROR_KEYS = {"error", "errorCode", "traceId"}
+ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+DC_ID = re.compile(r"^dc_[A-Za-z0-9_-]{1,61}$")
+OP_ID = re.compile(r"^op_[A-Za-z0-9_-]{1,61}$")
+
+# The tables the network faces write (src/store/migrations/003_cards.sql):
+# equal snapshots = nothing changed.
+NET_SNAPSHOT_QUERIES = {
+    "issuers": "SELECT * FROM issuers ORDER BY id",
+    "cards": "SELECT issuer_id, card_id, consumer_id, pan_fp, hex(pan_sealed) AS sealed, last4, expiry, phone, "
+             "email, state, seq, created_ms, updated_ms FROM cards ORDER BY issuer_id, card_id",
+    "digital_cards": "SELECT * FROM digital_cards ORDER BY id",
+    "dcard_events": "SELECT * FROM dcard_events ORDER BY digital_card_id, seq",
+    "operations": "SELECT * FROM operations ORDER BY id",
+    "outbox": "SELECT id, issuer_id, channel, digital_card_id, card_id, dcard_seq, operation_id, operation, status, "
+              "error_code, source, correlation_id, message, method_id, hex(secret_sealed) AS secret, event_ms, "
+              "created_ms, due_ms, state FROM outbox ORDER BY id",
+    "timers": "SELECT * FROM timers ORDER BY id",
+    "idempotency": "SELECT * FROM idempotency ORDER BY scope, key",
+}
+
+
+def net_snapshot(db_path):
+    """Every row the network faces write (for 'nothing changed' checks)."""
+    return {t: tdlib.sql(db_path, q) for t, q in NET_SNAPSHOT_QUERIES.items()}
+
+
+def luhn_complete(digits):
+    """digits + the Luhn check digit."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return digits + str((10 - total % 10) % 10)
+
+
+def new_pan(prefix="4", length=16):
+    """A random PAN that passes the Luhn check."""
+    body = prefix + "".join(_random.choice(_string.digits) for _ in range(length - len(prefix) - 1))
+    return luhn_complete(body)
+
+
+def future_expiry(years=3):
+    return "12%02d" % ((time.gmtime().tm_year + years) % 100)
+
+
+def new_issuer_id(prefix="IS"):
+    return prefix + "".join(_random.choice(_string.ascii_uppercase + _string.digits) for _ in range(10 - len(prefix)))
+
+
+def unique(prefix):
+    return prefix + "-" + "".join(_random.choice(_string.ascii_lowercase + _string.digits) for _ in range(10))
+
+
+def iso_now(offset_ms=0):
+    t = time.time() + offset_ms / 1000.0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int((t % 1) * 1000)
+
+
+def assert_d1_error(r, status, error_code=None, names=None):
+    """The D1 error shape: {"error", "errorCode", "traceId"}, all non-empty
+    strings; `names` must appear in the message (e.g. the unknown field)."""
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers.get("Content-Type", "").startswith("application/json"), r.headers
+    body = r.json()
+    assert set(body) == D1_ERROR_KEYS, body
+    for k in D1_ERROR_KEYS:
+        assert isinstance(body[k], str) and body[k], body
+    if error_code is not None:
+        assert body["errorCode"] == error_code, body
+    if names:
+        assert names in body["error"], (names, body)
+    return body
+
+
+def assert_classic_error(r, code):
+    """Classic: 400 {"responseCode": <number>, "errorMessage": "..."}."""
+    assert r.status_code == 400, (r.status_code, r.text)
+    body = r.json()
+    assert set(body) == {"responseCode", "errorMessage"}, body
+    assert isinstance(body["responseCode"], int) and not isinstance(body["responseCode"], bool), body
+    assert isinstance(body["errorMessage"], str) and body["errorMessage"], body
+    assert body["responseCode"] == code, body
+    return body
+
+
+class Card:
+    def __init__(self, card_id, pan, expiry, phone, email, view):
+        self.id = card_id
+        self.pan = pan
+        self.expiry = expiry
+        self.phone = phone
+        self.email = email
+        self.view = view
+
+
+class NetIssuer:
+    """An issuer with an API key of each role (issuer, network) on one server,
+    and helpers for every face of docs/network.md. The clients do not record
+    captures: the Token.io contract check is for member tokens."""
+
+    def __init__(self, server, issuer_id=None, name="Test Issuer"):
+        self.server = server
+        self.id = issuer_id or new_issuer_id()
+        adm = server.admin()
+        r = adm.post("/admin/v1/issuers", json={"issuerId": self.id, "displayName": name})
+        assert r.status_code == 201, (r.status_code, r.text)
+        self.issuer_key = self._key("issuer")
+        self.network_key = self._key("network")
+        self.bind(server)
+
+    def _key(self, role):
+        r = self.server.admin().post(f"/admin/v1/issuers/{self.id}/api-keys", json={"role": role})
+        assert r.status_code == 201, (r.status_code, r.text)
+        return r.json()["apiKey"]
+
+    def bind(self, server):
+        """Points the clients at server (e.g. a restart on the same store)."""
+        self.server = server
+        self.iss = tdlib.Client(server, headers={"Authorization": "Bearer " + self.issuer_key}, capture=False)
+        self.net = tdlib.Client(server, headers={"Authorization": "Bearer " + self.network_key}, capture=False)
+        self.adm = server.admin()
+        return self
+
+    # -- Issuer API --
+
+    def path(self, rest=""):
+        return f"/banking/v1/issuers/{self.id}{rest}"
+
+    def register_card(self, card_id=None, pan=None, expiry=None, phone="+33 6 12 34 56 78",
+                      email="jane@example.com", consumer_id="cons-42", state=None, expect=201):
+        card_id = card_id or unique("card")
+        pan = pan or new_pan()
+        expiry = expiry or future_expiry()
+        body = {"cardId": card_id, "consumerId": consumer_id, "pan": pan, "expiry": expiry}
+        if phone is not None:
+            body["phone"] = phone
+        if email is not None:
+            body["email"] = email
+        if state is not None:
+            body["state"] = state
+        r = self.iss.post(self.path("/cards"), json=body)
+        assert r.status_code == expect, (r.status_code, r.text)
+        return Card(card_id, pan, expiry, phone, email, r.json() if r.status_code == 201 else None)
+
+    def card(self, card_id, expect=200):
+        r = self.iss.get(self.path(f"/cards/{card_id}"))
+        assert r.status_code == expect, (r.status_code, r.text)
+        return r.json()
+
+    def dcard(self, dc, expect=200):
+        r = self.iss.get(self.path(f"/digitalCards/{dc}"))
+        assert r.status_code == expect, (r.status_code, r.text)
+        return r.json()
+
+    def state(self, dc):
+        return self.dcard(dc)["state"]
+
+    def operation(self, op_id, expect=200):
+        r = self.iss.get(self.path(f"/operations/{op_id}"))
+        assert r.status_code == expect, (r.status_code, r.text)
+        return r.json()
+
+    def dcard_op(self, dc, verb, body=None, headers=None):
+        """POST …/digitalCards/{dc}/operations:{verb}; the response."""
+        kw = {"headers": headers}
+        if body is not None:
+            kw["json"] = body
+        return self.iss.post(self.path(f"/digitalCards/{dc}/operations:{verb}"), **kw)
+
+    def card_op(self, card_id, verb, body=None, headers=None):
+        kw = {"headers": headers}
+        if body is not None:
+            kw["json"] = body
+        return self.iss.post(self.path(f"/cards/{card_id}/operations:{verb}"), **kw)
+
+    def dcard_op_ok(self, dc, verb, body=None):
+        r = self.dcard_op(dc, verb, body)
+        assert r.status_code == 200, (r.status_code, r.text)
+        assert set(r.json()) == {"operationId"} and OP_ID.match(r.json()["operationId"]), r.text
+        return r.json()["operationId"]
+
+    # -- Network API --
+
+    def tokenize_body(self, card, wallet=5, device=5, correlation_id=None, by_ref=False, phone=None, email=None,
+                      wallet_provider="APPLE_PAY", **extra):
+        if isinstance(card, Card):
+            card_obj = {"cardId": card.id} if by_ref else {"pan": card.pan, "expiry": card.expiry}
+        else:
+            card_obj = card
+        body = {"correlationId": correlation_id or unique("corr"), "card": card_obj,
+                "walletProviderId": wallet_provider, "tokenRequestorId": "40010030273", "tokenStorageId": "SE-01",
+                "isPrimary": True, "device": {"id": "dev-1", "type": "PHONE", "name": "Jane's phone", "os": "iOS"}}
+        scores = {}
+        if wallet is not None:
+            scores["wallet"] = wallet
+        if device is not None:
+            scores["device"] = device
+        if scores:
+            body["scores"] = scores
+        end_user = {}
+        if phone is not None:
+            end_user["phone"] = phone
+        if email is not None:
+            end_user["email"] = email
+        if end_user:
+            body["endUser"] = end_user
+        body.update(extra)
+        return body
+
+    def tokenize_raw(self, card, **kw):
+        return self.net.post("/network/v1/tokenizations", json=self.tokenize_body(card, **kw))
+
+    def tokenize(self, card, expect_decision=None, **kw):
+        """A tokenization; the 200 answer as a dict."""
+        r = self.tokenize_raw(card, **kw)
+        assert r.status_code == 200, (r.status_code, r.text)
+        a = r.json()
+        assert a["decision"] in ("GREEN", "YELLOW", "RED"), a
+        assert DC_ID.match(a["digitalCardId"]) and OP_ID.match(a["operationId"]), a
+        if expect_decision:
+            assert a["decision"] == expect_decision, a
+        return a
+
+    def green(self, card, **kw):
+        return self.tokenize(card, "GREEN", **kw)["digitalCardId"]
+
+    def yellow(self, card, **kw):
+        kw.setdefault("wallet", 3)
+        return self.tokenize(card, "YELLOW", **kw)
+
+    def event_raw(self, dc, type_, source="TSP", event_id=None, **kw):
+        body = {"eventId": event_id or unique("ev"), "digitalCardId": dc, "type": type_, "source": source}
+        body.update(kw)
+        return self.net.post("/network/v1/events", json=body)
+
+    def event(self, dc, type_, source="TSP", expect_result=None, **kw):
+        r = self.event_raw(dc, type_, source, **kw)
+        assert r.status_code == 200, (r.status_code, r.text)
+        a = r.json()
+        if expect_result:
+            assert a["result"] == expect_result, a
+        return a
+
+    def otp(self, dc, method_id="otp-sms", otp="123456"):
+        return self.net.post(f"/network/v1/digitalCards/{dc}/otp", json={"methodId": method_id, "otp": otp})
+
+    # -- admin --
+
+    def set_policy(self, policy):
+        return set_card_policy(self.server, self.id, policy)
+
+    def policy(self):
+        r = self.adm.get(f"/admin/v1/issuers/{self.id}/card-policy")
+        assert r.status_code == 200, (r.status_code, r.text)
+        return r.json()
+
+    def outbox(self, after=0, state=None, dc=None, card_id=None):
+        rows = read_outbox(self.server, self.id, after=after, state=state)
+        if dc is not None:
+            rows = [o for o in rows if o["digitalCardId"] == dc]
+        if card_id is not None:
+            rows = [o for o in rows if o["cardId"] == card_id]
+        return rows
+
+    def last_outbox_id(self):
+        rows = read_outbox(self.server, self.id)
+        return rows[-1]["id"] if rows else 0
+
+    def set_tsp(self, mode, count=0):
+        set_tsp(self.server, mode, count)
+
+
+def set_card_policy(server, issuer_id, policy):
+    """PUT /admin/v1/issuers/{id}/card-policy with the fields to change; the policy in effect."""
+    r = server.admin().put(f"/admin/v1/issuers/{issuer_id}/card-policy", json=policy)
+    assert r.status_code == 200, (r.status_code, r.text)
+    return r.json()
+
+
+def read_outbox(server, issuer_id, after=0, state=None, limit=100):
+    """Every outbox row of the issuer after `after` (all pages), in order."""
+    rows = []
+    while True:
+        params = {"after": str(after), "limit": str(limit)}
+        if state:
+            params["state"] = state
+        r = server.admin().get(f"/admin/v1/issuers/{issuer_id}/outbox", params=params)
+        assert r.status_code == 200, (r.status_code, r.text)
+        page = r.json()["outbox"]
+        rows += page
+        if len(page) < limit:
+            return rows
+        after = page[-1]["id"]
+
+
+def set_tsp(server, mode, count=0):
+    r = server.admin().post("/admin/v1/tsp", json={"mode": mode, "count": count})
+    assert r.status_code == 200, (r.status_code, r.text)
+
+
+def summary(row):
+    """'ISSUER DIGITIZE FAILED CANCELED_BY_USER' or 'USER OTP'."""
+    if row["channel"] == "USER":
+        return "USER " + row["message"]
+    s = f'{row["channel"]} {row["operation"]} {row["status"]}'
+    return s + (" " + row["errorCode"] if row.get("errorCode") else "")
+
+
+def summaries(rows):
+    return [summary(r) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def net_tokend(module_tokend_pool):
+    """One tokend per test module for the network faces, with a fast timer runner."""
+    return module_tokend_pool.start(settings=NET_SETTINGS)
+
+
+@pytest.fixture
+def net_issuer(net_tokend):
+    """A fresh issuer (own tenant) with issuer and network keys, on net_tokend."""
+    return NetIssuer(net_tokend)
+
+
+@pytest.fixture
+def net_issuer2(net_tokend):
+    """A second issuer on the same server (tenancy checks)."""
+    return NetIssuer(net_tokend)
+
+
+@pytest.fixture
+def net_member(net_tokend):
+    """A Token API member (wrong-role key checks)."""
+    return tdlib.new_member(net_tokend, "Member", levels=("STANDARD",))

@@ -75,9 +75,29 @@ static void test_route_table_sane(void **state)
             assert_int_equal(rt->auth, TD_AUTH_NONE);
             assert_int_equal(rt->face, TD_FACE_HTML);
         }
-        if (!strncmp(rt->pattern, "/tokens", 7) || !strncmp(rt->pattern, "/token-requests", 15) ||
-            !strncmp(rt->pattern, "/member/", 8))
+        /* GET /tokens, GET /tokens/{id} and the cancel also serve issuers (CARD tokens) */
+        if (!strcmp(rt->pattern, "/tokens") || !strcmp(rt->pattern, "/tokens/{tokenId}") ||
+            !strcmp(rt->pattern, "/tokens/{tokenId}/cancel"))
+            assert_int_equal(rt->auth, TD_AUTH_MEMBER_OR_ISSUER);
+        else if (!strncmp(rt->pattern, "/tokens", 7) || !strncmp(rt->pattern, "/token-requests", 15) ||
+                 !strncmp(rt->pattern, "/member/", 8))
             assert_int_equal(rt->auth, TD_AUTH_MEMBER);
+        /* the network tokenization faces: their credential and error shape */
+        if (!strncmp(rt->pattern, "/banking/", 9)) {
+            assert_int_equal(rt->auth, TD_AUTH_ISSUER);
+            assert_int_equal(rt->face, TD_FACE_D1);
+        }
+        if (!strncmp(rt->pattern, "/network/", 9)) {
+            assert_int_equal(rt->auth, TD_AUTH_NETWORK);
+            assert_int_equal(rt->face, TD_FACE_D1);
+        }
+        if (!strncmp(rt->pattern, "/igwapi/", 8)) {
+            assert_int_equal(rt->auth, TD_AUTH_ISSUER);
+            assert_int_equal(rt->face, TD_FACE_CLASSIC);
+            assert_int_equal(rt->method, TD_POST);
+        }
+        /* a route's face is the one td_face_of_path gives its prefix (consent aside) */
+        if (strncmp(rt->pattern, "/consent/", 9)) assert_int_equal(rt->face, td_face_of_path(rt->pattern));
     }
 }
 
@@ -139,6 +159,42 @@ static void test_match_examples(void **state)
         {TD_POST, "/consent/abc", consent_decide, 1, "abc", NULL},
         {TD_POST, "/admin/v1/members/m:1/api-keys", admin_create_member_api_key, 1, "m:1", NULL},
         {TD_POST, "/admin/v1/issuers/iss1/api-keys", admin_create_issuer_api_key, 1, "iss1", NULL},
+        {TD_PUT, "/admin/v1/issuers/ISS0000001/card-policy", admin_put_card_policy, 1, "ISS0000001", NULL},
+        {TD_GET, "/admin/v1/issuers/ISS0000001/card-policy", admin_get_card_policy, 1, "ISS0000001", NULL},
+        {TD_GET, "/admin/v1/issuers/ISS0000001/outbox", admin_list_outbox, 1, "ISS0000001", NULL},
+        {TD_POST, "/admin/v1/tsp", admin_set_tsp, 0, NULL, NULL},
+        /* Issuer API */
+        {TD_POST, "/banking/v1/issuers/ISS0000001/cards", issuer_register_card, 1, "ISS0000001", NULL},
+        {TD_GET, "/banking/v1/issuers/ISS0000001/cards/card-0001", issuer_get_card, 2, "ISS0000001", "card-0001"},
+        {TD_GET, "/banking/v1/issuers/ISS0000001/cards/card-0001/digitalCards", issuer_list_dcards, 2, "ISS0000001",
+         "card-0001"},
+        {TD_POST, "/banking/v1/issuers/ISS0000001/cards/card-0001/operations:suspend", issuer_card_suspend, 2,
+         "ISS0000001", "card-0001"},
+        {TD_POST, "/banking/v1/issuers/ISS0000001/cards/card-0001/operations:resume", issuer_card_resume, 2,
+         "ISS0000001", "card-0001"},
+        {TD_POST, "/banking/v1/issuers/ISS0000001/cards/card-0001/operations:delete", issuer_card_delete, 2,
+         "ISS0000001", "card-0001"},
+        {TD_GET, "/banking/v1/issuers/ISS0000001/digitalCards/dc_abc", issuer_get_dcard, 2, "ISS0000001", "dc_abc"},
+        {TD_POST, "/banking/v1/issuers/ISS0000001/digitalCards/dc_abc/operations:suspend", issuer_dcard_suspend, 2,
+         "ISS0000001", "dc_abc"},
+        {TD_POST, "/banking/v1/issuers/ISS0000001/digitalCards/dc_abc/operations:resume", issuer_dcard_resume, 2,
+         "ISS0000001", "dc_abc"},
+        {TD_POST, "/banking/v1/issuers/ISS0000001/digitalCards/dc_abc/operations:delete", issuer_dcard_delete, 2,
+         "ISS0000001", "dc_abc"},
+        {TD_GET, "/banking/v1/issuers/ISS0000001/operations/op_xyz", issuer_get_operation, 2, "ISS0000001", "op_xyz"},
+        /* "cards" is a parameter value like any other */
+        {TD_GET, "/banking/v1/issuers/cards/cards/cards", issuer_get_card, 2, "cards", "cards"},
+        /* Network API */
+        {TD_POST, "/network/v1/tokenizations", network_tokenize, 0, NULL, NULL},
+        {TD_POST, "/network/v1/digitalCards/dc_abc/otp", network_send_otp, 1, "dc_abc", NULL},
+        {TD_POST, "/network/v1/events", network_event, 0, NULL, NULL},
+        /* Classic RPC */
+        {TD_POST, "/igwapi/v2.0/updateCardState", classic_update_card_state, 0, NULL, NULL},
+        {TD_POST, "/igwapi/v2.0/getCardInfo", classic_get_card_info, 0, NULL, NULL},
+        {TD_POST, "/igwapi/v2.0/getTokenInfo", classic_get_token_info, 0, NULL, NULL},
+        /* the Token API routes that also serve issuers */
+        {TD_GET, "/tokens/dc_abc", tokenio_get_token, 1, "dc_abc", NULL},
+        {TD_PUT, "/tokens/dc_abc/cancel", tokenio_cancel_token, 1, "dc_abc", NULL},
         /* parameters are taken verbatim: no percent-decoding here */
         {TD_GET, "/tokens/a%2Fb", tokenio_get_token, 1, "a%2Fb", NULL},
     };
@@ -162,9 +218,28 @@ static void test_method_mismatch_examples(void **state)
         td_method m;
         const char *path;
     } cases[] = {
-        {TD_POST, "/healthz"},         {TD_DELETE, "/tokens"},         {TD_GET, "/tokens/ta:1/cancel"},
-        {TD_POST, "/tokens/ta:1"},     {TD_PUT, "/member/m:1/keys"},   {TD_METHOD_OTHER, "/consent/abc"},
-        {TD_GET, "/admin/v1/members"}, {TD_DELETE, "/token-requests"},
+        {TD_POST, "/healthz"},
+        {TD_DELETE, "/tokens"},
+        {TD_GET, "/tokens/ta:1/cancel"},
+        {TD_POST, "/tokens/ta:1"},
+        {TD_PUT, "/member/m:1/keys"},
+        {TD_METHOD_OTHER, "/consent/abc"},
+        {TD_GET, "/admin/v1/members"},
+        {TD_DELETE, "/token-requests"},
+        {TD_GET, "/banking/v1/issuers/ISS0000001/cards"},
+        {TD_DELETE, "/banking/v1/issuers/ISS0000001/cards/c1"},
+        {TD_POST, "/banking/v1/issuers/ISS0000001/cards/c1"},
+        {TD_GET, "/banking/v1/issuers/ISS0000001/digitalCards/dc_1/operations:suspend"},
+        {TD_PUT, "/banking/v1/issuers/ISS0000001/cards/c1/operations:delete"},
+        {TD_POST, "/banking/v1/issuers/ISS0000001/digitalCards/dc_1"},
+        {TD_GET, "/network/v1/tokenizations"},
+        {TD_GET, "/network/v1/digitalCards/dc_1/otp"},
+        {TD_PUT, "/network/v1/events"},
+        {TD_GET, "/igwapi/v2.0/getCardInfo"},
+        {TD_POST, "/admin/v1/issuers/ISS0000001/card-policy"},
+        {TD_DELETE, "/admin/v1/issuers/ISS0000001/card-policy"},
+        {TD_POST, "/admin/v1/issuers/ISS0000001/outbox"},
+        {TD_GET, "/admin/v1/tsp"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         td_req r;
@@ -265,9 +340,54 @@ static void test_other_misses(void **state)
         "/v2/payments/x/y",
         "/{tokenId}",
         "/tokens?x=1/cancel/a",
+        /* the operation is part of the literal segment, exactly */
+        "/banking/v1/issuers/ISS0000001/digitalCards/dc_1/operations:SUSPEND",
+        "/banking/v1/issuers/ISS0000001/digitalCards/dc_1/operations:pause",
+        "/banking/v1/issuers/ISS0000001/digitalCards/dc_1/operations",
+        "/banking/v1/issuers/ISS0000001/digitalCards/dc_1/operations/suspend",
+        "/banking/v1/issuers/ISS0000001/cards/c1/operations:expire",
+        "/banking/v1/issuers/ISS0000001/digitalCards",
+        "/banking/v1/issuers/ISS0000001/operations",
+        "/banking/v1/issuers/ISS0000001",
+        "/banking/v2/issuers/ISS0000001/cards",
+        "/network/v1/tokenization",
+        "/network/v1/digitalCards/dc_1",
+        "/network/v1/digitalCards/otp",
+        "/igwapi/v2.0/updatecardstate",
+        "/igwapi/v2.0/notifyVirtualCardChange",
+        "/igwapi/v2.0",
+        "/igwapi/v2.1/getCardInfo",
+        "/admin/v1/issuers/ISS0000001/policy",
+        "/admin/v1/tsp/x",
     };
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         expect_no_route(paths[i]);
+}
+
+/* Unmatched paths answer in the shape of the face their prefix belongs to. */
+static void test_face_of_path(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path;
+        td_face face;
+    } cases[] = {
+        {"/banking/v1/issuers/x/nope", TD_FACE_D1},
+        {"/banking/", TD_FACE_D1},
+        {"/network/v1/nope", TD_FACE_D1},
+        {"/network/", TD_FACE_D1},
+        {"/igwapi/v2.0/nope", TD_FACE_CLASSIC},
+        {"/igwapi/v2.0/", TD_FACE_CLASSIC},
+        {"/igwapi/v2.1/x", TD_FACE_TOKENIO},
+        {"/banking", TD_FACE_TOKENIO},
+        {"/networks/v1", TD_FACE_TOKENIO},
+        {"/tokens/x/y", TD_FACE_TOKENIO},
+        {"/admin/v1/nope", TD_FACE_TOKENIO},
+        {"", TD_FACE_TOKENIO},
+        {NULL, TD_FACE_TOKENIO},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_int_equal(td_face_of_path(cases[i].path), cases[i].face);
 }
 
 /* Parameters share a fixed buffer: a path whose parameters do not fit is not
@@ -710,6 +830,7 @@ int main(void)
         cmocka_unit_test(test_extra_segment_not_matched),
         cmocka_unit_test(test_empty_segment_not_matched),
         cmocka_unit_test(test_other_misses),
+        cmocka_unit_test(test_face_of_path),
         cmocka_unit_test(test_param_buffer_bound),
         cmocka_unit_test(test_check_valid_bodies),
         cmocka_unit_test(test_check_unknown_fields),

@@ -296,6 +296,9 @@ static void test_errors_statuses(void **state)
         {TD_E_NOT_IMPLEMENTED, 501, "UNIMPLEMENTED"},
         {TD_E_UNAVAILABLE, 503, "UNAVAILABLE"},
         {TD_E_TIMEOUT, 504, "DEADLINE_EXCEEDED"},
+        {TD_E_NOT_ALLOWED_IN_STATE, 409, "FAILED_PRECONDITION"},
+        {TD_E_TSP_FAILED, 502, "UNAVAILABLE"},
+        {TD_E_TSP_TIMEOUT, 504, "DEADLINE_EXCEEDED"},
     };
     assert_int_equal(sizeof want / sizeof want[0], TD_E__COUNT); /* a new code needs a row here */
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
