@@ -206,16 +206,6 @@ static void next_id(sim *s, const char *kind, char *out, size_t cap)
     snprintf(out, cap, "sim-%s-%s%d", s->tag, kind, ++s->counter);
 }
 
-static void iso_now(char *out, size_t cap)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
-}
-
 static void sleep_ms(long ms)
 {
     struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
@@ -480,7 +470,7 @@ static int event(sim *s, const char *dc, const char *type, const char *source, c
 {
     char id[64], when[40];
     next_id(s, "e", id, sizeof id);
-    iso_now(when, sizeof when);
+    td_iso8601_ms(td_now_ms(), when, sizeof when);
     json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:s}", "eventId", id, "digitalCardId", dc, "type", type, "source",
                              source, "eventTime", when);
     answer a;

@@ -54,16 +54,12 @@ void td_svc_put_card_policy(td_svc *svc, td_put_card_policy *cmd);
 td_err td_svc_list_outbox(td_svc *svc, const char *issuer_id, const char *state, int64_t after_id, int limit,
                           void (*fn)(const td_outbox_rec *, void *), void *arg, td_error *e);
 
-/* ---- ids and times ---- */
+/* ---- ids (times: util.h td_iso8601_ms) ---- */
 
 /* New ids in ^[A-Za-z0-9_-]{1,64}$: "dc_" + 22 base62 (digital cards),
  * "op_" + 22 base62 (operations). */
 void td_new_dcard_id(char out[65]);
 void td_new_operation_id(char out[65]);
-/* ISO 8601 UTC with milliseconds: 2026-11-22T07:42:27.123Z (out >= 32). */
-void td_iso8601_ms(int64_t ms, char *out, size_t cap);
-/* Parses ISO 8601 (Z or ±hh:mm offset, optional fraction) to epoch ms; 0 or -1. */
-int td_parse_iso8601_ms(const char *s, int64_t *out);
 
 /* ---- applying an engine outcome (apply.c) ---- */
 

@@ -508,7 +508,10 @@ static td_st apply_event(td_conn *c, td_ingest_event *cmd, td_dcard_rec *dc, int
     td_dcard_result res = td_dcard_apply(&dc->d, &in);
     td_card_policy p;
     char op_id[65];
-    td_st st = td_card_policy_load(svc, c, dc->issuer_id, &p);
+    td_st st = TD_ST_OK;
+    /* Of the policy an event needs only notifyCancellation; reading and
+     * parsing it for every event was 10-13 % of the writer's time. */
+    if (res.effects & TD_FX_MSG_CANCELLATION) st = td_card_policy_load(svc, c, dc->issuer_id, &p);
     if (st != TD_ST_OK) return st;
     event_operation_id(dc, &res, op_id);
     char *answer = event_answer(cmd, &res, op_id);
@@ -524,7 +527,7 @@ static td_st apply_event(td_conn *c, td_ingest_event *cmd, td_dcard_rec *dc, int
                       .reason_code = cmd->reason_code,
                       .detail_json = detail,
                       .answer_json = answer,
-                      .policy = &p};
+                      .policy = (res.effects & TD_FX_MSG_CANCELLATION) ? &p : NULL};
     st = answer && detail ? td_dcard_apply_write(svc, c, &a, NULL) : TD_ST_INTERNAL;
     free(detail);
     if (st == TD_ST_OK) {
@@ -565,9 +568,26 @@ static void dispose_ingest_event(td_write *w)
     cmd->detail_json = cmd->answer_json = NULL;
 }
 
+/* A duplicate is answered from a read connection when it can be: it writes
+ * nothing, so it need not wait for a place in the writer's next commit. The
+ * writer still checks (the first delivery may be committing right now). With
+ * an Idempotency-Key the write path runs, so that the key is recorded. */
+static bool answer_duplicate_early(td_svc *svc, td_ingest_event *cmd)
+{
+    td_conn *c = cmd->w.idem ? NULL : svc->store->reader(svc->store);
+    bool replayed = false;
+    cmd->w.svc = svc;
+    if (!c || replay_event(c, cmd, &replayed) != TD_ST_OK || !replayed) return false;
+    cmd->w.render(&cmd->w);
+    if (!cmd->w.body) td_fail(&cmd->w.err, TD_E_INTERNAL, "out of memory");
+    cmd->w.complete(&cmd->w);
+    return true;
+}
+
 void td_svc_ingest_event(td_svc *svc, td_ingest_event *cmd)
 {
     cmd->w.run = run_ingest_event;
     if (!cmd->w.dispose) cmd->w.dispose = dispose_ingest_event;
+    if (answer_duplicate_early(svc, cmd)) return;
     td_svc_submit(svc, &cmd->w);
 }
