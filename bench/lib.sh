@@ -9,6 +9,7 @@
 #   KEEP             1 keeps WORK at the end (cleanup)
 #   PROFILE          auto|perf|callgrind|none (bench_tools resolves auto)
 #   PROFILE_SECONDS  length of a profile run (profile_perf, 3x for callgrind)
+#   TD_EXTRA         (array, optional) more `tokend serve` flags (start_tokend)
 # What the functions set:
 #   bench_tools      PROFILE (resolved), CLK_TCK
 #   bench_dirs       STAMP, RESULTS (bench/results/<stamp>), WORK (temp dir), PIDS; the EXIT trap
@@ -155,13 +156,16 @@ status_kb() { # pid field
 }
 
 # ---- tokend ----
-build_tokend() { # -> TOKEND; the build log in RESULTS/build.log
-  log "building Release tokend in build-rel/"
+# shellcheck disable=SC2120 # the targets are optional
+build_tokend() { # [more targets] -> TOKEND (and TOKENCTL); the build log in RESULTS/build.log
+  log "building Release tokend $* in build-rel/"
   cmake -S "$ROOT" -B "$ROOT/build-rel" -DCMAKE_BUILD_TYPE=Release >"$RESULTS/build.log" 2>&1 ||
     die "cmake configure failed, see $RESULTS/build.log"
-  cmake --build "$ROOT/build-rel" -j2 --target tokend >>"$RESULTS/build.log" 2>&1 ||
+  cmake --build "$ROOT/build-rel" -j2 --target tokend "$@" >>"$RESULTS/build.log" 2>&1 ||
     die "build failed, see $RESULTS/build.log"
   TOKEND="$ROOT/build-rel/tokend"
+  # shellcheck disable=SC2034 # for the scripts that build tokenctl too (notify.sh)
+  TOKENCTL="$ROOT/build-rel/tokenctl"
 }
 
 # start_tokend NAME STORE_DIR -> sets TD_PID, TD_PORT, TD_URL. Its log (one
@@ -171,7 +175,7 @@ start_tokend() {
   TD_PORT=$(free_port)
   TD_URL="http://127.0.0.1:$TD_PORT"
   "$TOKEND" serve --listen "127.0.0.1:$TD_PORT" --store "sqlite:$dir/tokend.db" --rate-limit 0 \
-    --threads "$THREADS" 2>>"$RESULTS/tokend-$name.log" &
+    --threads "$THREADS" "${TD_EXTRA[@]+"${TD_EXTRA[@]}"}" 2>>"$RESULTS/tokend-$name.log" &
   TD_PID=$!
   PIDS+=("$TD_PID")
   for _ in $(seq 100); do

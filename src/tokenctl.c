@@ -1,6 +1,7 @@
 /* tokenctl.c — the operator CLI of tokend: `tokenctl [OPTIONS] COMMAND ...`
  * talks HTTP to a running tokend (admin API, Token API, consent links,
- * health, the Issuer API's cards and a TSP/wallet simulator). This file
+ * health, the Issuer API's cards, a TSP/wallet simulator, notification
+ * delivery settings and dead letters, and a reference issuer backend). This file
  * reads the global options and dispatches; the commands are in src/cli/.
  * Exit codes: 0 2xx, 1 HTTP error, 2 usage, 3 transport. */
 #include <curl/curl.h>
@@ -46,6 +47,11 @@ static const command COMMANDS[] = {
     {"cards", "outbox", cmd_cards_outbox},
     {"cards", "tsp", cmd_cards_tsp},
     {"sim", NULL, cmd_sim},
+    {"delivery", "set", cmd_delivery_set},
+    {"delivery", "get", cmd_delivery_get},
+    {"outbox", "list", cmd_outbox_list},
+    {"outbox", "replay", cmd_outbox_replay},
+    {"listen", NULL, cmd_listen},
     {"health", NULL, cmd_health},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
@@ -89,6 +95,19 @@ static const char USAGE[] =
     "TSP/wallet simulator (--network-key KEY or TOKEND_NETWORK_KEY):\n"
     "  sim green|yellow-otp|yellow-cancel|yellow-expiry|red|enrollment-failure|all\n"
     "      [--card-id ID | --pan PAN --expiry MMYY | --register] [--duplicates] [--late]\n"
+    "\n"
+    "Notification delivery (admin key):\n"
+    "  delivery set ISSUER_ID --profile d1|classic|webhook --base-url URL\n"
+    "      [--bearer TOKEN | --oauth CLIENT_ID TOKEN_URL --client-secret S | --webhook-secret whsec_...]\n"
+    "      [--batch N] [--max-age S] [--timeout-ms MS] [--messaging-url URL] [--templates JSON|@FILE]\n"
+    "  delivery get ISSUER_ID\n"
+    "  outbox list ISSUER_ID [--state DEAD|PENDING|IN_FLIGHT|DELIVERED|CANCELLED] [--lines]\n"
+    "  outbox replay ISSUER_ID ID|--all\n"
+    "\n"
+    "Reference issuer backend (receives what tokend sends; docs/receiver.md):\n"
+    "  listen [--port P] [--profile d1|classic|webhook|all] [--bearer TOKEN] [--webhook-secret S]\n"
+    "      [--oauth-client ID:SECRET] [--fail-first N --fail-mode 500|400|401|timeout|slow|...]\n"
+    "      [--state-file FILE]\n"
     "\n"
     "Operations:\n"
     "  health\n"

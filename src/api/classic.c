@@ -64,7 +64,7 @@ static int field(json_t *b, const char *key, bool required, bool (*ok)(const cha
 }
 
 /* Headers, then the strict body; NULL after answering the error. */
-static json_t *begin(td_req *r, const char *const *allowed, char corr[65])
+static json_t *begin(td_req *r, char corr[65])
 {
     td_error e = {0};
     const char *h = td_header(r, "x-correlation-id");
@@ -74,15 +74,57 @@ static json_t *begin(td_req *r, const char *const *allowed, char corr[65])
     }
     td_strlcpy(corr, h, 65);
     json_t *b = td_body_json(r, &e);
-    if (b && td_json_only(b, "body", allowed, &e)) {
-        json_decref(b);
-        b = NULL;
-    }
     if (!b) {
-        e.classic = 112; /* bad JSON, an unknown field */
+        e.classic = 112; /* bad JSON */
         td_reply_error(r, &e, "");
     }
     return b;
+}
+
+/* Only the allowed fields: an unknown one → 112. */
+static int only(json_t *b, const char *const *allowed, td_error *e)
+{
+    if (!td_json_only(b, "body", allowed, e)) return 0;
+    e->classic = 112;
+    return -1;
+}
+
+int classic_parse_card_info(json_t *b, const char **card_id, td_error *e)
+{
+    static const char *const ALLOWED[] = {"issuerCardRefId", NULL};
+    *card_id = NULL;
+    return only(b, ALLOWED, e) || field(b, "issuerCardRefId", true, td_card_id_ok, card_id, e) ? -1 : 0;
+}
+
+int classic_parse_token_info(json_t *b, const char **card_id, const char **virtual_card_id, td_error *e)
+{
+    static const char *const ALLOWED[] = {"issuerCardRefId", "virtualCardId", NULL};
+    *card_id = *virtual_card_id = NULL;
+    return only(b, ALLOWED, e) || field(b, "issuerCardRefId", true, td_card_id_ok, card_id, e) ||
+                   field(b, "virtualCardId", true, td_ref_id_ok, virtual_card_id, e)
+               ? -1
+               : 0;
+}
+
+int classic_parse_update(json_t *b, const char **card_id, const char **virtual_card_id, td_dcard_ev *action,
+                         const char **reason, td_error *e)
+{
+    static const char *const ALLOWED[] = {"issuerCardRefId", "virtualCardId", "action", "reason", NULL};
+    const char *act;
+    *card_id = *virtual_card_id = *reason = NULL;
+    if (only(b, ALLOWED, e) || field(b, "issuerCardRefId", true, td_card_id_ok, card_id, e) ||
+        field(b, "virtualCardId", false, td_ref_id_ok, virtual_card_id, e) || field(b, "action", true, NULL, &act, e) ||
+        field(b, "reason", false, td_reason_ok, reason, e))
+        return -1;
+    if (!strcmp(act, "SUSPEND"))
+        *action = TD_EV_SUSPEND;
+    else if (!strcmp(act, "RESUME"))
+        *action = TD_EV_RESUME;
+    else if (!strcmp(act, "DELETE"))
+        *action = TD_EV_DELETE;
+    else
+        return cfail(e, TD_E_INVALID_ARGUMENT, 112, "action must be SUSPEND, RESUME or DELETE"), -1;
+    return 0;
 }
 
 /* The card by its issuerCardRefId: unknown → 116. */
@@ -134,15 +176,14 @@ static void append_card_info(const td_dcard_rec *dc, void *arg)
 
 void classic_get_card_info(td_req *r)
 {
-    static const char *const ALLOWED[] = {"issuerCardRefId", NULL};
     char corr[65];
     td_error e = {0};
     const char *card_id;
     td_card_rec card;
-    json_t *b = begin(r, ALLOWED, corr);
+    json_t *b = begin(r, corr);
     if (!b) return;
     json_t *list = json_array();
-    if (field(b, "issuerCardRefId", true, td_card_id_ok, &card_id, &e) || !read_card(r, card_id, &card, &e) ||
+    if (classic_parse_card_info(b, &card_id, &e) || !read_card(r, card_id, &card, &e) ||
         td_svc_list_dcards(r->svc, r->auth.member_id, card_id, append_card_info, list, &e) != TD_OK) {
         json_decref(list);
         json_decref(b);
@@ -159,16 +200,14 @@ void classic_get_card_info(td_req *r)
 
 void classic_get_token_info(td_req *r)
 {
-    static const char *const ALLOWED[] = {"issuerCardRefId", "virtualCardId", NULL};
     char corr[65];
     td_error e = {0};
     const char *card_id, *id;
     td_card_rec card;
     td_dcard_rec dc;
-    json_t *b = begin(r, ALLOWED, corr);
+    json_t *b = begin(r, corr);
     if (!b) return;
-    if (field(b, "issuerCardRefId", true, td_card_id_ok, &card_id, &e) ||
-        field(b, "virtualCardId", true, td_ref_id_ok, &id, &e) || !read_card(r, card_id, &card, &e) ||
+    if (classic_parse_token_info(b, &card_id, &id, &e) || !read_card(r, card_id, &card, &e) ||
         !read_token(r, card_id, id, &dc, &e)) {
         json_decref(b);
         td_reply_error(r, &e, "");
@@ -350,28 +389,14 @@ static void whole_card(td_req *r, const action *a, const char *card_id)
 
 void classic_update_card_state(td_req *r)
 {
-    static const char *const ALLOWED[] = {"issuerCardRefId", "virtualCardId", "action", "reason", NULL};
     char corr[65];
     td_error e = {0};
-    const char *card_id, *id, *act, *reason;
+    const char *card_id, *id, *reason;
     td_card_rec card;
     action a = {.corr = corr};
-    json_t *b = begin(r, ALLOWED, corr);
+    json_t *b = begin(r, corr);
     if (!b) return;
-    if (field(b, "issuerCardRefId", true, td_card_id_ok, &card_id, &e) ||
-        field(b, "virtualCardId", false, td_ref_id_ok, &id, &e) || field(b, "action", true, NULL, &act, &e) ||
-        field(b, "reason", false, td_reason_ok, &reason, &e))
-        goto fail;
-    if (!strcmp(act, "SUSPEND"))
-        a.type = TD_EV_SUSPEND;
-    else if (!strcmp(act, "RESUME"))
-        a.type = TD_EV_RESUME;
-    else if (!strcmp(act, "DELETE"))
-        a.type = TD_EV_DELETE;
-    else {
-        cfail(&e, TD_E_INVALID_ARGUMENT, 112, "action must be SUSPEND, RESUME or DELETE");
-        goto fail;
-    }
+    if (classic_parse_update(b, &card_id, &id, &a.type, &reason, &e)) goto fail;
     a.reason = reason ? reason : "";
     if (!read_card(r, card_id, &card, &e)) goto fail;
     if (card.state == TD_CS_DELETED) {

@@ -4,6 +4,7 @@
 #define TD_FACES_H
 
 #include "api/http.h"
+#include "service/cards.h"
 #include "service/service.h"
 
 /* operations (ops.c) */
@@ -64,10 +65,47 @@ void network_event(td_req *r);
 void classic_update_card_state(td_req *r);
 void classic_get_card_info(td_req *r);
 void classic_get_token_info(td_req *r);
+
+/* ---- pure parsers of the card faces' untrusted input ----
+ * What the handlers above check before anything else, without a td_req: each
+ * takes the body as td_body_json (or td_body_json_secret) parsed it, never
+ * echoes a PAN or OTP in e, and sets e on failure (-1). String outputs given
+ * as pointers point into the body. The fuzzer (fuzz/fuzz_request.c) drives
+ * them directly. */
+
+/* POST …/cards: the fields of a card registration, absent optional ones NULL. */
+typedef struct {
+    const char *card_id, *consumer_id, *pan, *expiry, *phone, *email;
+    td_card_state state; /* ACTIVE (the default) or SUSPENDED */
+} issuer_card_fields;
+/* Checks the body into f; 0 if valid. On failure f->pan may still point at
+ * the body's PAN, which the caller wipes. */
+int issuer_parse_register(json_t *body, issuer_card_fields *f, td_error *e);
+/* The optional body {"reason", "reasonCode"} of …/operations:suspend|resume|delete
+ * (body NULL: no body) with the card-level or digital-card reason codes; fills
+ * reason ("" if none) and code (ISSUER_DECISION if none); 0 if valid. */
+int issuer_parse_operation(json_t *body, bool card_level, char reason[65], char code[40], td_error *e);
+/* POST /network/v1/tokenizations: fills cmd's request fields (the PAN or the
+ * card reference, ...); 0 if valid. Whatever the result, the caller frees
+ * cmd->device_json (it may be set on failure), wipes cmd->pan and the body's
+ * card.pan (wiped here only once card was reached). */
+int network_parse_tokenize(json_t *body, td_tokenize *cmd, td_error *e);
+/* POST /network/v1/digitalCards/{id}/otp: {"methodId", "otp"}; 0 if valid. */
+int network_parse_otp(json_t *body, const char **method_id, const char **otp, td_error *e);
+/* POST /network/v1/events: fills cmd's request fields; 0 if valid. The caller
+ * frees cmd->detail_json (malloc'd, NULL without details) whatever the result. */
+int network_parse_event(json_t *body, td_ingest_event *cmd, td_error *e);
 /* The x-correlation-id (1–64 printable) and x-issuer-id (exactly 10, the
  * caller's issuer) headers: 0, or -1 with e set to 111 (missing), 112 (bad
- * format) or 113 (another issuer) in e->classic. Pure. */
+ * format) or 113 (another issuer) in e->classic. */
 int classic_check_headers(const char *correlation_id, const char *issuer_hdr, const char *caller_issuer, td_error *e);
+/* The Classic RPC bodies, after the headers: an unknown field or a field
+ * outside its pattern is 112, a missing one 111 (e->classic). */
+int classic_parse_card_info(json_t *body, const char **card_id, td_error *e);
+int classic_parse_token_info(json_t *body, const char **card_id, const char **virtual_card_id, td_error *e);
+/* updateCardState: virtual_card_id and reason NULL when absent. */
+int classic_parse_update(json_t *body, const char **card_id, const char **virtual_card_id, td_dcard_ev *action,
+                         const char **reason, td_error *e);
 
 /* admin API (admin.c) */
 void admin_create_member(td_req *r);
@@ -79,6 +117,18 @@ void admin_put_card_policy(td_req *r);
 void admin_get_card_policy(td_req *r);
 void admin_list_outbox(td_req *r);
 void admin_set_tsp(td_req *r);
+/* Notification delivery (docs/notifications.md): an issuer's delivery
+ * settings, and replaying dead letters (one, or all of an issuer's). */
+void admin_put_delivery(td_req *r);
+void admin_get_delivery(td_req *r);
+void admin_replay_one(td_req *r);
+void admin_replay_all(td_req *r);
+/* The strict PUT …/delivery body into d (over td_delivery_defaults) and the
+ * secret in clear (*secret points into b; NULL when none was given); 0 if
+ * valid, else -1 with e naming the field. d->templates_json is malloc'd. */
+int admin_parse_delivery(json_t *b, td_delivery_rec *d, const char **secret, td_error *e);
+/* The settings as the admin API shows them: the secret only as "secretSet". */
+json_t *admin_delivery_view(const td_delivery_rec *d, bool secret_set);
 
 /* ---- shared by faces (face_util.c) ---- */
 

@@ -155,33 +155,41 @@ static void render_register(td_write *w)
     td_write_answer(w, 201, issuer_card_view(&cmd->out, NULL));
 }
 
-void issuer_register_card(td_req *r)
+int issuer_parse_register(json_t *b, issuer_card_fields *f, td_error *e)
 {
     static const char *const ALLOWED[] = {"cardId", "consumerId", "pan", "expiry", "phone", "email", "state", NULL};
+    const char *state = NULL;
+    int mm, yy;
+    *f = (issuer_card_fields){.state = TD_CS_ACTIVE};
+    if (td_json_only(b, "body", ALLOWED, e) ||
+        td_json_str_ok(b, "body", "cardId", true, 48, td_card_id_ok, CARD_ID_RULE, &f->card_id, e) ||
+        td_json_str_ok(b, "body", "consumerId", true, 64, td_ref_id_ok, REF_ID_RULE, &f->consumer_id, e) ||
+        td_json_string(b, "body", "pan", true, 64, &f->pan, e) ||
+        (td_pan_check(f->pan) != TD_PAN_OK &&
+         td_fail(e, TD_E_INVALID_ARGUMENT, "body.pan must be 10-19 digits passing the Luhn check (%s)",
+                 td_pan_status_name(td_pan_check(f->pan)))) ||
+        td_json_str_ok(b, "body", "expiry", true, 4, NULL, NULL, &f->expiry, e) ||
+        (td_expiry_parse(f->expiry, &mm, &yy) && td_fail(e, TD_E_INVALID_ARGUMENT, "body.expiry must be MMYY")) ||
+        td_json_str_ok(b, "body", "phone", false, 39, td_phone_ok,
+                       "must be 7-15 digits with optional '+', blanks, '-', '(' and ')', at most 39 characters",
+                       &f->phone, e) ||
+        td_json_str_ok(b, "body", "email", false, 255, td_email_ok, "must be an email address (one '@')", &f->email,
+                       e) ||
+        td_json_str_ok(b, "body", "state", false, 16, NULL, NULL, &state, e) ||
+        (state && (td_card_state_parse(state, &f->state) || f->state == TD_CS_DELETED) &&
+         td_fail(e, TD_E_INVALID_ARGUMENT, "body.state must be ACTIVE or SUSPENDED")))
+        return -1;
+    return 0;
+}
+
+void issuer_register_card(td_req *r)
+{
     if (!own_issuer(r)) return;
     td_error e = {0};
-    const char *card_id = NULL, *consumer = NULL, *pan = NULL, *expiry = NULL, *phone = NULL, *email = NULL,
-               *state = NULL;
-    td_card_state st = TD_CS_ACTIVE;
-    int mm, yy;
+    issuer_card_fields f = {0};
     json_t *b = td_body_json_secret(r, &e);
-    if (!b || td_json_only(b, "body", ALLOWED, &e) ||
-        td_json_str_ok(b, "body", "cardId", true, 48, td_card_id_ok, CARD_ID_RULE, &card_id, &e) ||
-        td_json_str_ok(b, "body", "consumerId", true, 64, td_ref_id_ok, REF_ID_RULE, &consumer, &e) ||
-        td_json_string(b, "body", "pan", true, 64, &pan, &e) ||
-        (td_pan_check(pan) != TD_PAN_OK &&
-         td_fail(&e, TD_E_INVALID_ARGUMENT, "body.pan must be 10-19 digits passing the Luhn check (%s)",
-                 td_pan_status_name(td_pan_check(pan)))) ||
-        td_json_str_ok(b, "body", "expiry", true, 4, NULL, NULL, &expiry, &e) ||
-        (td_expiry_parse(expiry, &mm, &yy) && td_fail(&e, TD_E_INVALID_ARGUMENT, "body.expiry must be MMYY")) ||
-        td_json_str_ok(b, "body", "phone", false, 39, td_phone_ok,
-                       "must be 7-15 digits with optional '+', blanks, '-', '(' and ')', at most 39 characters", &phone,
-                       &e) ||
-        td_json_str_ok(b, "body", "email", false, 255, td_email_ok, "must be an email address (one '@')", &email, &e) ||
-        td_json_str_ok(b, "body", "state", false, 16, NULL, NULL, &state, &e) ||
-        (state && (td_card_state_parse(state, &st) || st == TD_CS_DELETED) &&
-         td_fail(&e, TD_E_INVALID_ARGUMENT, "body.state must be ACTIVE or SUSPENDED"))) {
-        if (pan) td_wipe((char *)pan, strlen(pan));
+    if (!b || issuer_parse_register(b, &f, &e)) {
+        if (f.pan) td_wipe((char *)f.pan, strlen(f.pan));
         json_decref(b);
         td_wipe(r->body, r->body_len);
         td_reply_error(r, &e, "");
@@ -190,17 +198,17 @@ void issuer_register_card(td_req *r)
     td_register_card *cmd = td_face_new_write(r, sizeof *cmd, render_register);
     if (cmd) {
         td_strlcpy(cmd->issuer_id, r->auth.member_id, sizeof cmd->issuer_id);
-        td_strlcpy(cmd->card_id, card_id, sizeof cmd->card_id);
-        td_strlcpy(cmd->consumer_id, consumer ? consumer : "", sizeof cmd->consumer_id);
-        td_strlcpy(cmd->pan, pan, sizeof cmd->pan);
-        td_strlcpy(cmd->expiry, expiry, sizeof cmd->expiry);
-        td_strlcpy(cmd->phone, phone ? phone : "", sizeof cmd->phone);
-        td_strlcpy(cmd->email, email ? email : "", sizeof cmd->email);
-        cmd->state = st;
+        td_strlcpy(cmd->card_id, f.card_id, sizeof cmd->card_id);
+        td_strlcpy(cmd->consumer_id, f.consumer_id ? f.consumer_id : "", sizeof cmd->consumer_id);
+        td_strlcpy(cmd->pan, f.pan, sizeof cmd->pan);
+        td_strlcpy(cmd->expiry, f.expiry, sizeof cmd->expiry);
+        td_strlcpy(cmd->phone, f.phone ? f.phone : "", sizeof cmd->phone);
+        td_strlcpy(cmd->email, f.email ? f.email : "", sizeof cmd->email);
+        cmd->state = f.state;
         cmd->w.subject = cmd->card_id;
     }
     /* The PAN leaves no copy behind: neither in the parsed tree nor in the body. */
-    td_wipe((char *)pan, strlen(pan));
+    td_wipe((char *)f.pan, strlen(f.pan));
     json_decref(b);
     td_wipe(r->body, r->body_len);
     if (cmd) td_svc_register_card(r->svc, cmd);
@@ -277,33 +285,37 @@ void issuer_get_operation(td_req *r)
 
 /* ---- operations ---- */
 
-/* The optional body {"reason", "reasonCode"} and the x-correlation-id header.
- * An empty body (or none) takes the defaults: no reason, ISSUER_DECISION. */
-static int op_inputs(td_req *r, bool card_level, char reason[65], char code[40], char corr[65], td_error *e)
+int issuer_parse_operation(json_t *b, bool card_level, char reason[65], char code[40], td_error *e)
 {
     static const char *const ALLOWED[] = {"reason", "reasonCode", NULL};
-    bool failed;
     const char *rs = NULL, *rc = NULL;
-    json_t *b = td_body_json_optional(r, &failed, e);
-    if (failed) return -1;
     if (b && (td_json_only(b, "body", ALLOWED, e) ||
               td_json_str_ok(b, "body", "reason", false, 64, td_reason_ok, "must match ^[a-zA-Z0-9 ]{1,64}$", &rs, e) ||
-              td_json_str_ok(b, "body", "reasonCode", false, 39, NULL, NULL, &rc, e))) {
-        json_decref(b);
+              td_json_str_ok(b, "body", "reasonCode", false, 39, NULL, NULL, &rc, e)))
         return -1;
-    }
     if (rc && !(card_level ? td_card_reason_code_ok(rc) : td_dcard_reason_code_ok(rc))) {
         td_fail(e, TD_E_INVALID_ARGUMENT, "body.reasonCode must be one of %s",
                 card_level ? "CARD_LOST, CARD_FOUND, CARD_STOLEN, CARD_BROKEN, FRAUD, USER_DECISION, "
                              "ISSUER_DECISION, CLOSED_ACCOUNT, CLOSED_CARD"
                            : "USER_DECISION, ISSUER_DECISION, DEVICE_LOST, DEVICE_STOLEN, DEVICE_FOUND, "
                              "SUSPECTED_FRAUD, NOT_FRAUD, ACCOUNT_CLOSED, OTHER");
-        json_decref(b);
         return -1;
     }
     td_strlcpy(reason, rs ? rs : "", 65);
     td_strlcpy(code, rc ? rc : "ISSUER_DECISION", 40);
+    return 0;
+}
+
+/* The optional body {"reason", "reasonCode"} and the x-correlation-id header.
+ * An empty body (or none) takes the defaults: no reason, ISSUER_DECISION. */
+static int op_inputs(td_req *r, bool card_level, char reason[65], char code[40], char corr[65], td_error *e)
+{
+    bool failed;
+    json_t *b = td_body_json_optional(r, &failed, e);
+    if (failed) return -1;
+    int rc = issuer_parse_operation(b, card_level, reason, code, e);
     json_decref(b);
+    if (rc) return -1;
     return correlation_header(r, corr, e);
 }
 

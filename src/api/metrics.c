@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/http.h"
+#include "service/delivery.h"
 
 static const int STATUSES[] = {0,   200, 201, 303, 400, 401, 403, 404, 405, 409,
                                410, 413, 414, 415, 429, 431, 500, 501, 503, 504};
@@ -95,6 +96,51 @@ static uint64_t load(const uint64_t *v)
     return __atomic_load_n(v, __ATOMIC_RELAXED);
 }
 
+/* The delivery worker's counters (service/delivery.h); zeros when it is not running. */
+static void put_delivery(sbuf *b)
+{
+    td_delivery_counters c;
+    td_delivery_stats(td_delivery_current(), &c);
+    put(b,
+        "# HELP tokend_notifications_delivered_total Outbox rows delivered (2xx, or nothing to send in the profile).\n"
+        "# TYPE tokend_notifications_delivered_total counter\ntokend_notifications_delivered_total %llu\n",
+        (unsigned long long)c.delivered);
+    put(b,
+        "# HELP tokend_notifications_retried_total Failed attempts rescheduled with back-off.\n"
+        "# TYPE tokend_notifications_retried_total counter\ntokend_notifications_retried_total %llu\n",
+        (unsigned long long)c.retried);
+    put(b,
+        "# HELP tokend_notifications_dead_total Outbox rows dead-lettered.\n"
+        "# TYPE tokend_notifications_dead_total counter\ntokend_notifications_dead_total %llu\n",
+        (unsigned long long)c.dead);
+    put(b,
+        "# HELP tokend_notification_requests_total HTTP requests sent to issuers' backends (a d1 batch is one).\n"
+        "# TYPE tokend_notification_requests_total counter\ntokend_notification_requests_total %llu\n",
+        (unsigned long long)c.requests);
+    put(b,
+        "# HELP tokend_notification_token_fetches_total OAuth2 access tokens requested from issuers.\n"
+        "# TYPE tokend_notification_token_fetches_total counter\ntokend_notification_token_fetches_total %llu\n",
+        (unsigned long long)c.token_fetches);
+    put(b,
+        "# HELP tokend_notification_reauth_total 401 answers that made the worker fetch a new OAuth2 token.\n"
+        "# TYPE tokend_notification_reauth_total counter\ntokend_notification_reauth_total %llu\n",
+        (unsigned long long)c.reauth);
+    put(b,
+        "# HELP tokend_notifications_in_flight HTTP transfers to issuers' backends in flight now.\n"
+        "# TYPE tokend_notifications_in_flight gauge\ntokend_notifications_in_flight %lld\n",
+        (long long)c.in_flight);
+    put(b,
+        "# HELP tokend_outbox_rows Outbox rows by state (refreshed about once a second).\n"
+        "# TYPE tokend_outbox_rows gauge\n"
+        "tokend_outbox_rows{state=\"PENDING\"} %lld\ntokend_outbox_rows{state=\"IN_FLIGHT\"} %lld\n"
+        "tokend_outbox_rows{state=\"DEAD\"} %lld\n",
+        (long long)c.store_pending, (long long)c.store_in_flight, (long long)c.store_dead);
+    put(b,
+        "# HELP tokend_outbox_oldest_pending_age_seconds Age of the oldest undelivered (PENDING or IN_FLIGHT) row.\n"
+        "# TYPE tokend_outbox_oldest_pending_age_seconds gauge\ntokend_outbox_oldest_pending_age_seconds %.3f\n",
+        (double)c.oldest_pending_age_ms / 1000.0);
+}
+
 char *td_metrics_text(td_metrics *m, const td_store_stats *st, int inflight)
 {
     sbuf b = {malloc(8192), 0, 8192};
@@ -154,5 +200,6 @@ char *td_metrics_text(td_metrics *m, const td_store_stats *st, int inflight)
         "# HELP tokend_requests_in_flight Requests being processed.\n# TYPE tokend_requests_in_flight "
         "gauge\ntokend_requests_in_flight %d\n",
         inflight);
+    put_delivery(&b);
     return b.p;
 }

@@ -142,8 +142,8 @@ static int parse_device(json_t *d, td_tokenize *cmd, td_error *e)
     return 0;
 }
 
-/* Everything but card, which parse_card does. */
-static int parse_tokenize(json_t *b, td_tokenize *cmd, td_error *e)
+/* The whole body (faces.h); card is parse_card's. */
+int network_parse_tokenize(json_t *b, td_tokenize *cmd, td_error *e)
 {
     static const char *const ALLOWED[] = {"correlationId",  "card",      "walletProviderId", "tokenRequestorId",
                                           "tokenStorageId", "isPrimary", "device",           "scores",
@@ -191,7 +191,7 @@ void network_tokenize(td_req *r)
         td_wipe(r->body, r->body_len);
         return;
     }
-    int rc = parse_tokenize(b, cmd, &e);
+    int rc = network_parse_tokenize(b, cmd, &e);
     json_t *card = json_object_get(b, "card");
     if (json_is_object(card)) wipe_string(json_object_get(card, "pan"));
     json_decref(b);
@@ -239,9 +239,19 @@ static void complete_otp(td_write *w)
     td_face_complete(w);
 }
 
-void network_send_otp(td_req *r)
+int network_parse_otp(json_t *b, const char **method, const char **otp, td_error *e)
 {
     static const char *const ALLOWED[] = {"methodId", "otp", NULL};
+    *method = *otp = NULL;
+    if (td_json_only(b, "body", ALLOWED, e) ||
+        td_json_str_ok(b, "body", "methodId", true, 23, method_id_ok, "must match ^[A-Za-z0-9_-]{1,23}$", method, e) ||
+        td_json_str_ok(b, "body", "otp", true, 12, otp_ok, "must be 4-12 characters of [A-Za-z0-9]", otp, e))
+        return -1;
+    return 0;
+}
+
+void network_send_otp(td_req *r)
+{
     td_error e = {0};
     const char *method = NULL, *otp = NULL;
     if (r->nparams < 1 || !td_ref_id_ok(r->params[0])) {
@@ -250,10 +260,7 @@ void network_send_otp(td_req *r)
         return;
     }
     json_t *b = td_body_json_secret(r, &e);
-    int rc = !b || td_json_only(b, "body", ALLOWED, &e) ||
-             td_json_str_ok(b, "body", "methodId", true, 23, method_id_ok, "must match ^[A-Za-z0-9_-]{1,23}$", &method,
-                            &e) ||
-             td_json_str_ok(b, "body", "otp", true, 12, otp_ok, "must be 4-12 characters of [A-Za-z0-9]", &otp, &e);
+    int rc = !b || network_parse_otp(b, &method, &otp, &e);
     td_send_otp *cmd = rc ? NULL : td_face_new_write(r, sizeof *cmd, render_otp);
     if (cmd) {
         td_strlcpy(cmd->issuer_id, r->auth.member_id, sizeof cmd->issuer_id);
@@ -295,7 +302,7 @@ static bool suspended_by_ok(const char *s)
     return td_printable_ok(s, sizeof((td_ingest_event *)0)->suspended_by - 1);
 }
 
-static int parse_event(json_t *b, td_ingest_event *cmd, td_error *e)
+int network_parse_event(json_t *b, td_ingest_event *cmd, td_error *e)
 {
     static const char *const ALLOWED[] = {"eventId",    "digitalCardId", "type",    "source", "eventTime",
                                           "reasonCode", "suspendedBy",   "details", NULL};
@@ -341,7 +348,7 @@ void network_event(td_req *r)
         json_decref(b);
         return;
     }
-    if (!b || parse_event(b, cmd, &e)) {
+    if (!b || network_parse_event(b, cmd, &e)) {
         json_decref(b);
         if (cmd) {
             free(cmd->detail_json);

@@ -122,6 +122,10 @@ const td_route td_routes[] = {
     R(TD_PUT, "/admin/v1/issuers/{issuerId}/card-policy", admin_put_card_policy, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
     R(TD_GET, "/admin/v1/issuers/{issuerId}/card-policy", admin_get_card_policy, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
     R(TD_GET, "/admin/v1/issuers/{issuerId}/outbox", admin_list_outbox, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
+    R(TD_POST, "/admin/v1/issuers/{issuerId}/outbox/{id}/replay", admin_replay_one, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
+    R(TD_POST, "/admin/v1/issuers/{issuerId}/outbox:replay", admin_replay_all, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
+    R(TD_PUT, "/admin/v1/issuers/{issuerId}/delivery", admin_put_delivery, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
+    R(TD_GET, "/admin/v1/issuers/{issuerId}/delivery", admin_get_delivery, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
     R(TD_POST, "/admin/v1/tsp", admin_set_tsp, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
 };
 const int td_route_count = (int)(sizeof td_routes / sizeof td_routes[0]);

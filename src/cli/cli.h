@@ -154,6 +154,14 @@ int cmd_cards_policy(cli_ctx *ctx, int argc, char **argv);
 int cmd_cards_outbox(cli_ctx *ctx, int argc, char **argv);
 int cmd_cards_tsp(cli_ctx *ctx, int argc, char **argv);
 int cmd_sim(cli_ctx *ctx, int argc, char **argv);
+/* Notification delivery (cmd_delivery.c): an issuer's delivery settings, its
+ * outbox with attempts and dead letters, replay; and the reference issuer
+ * backend that receives them (cmd_listen.c). */
+int cmd_delivery_set(cli_ctx *ctx, int argc, char **argv);
+int cmd_delivery_get(cli_ctx *ctx, int argc, char **argv);
+int cmd_outbox_list(cli_ctx *ctx, int argc, char **argv);
+int cmd_outbox_replay(cli_ctx *ctx, int argc, char **argv);
+int cmd_listen(cli_ctx *ctx, int argc, char **argv);
 
 /* Shared by the commands (cmd_common.c): one call with the admin key or the
  * member's API key, reported with cli_report. body may be NULL. */

@@ -221,8 +221,38 @@ typedef struct {
     uint8_t secret_sealed[160]; /* OTP: sealed with the master key, never in clear */
     size_t secret_len;
     int64_t event_ms, created_ms, due_ms;
-    char state[12];        /* PENDING, CANCELLED (delivery states come with issue 4) */
+    char state[12];        /* PENDING, IN_FLIGHT, DELIVERED, DEAD, CANCELLED */
+    /* delivery (migration 005) */
+    char order_key[80];    /* deliveries with the same key go in id order: the digital card, or "card:<cardId>"; USER rows prefixed "msg:" */
+    int attempts;
+    int last_status;       /* HTTP status of the last attempt; 0 = none or no answer */
+    char last_error[160];  /* never a secret */
+    int64_t first_attempt_ms, lease_until_ms, done_ms;
+    int64_t replayed_ms;   /* the last replay of this dead letter (0: never): its maximum age starts again there */
 } td_outbox_rec;
+
+/* How an issuer's backend is reached (migration 005; docs/notifications.md). */
+typedef struct {
+    char issuer_id[16];
+    char profile[12];      /* d1 | classic | webhook */
+    char base_url[512];    /* d1/classic: the base; webhook: the endpoint */
+    char auth[16];         /* none | bearer | oauth2 | webhook */
+    uint8_t secret_sealed[512]; /* bearer token, OAuth2 client secret, or webhook secret, sealed */
+    size_t secret_len;
+    char oauth_token_url[512];
+    char oauth_client_id[128];
+    char oauth_scope[128];
+    char tls_cert_file[512];   /* client certificate (mTLS), PEM; "" = none */
+    char tls_key_file[512];
+    char tls_ca_file[512];     /* CA bundle to verify the backend with; "" = system */
+    char tls_pinned_key[128];  /* curl CURLOPT_PINNEDPUBLICKEY ("sha256//..."); "" = none */
+    int d1_batch_max;          /* operations per Notify Card Operation call (1 = no batching) */
+    int64_t max_age_ms;        /* retry until this old, then dead letter (24 h) */
+    int timeout_ms;            /* per attempt (5000) */
+    char messaging_url[512];   /* end-user messages; "" = not sent (kept as DEAD "no messaging endpoint") */
+    char *templates_json;      /* malloc'd: {"ACTIVATION": "...", ...}; NULL/"" = defaults */
+    int64_t updated_ms;
+} td_delivery_rec;
 
 typedef struct {
     int64_t id; /* assigned on insert */
@@ -321,6 +351,26 @@ typedef struct td_store_ops {
     /* an issuer's rows, in id order, after after_id; state NULL = any */
     td_st (*outbox_list)(td_conn *c, const char *issuer_id, const char *state, int64_t after_id, int limit,
                          void (*fn)(const td_outbox_rec *, void *), void *arg);
+    /* Delivery (issue 4). Claims up to limit rows due at now_ms for delivery:
+     * PENDING (or IN_FLIGHT whose lease ran out: a crash mid-delivery) with
+     * due_ms <= now, of issuers that have a delivery config, and only the
+     * first undelivered row of each order_key (a later row waits while an
+     * earlier one is retried). Claimed rows become IN_FLIGHT until lease_ms;
+     * fn gets each (in id order). Writer connection. */
+    td_st (*outbox_claim)(td_conn *c, int64_t now_ms, int64_t lease_ms, int limit,
+                          void (*fn)(const td_outbox_rec *, void *), void *arg);
+    /* The outcome of one attempt: state DELIVERED or DEAD (done_ms = now), or
+     * PENDING again with due_ms = retry_at (attempts+1, last status/error). */
+    td_st (*outbox_attempt)(td_conn *c, int64_t id, const char *state, int http_status, const char *error,
+                            int64_t now_ms, int64_t retry_at_ms);
+    /* DEAD → PENDING (due now, attempts kept) for one row (id > 0) or every
+     * dead row of the issuer (id 0); *n = rows replayed. */
+    td_st (*outbox_replay)(td_conn *c, const char *issuer_id, int64_t id, int64_t now_ms, int *n);
+    /* Counts by state and the oldest PENDING/IN_FLIGHT created_ms (0 if none), all issuers. */
+    td_st (*outbox_stats)(td_conn *c, int64_t *pending, int64_t *in_flight, int64_t *dead, int64_t *oldest_ms);
+
+    td_st (*delivery_put)(td_conn *c, const td_delivery_rec *d); /* insert or replace; NOT_FOUND if no issuer */
+    td_st (*delivery_get)(td_conn *c, const char *issuer_id, td_delivery_rec *out);
 
     td_st (*timer_insert)(td_conn *c, td_timer_rec *t); /* sets t->id */
     /* PENDING timers due at or before now_ms, earliest first, at most limit */
@@ -368,6 +418,10 @@ struct td_store {
     void (*inject_fault)(td_store *s, int fault);
     /* Jobs that waited longer than this in the queue fail with TD_ST_BUSY. */
     int64_t job_timeout_us;
+    /* Called on the writer thread after a commit in which a job inserted or
+     * reopened outbox rows: wakes the delivery worker instead of leaving the
+     * rows to its next poll. Set once, before the first write; NULL = none. */
+    void (*on_outbox)(void);
     /* Stops accepting jobs, commits what is queued, closes everything. */
     void (*close)(td_store *s);
 };
@@ -381,5 +435,6 @@ void td_token_rec_free(td_token_rec *t);
 void td_request_rec_free(td_request_rec *r);
 void td_idem_rec_free(td_idem_rec *r);
 void td_dcard_rec_free(td_dcard_rec *r);
+void td_delivery_rec_free(td_delivery_rec *r);
 
 #endif

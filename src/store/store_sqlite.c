@@ -65,6 +65,13 @@ enum {
     Q_OUTBOX_CANCEL,
     Q_OUTBOX_OTP_TIMES,
     Q_OUTBOX_LIST,
+    Q_OUTBOX_CLAIM,
+    Q_OUTBOX_ATTEMPT,
+    Q_OUTBOX_REPLAY_ONE,
+    Q_OUTBOX_REPLAY_ALL,
+    Q_OUTBOX_STATS,
+    Q_DELIVERY_PUT,
+    Q_DELIVERY_GET,
     Q_TIMER_INSERT,
     Q_TIMER_DUE,
     Q_TIMER_GET,
@@ -104,7 +111,13 @@ enum {
 /* Without id (assigned on insert): the insert's columns; reads add id in front. */
 #define OUTBOX_COLS                                                                                                    \
     "issuer_id, channel, digital_card_id, card_id, dcard_seq, operation_id, operation, status, error_code, source, "   \
-    "correlation_id, wallet_provider_id, message, method_id, secret_sealed, event_ms, created_ms, due_ms, state"
+    "correlation_id, wallet_provider_id, message, method_id, secret_sealed, event_ms, created_ms, due_ms, state, "     \
+    "order_key, attempts, last_status, last_error, first_attempt_ms, lease_until_ms, done_ms, replayed_ms"
+#define OPEN_STATES "('PENDING', 'IN_FLIGHT')"
+#define DELIVERY_COLS                                                                                                  \
+    "issuer_id, profile, base_url, auth, secret_sealed, oauth_token_url, oauth_client_id, oauth_scope, "               \
+    "tls_cert_file, tls_key_file, tls_ca_file, tls_pinned_key, d1_batch_max, max_age_ms, timeout_ms, messaging_url, "  \
+    "templates_json, updated_ms"
 #define TIMER_COLS "issuer_id, digital_card_id, kind, n, due_ms, state"
 
 static const char *const SQL[Q__COUNT] = {
@@ -174,7 +187,7 @@ static const char *const SQL[Q__COUNT] = {
     [Q_OP_GET] = "SELECT " OP_COLS " FROM operations WHERE issuer_id = ?1 AND id = ?2",
     [Q_OP_UPDATE] = "UPDATE operations SET status = ?3, error_code = ?4, end_ms = ?5 WHERE issuer_id = ?1 AND id = ?2",
     [Q_OUTBOX_INSERT] = "INSERT INTO outbox(" OUTBOX_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-                        "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                        "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
     /* ?2 is a comma-separated list of message names: an exact match of one of
      * them (instr on ",A,B," for ",A,"), not a pattern; spaces are ignored. */
     [Q_OUTBOX_CANCEL] = "UPDATE outbox SET state = 'CANCELLED' WHERE digital_card_id = ?1 AND channel = 'USER' "
@@ -184,6 +197,41 @@ static const char *const SQL[Q__COUNT] = {
                            "AND message = 'OTP' AND created_ms >= ?2 ORDER BY id LIMIT ?3",
     [Q_OUTBOX_LIST] = "SELECT id, " OUTBOX_COLS " FROM outbox WHERE issuer_id = ?1 AND id > ?2 "
                       "AND (?3 IS NULL OR state = ?3) ORDER BY id LIMIT ?4",
+    /* One statement: pick, mark IN_FLIGHT, return the rows as marked. It reads
+     * the heads (migration 005: the first open row of each issuer's order key,
+     * kept by triggers) in id order through a partial index holding the filter
+     * columns: rows waiting behind a head are never read, nor is a head whose
+     * retry is not due. NOT EXISTS restates what a head is, as a guard (one
+     * seek in outbox_open_order per candidate). */
+    [Q_OUTBOX_CLAIM] = "UPDATE outbox SET state = 'IN_FLIGHT', lease_until_ms = ?3, "
+                       "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN ?1 ELSE first_attempt_ms END "
+                       "WHERE id IN (SELECT o.id FROM outbox AS o INDEXED BY outbox_heads "
+                       "WHERE o.head = 1 AND o.due_ms <= ?1 "
+                       "AND (o.state = 'PENDING' OR (o.state = 'IN_FLIGHT' AND o.lease_until_ms < ?1)) "
+                       "AND EXISTS (SELECT 1 FROM issuer_delivery AS d WHERE d.issuer_id = o.issuer_id) "
+                       "AND NOT EXISTS (SELECT 1 FROM outbox AS p WHERE p.issuer_id = o.issuer_id "
+                       "AND p.order_key = o.order_key AND p.id < o.id AND p.state IN " OPEN_STATES ") "
+                       "ORDER BY o.id LIMIT ?2) RETURNING id, " OUTBOX_COLS,
+    /* ?2 PENDING: due again at ?6; DELIVERED or DEAD: done at ?5. */
+    [Q_OUTBOX_ATTEMPT] = "UPDATE outbox SET state = ?2, attempts = attempts + 1, last_status = ?3, last_error = ?4, "
+                         "due_ms = CASE WHEN ?2 = 'PENDING' THEN ?6 ELSE due_ms END, "
+                         "done_ms = CASE WHEN ?2 = 'PENDING' THEN 0 ELSE ?5 END, lease_until_ms = 0 WHERE id = ?1",
+    [Q_OUTBOX_REPLAY_ONE] = "UPDATE outbox SET state = 'PENDING', due_ms = ?3, lease_until_ms = 0, done_ms = 0, "
+                            "replayed_ms = ?3 WHERE id = ?2 AND issuer_id = ?1 AND state = 'DEAD'",
+    [Q_OUTBOX_REPLAY_ALL] = "UPDATE outbox SET state = 'PENDING', due_ms = ?2, lease_until_ms = 0, done_ms = 0, "
+                            "replayed_ms = ?2 WHERE issuer_id = ?1 AND state = 'DEAD'",
+    /* Counts read outbox_due (state, due_ms) alone. The oldest open row is the
+     * first open row of its key (rows are created in id order), a head: the
+     * minimum over the heads (one per key) is the minimum over all open rows. */
+    [Q_OUTBOX_STATS] = "SELECT (SELECT count(*) FROM outbox WHERE state = 'PENDING'), "
+                       "(SELECT count(*) FROM outbox WHERE state = 'IN_FLIGHT'), "
+                       "(SELECT count(*) FROM outbox WHERE state = 'DEAD'), "
+                       "(SELECT min(created_ms) FROM outbox INDEXED BY outbox_heads WHERE head = 1)",
+    /* NOT_FOUND (no row written) when the issuer does not exist. */
+    [Q_DELIVERY_PUT] = "INSERT OR REPLACE INTO issuer_delivery(" DELIVERY_COLS ") SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+                       "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18 "
+                       "WHERE EXISTS (SELECT 1 FROM issuers WHERE id = ?1)",
+    [Q_DELIVERY_GET] = "SELECT " DELIVERY_COLS " FROM issuer_delivery WHERE issuer_id = ?1",
     [Q_TIMER_INSERT] = "INSERT INTO timers(" TIMER_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [Q_TIMER_DUE] = "SELECT id, " TIMER_COLS " FROM timers WHERE state = 'PENDING' AND due_ms <= ?1 "
                     "ORDER BY due_ms, id LIMIT ?2",
@@ -221,6 +269,7 @@ typedef struct sqlite_store {
     td_job *head, *tail;
     int queued;     /* jobs in the queue */
     int last_batch; /* jobs in the previous commit */
+    bool outbox_touched; /* this transaction inserted or reopened outbox rows (writer thread only) */
     bool closing;
     bool thread_started;
     td_conn *readers; /* every reader ever opened, closed at the end */
@@ -1317,11 +1366,26 @@ static td_st v_op_update(td_conn *c, const td_operation_rec *o)
 
 /* ---- the outbox ---- */
 
+/* The notifications of one digital card go in order; so do the card-level
+ * ones of one card. End-user messages keep their own order per digital card:
+ * an OTP must not wait behind a notification the issuer backend is refusing. */
+static void outbox_default_key(td_outbox_rec *o)
+{
+    if (o->order_key[0]) return;
+    const char *prefix = strcmp(o->channel, "USER") == 0 ? "msg:" : "";
+    if (o->digital_card_id[0])
+        snprintf(o->order_key, sizeof o->order_key, "%s%s", prefix, o->digital_card_id);
+    else
+        snprintf(o->order_key, sizeof o->order_key, "%scard:%s", prefix, o->card_id);
+}
+
 static td_st v_outbox_insert(td_conn *c, td_outbox_rec *o)
 {
     sqlite3_stmt *st = stmt(c, Q_OUTBOX_INSERT);
     if (!st) return TD_ST_ERROR;
     if (!o->state[0]) td_strlcpy(o->state, "PENDING", sizeof o->state); /* a new row is owed */
+    outbox_default_key(o);
+    if (c->owner) c->owner->outbox_touched = true;
     bind_text(st, 1, o->issuer_id);
     bind_text(st, 2, o->channel);
     bind_text(st, 3, o->digital_card_id);
@@ -1341,6 +1405,14 @@ static td_st v_outbox_insert(td_conn *c, td_outbox_rec *o)
     sqlite3_bind_int64(st, 17, o->created_ms);
     sqlite3_bind_int64(st, 18, o->due_ms);
     bind_text(st, 19, o->state);
+    bind_text(st, 20, o->order_key);
+    sqlite3_bind_int(st, 21, o->attempts);
+    sqlite3_bind_int(st, 22, o->last_status);
+    bind_text(st, 23, o->last_error);
+    sqlite3_bind_int64(st, 24, o->first_attempt_ms);
+    sqlite3_bind_int64(st, 25, o->lease_until_ms);
+    sqlite3_bind_int64(st, 26, o->done_ms);
+    sqlite3_bind_int64(st, 27, o->replayed_ms);
     td_st r = step_done(st);
     if (r == TD_ST_OK) o->id = sqlite3_last_insert_rowid(c->db);
     return r;
@@ -1399,6 +1471,31 @@ static void read_outbox(sqlite3_stmt *st, td_outbox_rec *o)
     o->created_ms = sqlite3_column_int64(st, 17);
     o->due_ms = sqlite3_column_int64(st, 18);
     col_copy(st, 19, o->state, sizeof o->state);
+    col_copy(st, 20, o->order_key, sizeof o->order_key);
+    o->attempts = sqlite3_column_int(st, 21);
+    o->last_status = sqlite3_column_int(st, 22);
+    col_copy(st, 23, o->last_error, sizeof o->last_error);
+    o->first_attempt_ms = sqlite3_column_int64(st, 24);
+    o->lease_until_ms = sqlite3_column_int64(st, 25);
+    o->done_ms = sqlite3_column_int64(st, 26);
+    o->replayed_ms = sqlite3_column_int64(st, 27);
+}
+
+/* Steps a bound "id, OUTBOX_COLS" query to the end into rows (the caller frees rows->items). */
+static td_st outbox_collect(sqlite3_stmt *st, row_buf *rows)
+{
+    td_st err = TD_ST_OK;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        td_outbox_rec *o = row_add(rows);
+        if (!o) {
+            err = TD_ST_ERROR;
+            break;
+        }
+        read_outbox(st, o);
+    }
+    finish(st);
+    return loop_result(rc, err);
 }
 
 static td_st v_outbox_list(td_conn *c, const char *issuer_id, const char *state, int64_t after_id, int limit,
@@ -1411,21 +1508,171 @@ static td_st v_outbox_list(td_conn *c, const char *issuer_id, const char *state,
     bind_text(st, 3, state);
     sqlite3_bind_int(st, 4, limit);
     row_buf rows = {.size = sizeof(td_outbox_rec)};
-    td_st err = TD_ST_OK;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        td_outbox_rec *o = row_add(&rows);
-        if (!o) {
-            err = TD_ST_ERROR;
-            break;
-        }
-        read_outbox(st, o);
-    }
-    finish(st);
-    td_st r = loop_result(rc, err);
+    td_st r = outbox_collect(st, &rows);
     for (size_t i = 0; r == TD_ST_OK && i < rows.n; i++)
         fn(row_at(&rows, i), arg);
     free(rows.items);
+    return r;
+}
+
+static int outbox_by_id(const void *a, const void *b)
+{
+    int64_t x = ((const td_outbox_rec *)a)->id, y = ((const td_outbox_rec *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+static td_st v_outbox_claim(td_conn *c, int64_t now_ms, int64_t lease_ms, int limit,
+                            void (*fn)(const td_outbox_rec *, void *), void *arg)
+{
+    if (limit <= 0) return TD_ST_OK;
+    sqlite3_stmt *st = stmt(c, Q_OUTBOX_CLAIM);
+    if (!st) return TD_ST_ERROR;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int(st, 2, limit);
+    sqlite3_bind_int64(st, 3, lease_ms);
+    row_buf rows = {.size = sizeof(td_outbox_rec)};
+    td_st r = outbox_collect(st, &rows);
+    if (r == TD_ST_OK && rows.n > 1) qsort(rows.items, rows.n, rows.size, outbox_by_id); /* RETURNING has no order */
+    for (size_t i = 0; r == TD_ST_OK && i < rows.n; i++)
+        fn(row_at(&rows, i), arg);
+    free(rows.items);
+    return r;
+}
+
+/* last_error as stored: what td_outbox_rec holds, so a read never cuts it again. */
+#define OUTBOX_ERROR_MAX (sizeof(((td_outbox_rec *)0)->last_error) - 1)
+
+/* The length of s cut to at most max bytes without splitting a UTF-8 sequence. */
+static size_t utf8_cut(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n <= max) return n;
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) /* s[n] continues a sequence: cut before its lead */
+        n--;
+    return n;
+}
+
+static td_st v_outbox_attempt(td_conn *c, int64_t id, const char *state, int http_status, const char *error,
+                              int64_t now_ms, int64_t retry_at_ms)
+{
+    if (!state || (strcmp(state, "PENDING") != 0 && strcmp(state, "DELIVERED") != 0 && strcmp(state, "DEAD") != 0))
+        return TD_ST_INTERNAL;
+    sqlite3_stmt *st = stmt(c, Q_OUTBOX_ATTEMPT);
+    if (!st) return TD_ST_ERROR;
+    const char *e = error ? error : "";
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, state);
+    sqlite3_bind_int(st, 3, http_status);
+    sqlite3_bind_text(st, 4, e, (int)utf8_cut(e, OUTBOX_ERROR_MAX), SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, now_ms);
+    sqlite3_bind_int64(st, 6, retry_at_ms);
+    td_st r = step_done(st);
+    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = TD_ST_NOT_FOUND;
+    return r;
+}
+
+static td_st v_outbox_replay(td_conn *c, const char *issuer_id, int64_t id, int64_t now_ms, int *n)
+{
+    if (n) *n = 0;
+    if (id < 0) return TD_ST_NOT_FOUND; /* no such row; only 0 means all */
+    sqlite3_stmt *st = stmt(c, id > 0 ? Q_OUTBOX_REPLAY_ONE : Q_OUTBOX_REPLAY_ALL);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, issuer_id);
+    if (id > 0) {
+        sqlite3_bind_int64(st, 2, id);
+        sqlite3_bind_int64(st, 3, now_ms);
+    } else {
+        sqlite3_bind_int64(st, 2, now_ms);
+    }
+    td_st r = step_done(st);
+    if (r != TD_ST_OK) return r;
+    int changed = sqlite3_changes(c->db);
+    if (n) *n = changed;
+    if (changed > 0 && c->owner) c->owner->outbox_touched = true;
+    return id > 0 && changed == 0 ? TD_ST_NOT_FOUND : TD_ST_OK;
+}
+
+static td_st v_outbox_stats(td_conn *c, int64_t *pending, int64_t *in_flight, int64_t *dead, int64_t *oldest_ms)
+{
+    sqlite3_stmt *st = stmt(c, Q_OUTBOX_STATS);
+    if (!st) return TD_ST_ERROR;
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) {
+        if (pending) *pending = sqlite3_column_int64(st, 0);
+        if (in_flight) *in_flight = sqlite3_column_int64(st, 1);
+        if (dead) *dead = sqlite3_column_int64(st, 2);
+        if (oldest_ms) *oldest_ms = sqlite3_column_int64(st, 3); /* NULL (none) reads as 0 */
+    }
+    finish(st);
+    return r;
+}
+
+/* ---- issuers' delivery settings ---- */
+
+void td_delivery_rec_free(td_delivery_rec *r)
+{
+    free(r->templates_json);
+    r->templates_json = NULL;
+}
+
+static td_st v_delivery_put(td_conn *c, const td_delivery_rec *d)
+{
+    sqlite3_stmt *st = stmt(c, Q_DELIVERY_PUT);
+    if (!st) return TD_ST_ERROR;
+    if (d->secret_len > sizeof d->secret_sealed) return TD_ST_INTERNAL;
+    bind_text(st, 1, d->issuer_id);
+    bind_text(st, 2, d->profile);
+    bind_text(st, 3, d->base_url);
+    bind_text(st, 4, d->auth);
+    bind_blob_or_null(st, 5, d->secret_sealed, d->secret_len);
+    bind_text(st, 6, d->oauth_token_url);
+    bind_text(st, 7, d->oauth_client_id);
+    bind_text(st, 8, d->oauth_scope);
+    bind_text(st, 9, d->tls_cert_file);
+    bind_text(st, 10, d->tls_key_file);
+    bind_text(st, 11, d->tls_ca_file);
+    bind_text(st, 12, d->tls_pinned_key);
+    sqlite3_bind_int(st, 13, d->d1_batch_max);
+    sqlite3_bind_int64(st, 14, d->max_age_ms);
+    sqlite3_bind_int(st, 15, d->timeout_ms);
+    bind_text(st, 16, d->messaging_url);
+    bind_text(st, 17, d->templates_json ? d->templates_json : "");
+    sqlite3_bind_int64(st, 18, d->updated_ms);
+    td_st r = step_done(st);
+    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = TD_ST_NOT_FOUND;
+    return r;
+}
+
+static td_st v_delivery_get(td_conn *c, const char *issuer_id, td_delivery_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, Q_DELIVERY_GET);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, issuer_id);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) {
+        memset(out, 0, sizeof *out);
+        col_copy(st, 0, out->issuer_id, sizeof out->issuer_id);
+        col_copy(st, 1, out->profile, sizeof out->profile);
+        col_copy(st, 2, out->base_url, sizeof out->base_url);
+        col_copy(st, 3, out->auth, sizeof out->auth);
+        out->secret_len = col_blob(st, 4, out->secret_sealed, sizeof out->secret_sealed);
+        col_copy(st, 5, out->oauth_token_url, sizeof out->oauth_token_url);
+        col_copy(st, 6, out->oauth_client_id, sizeof out->oauth_client_id);
+        col_copy(st, 7, out->oauth_scope, sizeof out->oauth_scope);
+        col_copy(st, 8, out->tls_cert_file, sizeof out->tls_cert_file);
+        col_copy(st, 9, out->tls_key_file, sizeof out->tls_key_file);
+        col_copy(st, 10, out->tls_ca_file, sizeof out->tls_ca_file);
+        col_copy(st, 11, out->tls_pinned_key, sizeof out->tls_pinned_key);
+        out->d1_batch_max = sqlite3_column_int(st, 12);
+        out->max_age_ms = sqlite3_column_int64(st, 13);
+        out->timeout_ms = sqlite3_column_int(st, 14);
+        col_copy(st, 15, out->messaging_url, sizeof out->messaging_url);
+        out->templates_json = col_dup(st, 16); /* NOT NULL column: NULL here is a failed allocation */
+        out->updated_ms = sqlite3_column_int64(st, 17);
+        if (!out->templates_json) r = TD_ST_ERROR;
+    }
+    finish(st);
     return r;
 }
 
@@ -1598,6 +1845,12 @@ static const td_store_ops OPS = {
     .outbox_cancel = v_outbox_cancel,
     .outbox_otp_times = v_outbox_otp_times,
     .outbox_list = v_outbox_list,
+    .outbox_claim = v_outbox_claim,
+    .outbox_attempt = v_outbox_attempt,
+    .outbox_replay = v_outbox_replay,
+    .outbox_stats = v_outbox_stats,
+    .delivery_put = v_delivery_put,
+    .delivery_get = v_delivery_get,
     .timer_insert = v_timer_insert,
     .timer_due = v_timer_due,
     .timer_get = v_timer_get,
@@ -1670,6 +1923,9 @@ static void commit_batch(sqlite_store *s, td_job *batch, int n)
             commit = TD_ST_ERROR;
         }
     }
+    /* (A job rolled back to its savepoint may have set it: one spurious wake-up.) */
+    if (commit == TD_ST_OK && s->outbox_touched && s->pub.on_outbox) s->pub.on_outbox();
+    s->outbox_touched = false;
     pthread_mutex_lock(&s->mu);
     s->stats.commits++;
     s->stats.jobs += (uint64_t)n;

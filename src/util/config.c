@@ -75,6 +75,9 @@ INT_SETTER(set_commit_timeout, commit_timeout_ms, 1, 600000, 1)
 INT_SETTER(set_tsp_timeout, tsp_timeout_ms, 1, 120000, 1)
 INT_SETTER(set_tsp_retries, tsp_retries, 0, 10, 1)
 INT_SETTER(set_timer_interval, timer_interval_ms, 10, 60000, 1)
+INT_SETTER(set_delivery_concurrency, delivery_concurrency, 1, 1024, 1)
+INT_SETTER(set_delivery_poll, delivery_poll_ms, 10, 10000, 1)
+INT_SETTER(set_delivery_lease, delivery_lease_ms, 1000, 3600000, 1)
 
 /* Checked here so a typo fails at start, not at the first issuer operation. */
 static int set_tsp_url(td_config *c, const char *v, char *err, size_t cap)
@@ -205,6 +208,13 @@ static const option OPTIONS[] = {
     {"tsp-retries", set_tsp_retries, "extra TSP attempts on 5xx, connection errors and timeouts (default 2)"},
     {"tsp-bearer", set_tsp_bearer, "bearer token sent to the TSP (prefer TOKEND_TSP_BEARER; never logged)"},
     {"timer-interval-ms", set_timer_interval, "milliseconds between runs of the timer runner (default 1000)"},
+    {"delivery-concurrency", set_delivery_concurrency,
+     "notification deliveries in flight at once (1..1024, default 64)"},
+    {"delivery-poll-ms", set_delivery_poll,
+     "milliseconds an idle delivery worker waits before looking for due notifications (10..10000, default 200)"},
+    {"delivery-lease-ms", set_delivery_lease,
+     "milliseconds a claimed notification stays claimed (its attempt must end within it); after a crash it "
+     "is sent again once this ran out (1000..3600000, default 60000)"},
     {"fault-injection", set_fault, "true enables POST /admin/v1/faults (tests only)"},
     {"debug", set_debug, "true logs at debug level"},
 };
@@ -300,6 +310,9 @@ static void defaults(td_config *c)
     c->tsp_timeout_ms = 5000;
     c->tsp_retries = 2;
     c->timer_interval_ms = 1000;
+    c->delivery_concurrency = 64;
+    c->delivery_poll_ms = 200;
+    c->delivery_lease_ms = 60000;
     td_policy_default(&c->policy);
 }
 

@@ -36,6 +36,9 @@ typedef struct td_config {
     int tsp_retries;           /* extra attempts on 5xx, connection errors, timeouts */
     char tsp_bearer[256];      /* secret: never logged; "" = no Authorization header */
     int64_t timer_interval_ms; /* how often the timer runner looks for due timers */
+    int delivery_concurrency;  /* notification transfers in flight at once */
+    int64_t delivery_poll_ms;  /* how often an idle delivery worker looks for due rows */
+    int64_t delivery_lease_ms; /* how long a claimed row stays IN_FLIGHT (a crash's rows go again after it) */
     bool fault_injection;      /* enables POST /admin/v1/faults, for tests only */
     bool log_debug;
 } td_config;

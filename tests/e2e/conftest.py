@@ -501,3 +501,163 @@ def net_issuer2(net_tokend):
 def net_member(net_tokend):
     """A Token API member (wrong-role key checks)."""
     return tdlib.new_member(net_tokend, "Member", levels=("STANDARD",))
+
+
+# ---------------------------------------------------------------------------
+# Notification delivery (docs/notifications.md): the reference receiver
+# (`tokenctl listen`, docs/receiver.md) as a real process, and an issuer's
+# delivery settings through the admin API.
+# ---------------------------------------------------------------------------
+
+import json as _json
+import os as _os
+import signal as _signal
+import subprocess as _subprocess
+
+TOKENCTL_BIN = _os.environ.get("TOKENCTL_BIN") or _os.path.join(tdlib.REPO, "build", "tokenctl")
+# The delivery worker looks for due rows every 50 ms in these tests.
+DELIVERY_SETTINGS = dict(NET_SETTINGS, **{"delivery-poll-ms": "50"})
+
+
+class Receiver:
+    """`tokenctl listen` on a loopback port: its JSON lines in a file, its view
+    from GET /state. restart() keeps the port and the state file."""
+
+    def __init__(self, workdir, name, args):
+        self.dir = workdir
+        self.name = name
+        self.args = list(args)
+        self.state_file = _os.path.join(workdir, f"{name}.state.json")
+        self.out_path = _os.path.join(workdir, f"{name}.out")
+        self.err_path = _os.path.join(workdir, f"{name}.err")
+        self.proc = None
+        self.port = 0
+
+    def start(self, port=None, args=None):
+        if args is not None:
+            self.args = list(args)
+        cmd = [TOKENCTL_BIN, "listen", "--port", str(port if port is not None else self.port),
+               "--state-file", self.state_file] + self.args
+        out = open(self.out_path, "ab")
+        start_at = out.tell()
+        err = open(self.err_path, "ab")
+        self.proc = _subprocess.Popen(cmd, stdin=_subprocess.DEVNULL, stdout=out, stderr=err)
+        out.close()
+        err.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open(self.out_path, "rb") as f:
+                f.seek(start_at)
+                first = f.readline()
+            if first.endswith(b"\n"):
+                info = _json.loads(first)
+                self.port = info["port"]
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise RuntimeError(f"tokenctl listen did not start: {self.stderr()}")
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        """SIGTERM by pid; the exit code (the receiver exits 0)."""
+        if self.alive:
+            _os.kill(self.proc.pid, _signal.SIGTERM)
+            self.proc.wait(20)
+        return self.proc.returncode if self.proc else 0
+
+    def kill(self):
+        if self.alive:
+            _os.kill(self.proc.pid, _signal.SIGKILL)
+            self.proc.wait(20)
+
+    def stderr(self):
+        try:
+            with open(self.err_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def text(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def lines(self):
+        """Every JSON line printed so far (all runs)."""
+        return [_json.loads(l) for l in self.text().splitlines() if l.startswith("{")]
+
+    def state(self):
+        import requests as _requests
+        r = _requests.get(self.url + "/state", timeout=10)
+        assert r.status_code == 200, (r.status_code, r.text)
+        return r.json()
+
+    def token(self, dc):
+        return self.state()["tokens"].get(dc)
+
+    def post(self, path, body, headers=None):
+        """A callback sent by the test itself (duplicates, late ones)."""
+        import requests as _requests
+        return _requests.post(self.url + path, data=body if isinstance(body, (bytes, str)) else _json.dumps(body),
+                              headers=dict({"Content-Type": "application/json"}, **(headers or {})), timeout=10)
+
+
+class ReceiverPool:
+    def __init__(self, tmp_path_factory, label):
+        self.tmp_path_factory = tmp_path_factory
+        self.label = label
+        self.receivers = []
+
+    def start(self, *args, port=0):
+        rx = Receiver(str(self.tmp_path_factory.mktemp(f"{self.label}-rx{len(self.receivers)}")),
+                      f"rx{len(self.receivers)}", args)
+        self.receivers.append(rx)
+        return rx.start(port=port)
+
+    def stop_all(self):
+        problems = []
+        for rx in self.receivers:
+            if rx.alive:
+                rc = rx.stop()
+                if rc != 0:
+                    problems.append(f"{rx.name}: exit code {rc}\n{rx.stderr()}")
+        return problems
+
+
+@pytest.fixture
+def receivers(tmp_path_factory, request):
+    """Reference receivers (`tokenctl listen`), stopped by pid at the end."""
+    pool = ReceiverPool(tmp_path_factory, re.sub(r"[^A-Za-z0-9_-]+", "_", request.node.name)[:40])
+    yield pool
+    problems = pool.stop_all()
+    if problems:
+        pytest.fail("tokenctl listen: " + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def delivery_tokend(module_tokend_pool):
+    """One tokend per module with a fast timer runner and delivery worker."""
+    return module_tokend_pool.start(settings=DELIVERY_SETTINGS)
+
+
+def set_delivery(server, issuer_id, body, expect=200):
+    """PUT /admin/v1/issuers/{id}/delivery; the answer's JSON."""
+    r = server.admin().put(f"/admin/v1/issuers/{issuer_id}/delivery", json=body)
+    assert r.status_code == expect, (r.status_code, r.text)
+    return r.json()
+
+
+def wait_delivered(server, issuer_id, timeout=30, states=("DELIVERED",)):
+    """Waits until every outbox row of the issuer is in `states` (CANCELLED rows
+    — an OTP whose step-up ended — never go); the rows."""
+    def done():
+        rows = read_outbox(server, issuer_id)
+        return rows if rows and all(r["state"] in states + ("CANCELLED",) for r in rows) else None
+    return tdlib.wait_until(done, timeout=timeout, interval=0.1, what=f"{issuer_id}'s outbox to be delivered")

@@ -19,7 +19,8 @@ from conftest import (ISO_MS, NET_SETTINGS, OP_ID, NetIssuer, assert_d1_error, n
 
 OUTBOX_KEYS = {"id", "channel", "digitalCardId", "cardId", "sequence", "operationId", "operation", "status",
                "errorCode", "source", "correlationId", "walletProviderId", "message", "methodId", "eventTime",
-               "createdAt", "dueAt", "state"}
+               "createdAt", "dueAt", "state", "attempts", "lastStatus", "lastError", "firstAttemptAt", "doneAt",
+               "replayedAt"}
 SHORT_SESSION = {"stepUp": {"firstReminderAfterSeconds": 1, "reminderEverySeconds": 1, "maxReminders": 2,
                             "sessionSeconds": 3}}
 

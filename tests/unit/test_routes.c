@@ -14,6 +14,7 @@
 
 #include "api/faces.h"
 #include "api/http.h"
+#include "util/util.h"
 
 static const td_method METHODS[] = {TD_GET, TD_POST, TD_PUT, TD_DELETE, TD_METHOD_OTHER};
 #define N_METHODS (sizeof METHODS / sizeof METHODS[0])
@@ -163,6 +164,11 @@ static void test_match_examples(void **state)
         {TD_GET, "/admin/v1/issuers/ISS0000001/card-policy", admin_get_card_policy, 1, "ISS0000001", NULL},
         {TD_GET, "/admin/v1/issuers/ISS0000001/outbox", admin_list_outbox, 1, "ISS0000001", NULL},
         {TD_POST, "/admin/v1/tsp", admin_set_tsp, 0, NULL, NULL},
+        /* notification delivery */
+        {TD_PUT, "/admin/v1/issuers/ISS0000001/delivery", admin_put_delivery, 1, "ISS0000001", NULL},
+        {TD_GET, "/admin/v1/issuers/ISS0000001/delivery", admin_get_delivery, 1, "ISS0000001", NULL},
+        {TD_POST, "/admin/v1/issuers/ISS0000001/outbox/42/replay", admin_replay_one, 2, "ISS0000001", "42"},
+        {TD_POST, "/admin/v1/issuers/ISS0000001/outbox:replay", admin_replay_all, 1, "ISS0000001", NULL},
         /* Issuer API */
         {TD_POST, "/banking/v1/issuers/ISS0000001/cards", issuer_register_card, 1, "ISS0000001", NULL},
         {TD_GET, "/banking/v1/issuers/ISS0000001/cards/card-0001", issuer_get_card, 2, "ISS0000001", "card-0001"},
@@ -240,6 +246,11 @@ static void test_method_mismatch_examples(void **state)
         {TD_DELETE, "/admin/v1/issuers/ISS0000001/card-policy"},
         {TD_POST, "/admin/v1/issuers/ISS0000001/outbox"},
         {TD_GET, "/admin/v1/tsp"},
+        {TD_POST, "/admin/v1/issuers/ISS0000001/delivery"},
+        {TD_DELETE, "/admin/v1/issuers/ISS0000001/delivery"},
+        {TD_GET, "/admin/v1/issuers/ISS0000001/outbox/42/replay"},
+        {TD_PUT, "/admin/v1/issuers/ISS0000001/outbox:replay"},
+        {TD_GET, "/admin/v1/issuers/ISS0000001/outbox:replay"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         td_req r;
@@ -359,6 +370,14 @@ static void test_other_misses(void **state)
         "/igwapi/v2.1/getCardInfo",
         "/admin/v1/issuers/ISS0000001/policy",
         "/admin/v1/tsp/x",
+        /* delivery: the literal segments, exactly */
+        "/admin/v1/issuers/ISS0000001/outbox:REPLAY",
+        "/admin/v1/issuers/ISS0000001/outbox:retry",
+        "/admin/v1/issuers/ISS0000001/outbox/42",
+        "/admin/v1/issuers/ISS0000001/outbox/42/replay:all",
+        "/admin/v1/issuers/ISS0000001/outbox//replay",
+        "/admin/v1/issuers/ISS0000001/deliveries",
+        "/admin/v1/issuers/delivery",
     };
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         expect_no_route(paths[i]);
@@ -819,10 +838,174 @@ static void test_check_duplicates_rejected_by_parser(void **state)
     assert_null(json_loadb(dup, sizeof dup - 1, JSON_REJECT_DUPLICATES, NULL));
 }
 
+/* ---- admin_parse_delivery: PUT /admin/v1/issuers/{id}/delivery ---- */
+
+static int parse_delivery(const char *text, td_delivery_rec *d, const char **secret, td_error *e)
+{
+    json_error_t err;
+    static json_t *held; /* the body the secret points into, kept until the next call */
+    json_decref(held);
+    held = json_loads(text, JSON_REJECT_DUPLICATES, &err);
+    assert_non_null(held);
+    memset(d, 0, sizeof *d);
+    memset(e, 0, sizeof *e);
+    return admin_parse_delivery(held, d, secret, e);
+}
+
+static void test_delivery_valid(void **state)
+{
+    (void)state;
+    td_delivery_rec d;
+    td_error e;
+    const char *secret;
+    assert_int_equal(
+        parse_delivery("{\"profile\": \"d1\", \"baseUrl\": \"https://bank.example/api\"}", &d, &secret, &e), 0);
+    assert_string_equal(d.profile, "d1");
+    assert_string_equal(d.base_url, "https://bank.example/api");
+    assert_string_equal(d.auth, "none");
+    assert_null(secret);
+    assert_int_equal(d.d1_batch_max, 1);
+    assert_int_equal(d.max_age_ms, 86400000);
+    assert_int_equal(d.timeout_ms, 5000);
+
+    assert_int_equal(
+        parse_delivery(
+            "{\"profile\": \"classic\", \"baseUrl\": \"http://127.0.0.1:9/igw\", "
+            "\"auth\": {\"type\": \"oauth2\", \"clientId\": \"tokend\", \"clientSecret\": \"s3cr3t\", "
+            "\"tokenUrl\": \"http://127.0.0.1:9/oauth2/token\", \"scope\": \"notify\"}, "
+            "\"tls\": {\"certFile\": \"/etc/c.pem\", \"keyFile\": \"/etc/k.pem\", \"caFile\": \"/etc/ca.pem\", "
+            "\"pinnedPublicKey\": \"sha256//AAAA\"}, \"d1BatchMax\": 64, \"maxAgeSeconds\": 60, "
+            "\"timeoutMs\": 100, \"messagingUrl\": \"http://127.0.0.1:9/messages\", "
+            "\"templates\": {\"OTP\": \"code {otp}\", \"ACTIVATION\": \"ready {last4}\"}}",
+            &d, &secret, &e),
+        0);
+    assert_string_equal(d.auth, "oauth2");
+    assert_string_equal(secret, "s3cr3t");
+    assert_string_equal(d.oauth_client_id, "tokend");
+    assert_string_equal(d.oauth_token_url, "http://127.0.0.1:9/oauth2/token");
+    assert_string_equal(d.oauth_scope, "notify");
+    assert_string_equal(d.tls_cert_file, "/etc/c.pem");
+    assert_string_equal(d.tls_key_file, "/etc/k.pem");
+    assert_string_equal(d.tls_ca_file, "/etc/ca.pem");
+    assert_string_equal(d.tls_pinned_key, "sha256//AAAA");
+    assert_int_equal(d.d1_batch_max, 64);
+    assert_int_equal(d.max_age_ms, 60000);
+    assert_int_equal(d.timeout_ms, 100);
+    assert_string_equal(d.messaging_url, "http://127.0.0.1:9/messages");
+    assert_non_null(d.templates_json);
+    assert_non_null(strstr(d.templates_json, "code {otp}"));
+    free(d.templates_json);
+
+    assert_int_equal(parse_delivery("{\"profile\": \"webhook\", \"baseUrl\": \"http://h/webhook\", "
+                                    "\"auth\": {\"type\": \"webhook\", \"secret\": \"whsec_AAAA\"}}",
+                                    &d, &secret, &e),
+                     0);
+    assert_string_equal(d.auth, "webhook");
+    assert_string_equal(secret, "whsec_AAAA");
+    /* the secret may be left out (the stored one is kept) */
+    assert_int_equal(
+        parse_delivery("{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"auth\": {\"type\": \"bearer\"}}", &d,
+                       &secret, &e),
+        0);
+    assert_string_equal(d.auth, "bearer");
+    assert_null(secret);
+}
+
+static void test_delivery_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body, *names;
+    } cases[] = {
+        {"{}", "profile"},
+        {"{\"profile\": \"d1\"}", "baseUrl"},
+        {"{\"profile\": \"D1\", \"baseUrl\": \"http://h\"}", "profile"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"extra\": 1}", "extra"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"ftp://h\"}", "baseUrl"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://\"}", "baseUrl"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h/a b\"}", "baseUrl"},
+        {"{\"profile\": \"d1\", \"baseUrl\": 5}", "baseUrl"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"messagingUrl\": \"file:///x\"}", "messagingUrl"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"d1BatchMax\": 0}", "d1BatchMax"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"d1BatchMax\": 65}", "d1BatchMax"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"d1BatchMax\": \"2\"}", "d1BatchMax"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"maxAgeSeconds\": 59}", "maxAgeSeconds"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"maxAgeSeconds\": 604801}", "maxAgeSeconds"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"timeoutMs\": 99}", "timeoutMs"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"timeoutMs\": 60001}", "timeoutMs"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"auth\": \"bearer\"}", "auth"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"auth\": {}}", "type"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"auth\": {\"type\": \"basic\"}}", "type"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"auth\": {\"type\": \"none\", \"token\": \"x\"}}", "token"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"auth\": {\"type\": \"bearer\", \"secret\": \"x\"}}",
+         "secret"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"auth\": {\"type\": \"bearer\", \"token\": \"a b\"}}",
+         "token"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"auth\": {\"type\": \"oauth2\", \"clientId\": \"c\"}}",
+         "tokenUrl"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"auth\": {\"type\": \"oauth2\", \"tokenUrl\": "
+         "\"http://h\"}}",
+         "clientId"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"auth\": {\"type\": \"webhook\", \"secret\": \"x\"}}",
+         "webhook"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"tls\": {\"keyFile\": \"/k\"}}", "certFile"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"tls\": {\"crlFile\": \"/k\"}}", "crlFile"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"templates\": {\"WELCOME\": \"hi\"}}", "WELCOME"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"templates\": {\"OTP\": 1}}", "OTP"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"templates\": {\"OTP\": \"\"}}", "OTP"},
+        {"{\"profile\": \"d1\", \"baseUrl\": \"http://h\", \"templates\": []}", "templates"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        td_delivery_rec d;
+        td_error e;
+        const char *secret;
+        if (parse_delivery(cases[i].body, &d, &secret, &e) == 0) fail_msg("accepted: %s", cases[i].body);
+        assert_int_equal(e.code, TD_E_INVALID_ARGUMENT);
+        if (!strstr(e.detail, cases[i].names))
+            fail_msg("'%s' does not name %s: %s", cases[i].body, cases[i].names, e.detail);
+        free(d.templates_json);
+    }
+}
+
+/* The view never holds the secret, only whether one is set. */
+static void test_delivery_view(void **state)
+{
+    (void)state;
+    td_delivery_rec d;
+    memset(&d, 0, sizeof d);
+    td_strlcpy(d.issuer_id, "ISS0000001", sizeof d.issuer_id);
+    td_strlcpy(d.profile, "d1", sizeof d.profile);
+    td_strlcpy(d.base_url, "http://h", sizeof d.base_url);
+    td_strlcpy(d.auth, "oauth2", sizeof d.auth);
+    td_strlcpy(d.oauth_client_id, "cid", sizeof d.oauth_client_id);
+    td_strlcpy(d.oauth_token_url, "http://h/t", sizeof d.oauth_token_url);
+    memcpy(d.secret_sealed, "SEALED-SECRET", 13);
+    d.secret_len = 13;
+    d.d1_batch_max = 5;
+    d.max_age_ms = 120000;
+    d.timeout_ms = 700;
+    json_t *v = admin_delivery_view(&d, true);
+    char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_non_null(s);
+    assert_null(strstr(s, "SEALED"));
+    json_t *auth = json_object_get(v, "auth");
+    assert_true(json_is_true(json_object_get(auth, "secretSet")));
+    assert_string_equal(json_string_value(json_object_get(auth, "clientId")), "cid");
+    assert_int_equal(json_integer_value(json_object_get(v, "maxAgeSeconds")), 120);
+    assert_int_equal(json_integer_value(json_object_get(v, "d1BatchMax")), 5);
+    assert_true(json_is_object(json_object_get(v, "templates")));
+    assert_true(json_is_null(json_object_get(v, "messagingUrl")));
+    free(s);
+    json_decref(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route_table_sane),
+        cmocka_unit_test(test_delivery_valid),
+        cmocka_unit_test(test_delivery_refused),
+        cmocka_unit_test(test_delivery_view),
         cmocka_unit_test(test_match_every_route),
         cmocka_unit_test(test_match_examples),
         cmocka_unit_test(test_method_mismatch_examples),

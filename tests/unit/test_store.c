@@ -40,7 +40,7 @@ static void unique_path(char *out, size_t cap, const char *tag)
 
 static td_store *open_store(const char *path)
 {
-    char url[1100], err[256] = "";
+    char url[1200], err[256] = "";
     snprintf(url, sizeof url, "sqlite:%s", path);
     td_store *s = td_store_open(url, err, sizeof err);
     if (!s) fail_msg("td_store_open(%s): %s", url, err);
