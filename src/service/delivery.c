@@ -44,10 +44,18 @@
 #define STATS_EVERY_MS 1000  /* outbox_stats refresh */
 #define CLAIM_MAX 1024       /* rows per claim */
 #define BATCH_MAX 64         /* td_notify_req.ids */
+/* Works held (claimed, not finished) per transfer slot: claiming ahead keeps
+ * the slots busy while the next write job commits (an fsync), instead of
+ * leaving them idle between a transfer's end and the claim of its successor. */
+#define HOLD_PER_SLOT 4
 #define DRAIN_MS 10000       /* td_delivery_stop waits this long for transfers in flight */
 #define TOKEN_BODY_MAX 65536 /* an OAuth2 token answer larger than this is refused */
 #define TOKEN_SKEW_MS 30000  /* a token is refreshed this long before it expires */
 #define FAIL_PAUSE_MS 200    /* after a failed write job */
+/* A kick (a commit owed rows) claims at most this often: under a write load
+ * every group commit kicks, and a claim per commit would be a writer job per
+ * commit; rows then wait at most this long. */
+#define KICK_MIN_MS 10
 #define MIN_ATTEMPT_MS 200   /* less lease left than this: the attempt is not started */
 #define DEFAULT_BACKOFF_BASE 1000
 #define DEFAULT_BACKOFF_CAP 3600000
@@ -502,13 +510,10 @@ static double rnd01(void)
     return (double)r / 4294967296.0;
 }
 
-/* A failed attempt: PENDING again after the back-off, or DEAD past max age. */
+/* A failed attempt: PENDING again at `at` (after the back-off), or DEAD past max age. */
 static void retry_or_dead(td_delivery *d, const work *w, const td_outbox_rec *o, int http_status, const char *why,
-                          int64_t retry_after_s, int64_t now)
+                          int64_t at)
 {
-    int64_t wait = td_backoff_ms(o->attempts + 1, atomic_load(&d->backoff_base), atomic_load(&d->backoff_cap),
-                                 retry_after_s, rnd01());
-    int64_t at = now + wait;
     if (td_past_max_age(o, at, w->iss->configured ? w->iss->rec.max_age_ms : 24LL * 3600 * 1000)) {
         char e[160];
         snprintf(e, sizeof e, "max age reached: %s", why);
@@ -522,9 +527,10 @@ static void work_free(work *w)
 {
     if (!w) return;
     if (w->req.body) td_wipe(w->req.body, w->req.body_len);
-    td_wipe(w->req.headers, sizeof w->req.headers);
+    /* the headers may hold a bearer token: wiped (what was written of them) */
+    for (int i = 0; i < w->req.n_headers && i < TD_NOTIFY_MAX_HEADERS; i++)
+        td_wipe(w->req.headers[i], strnlen(w->req.headers[i], sizeof w->req.headers[i]));
     td_notify_req_free(&w->req);
-    memset(&w->req, 0, sizeof w->req);
     free(w->rows);
     free(w);
 }
@@ -543,11 +549,19 @@ static void finish_all(td_delivery *d, work *w, const char *state, int http_stat
     work_done(d, w);
 }
 
+/* One back-off for all the rows of a request: a failed d1 batch is due again
+ * as a whole, so it goes again as the same batch (the receiver sees the same
+ * call retried) rather than scattered into new batches, each of which could
+ * fail again and push its rows' back-off further. */
 static void retry_all(td_delivery *d, work *w, int http_status, const char *why, int64_t retry_after_s)
 {
-    int64_t now = td_now_ms();
+    int attempts = 0;
     for (int i = 0; i < w->n; i++)
-        retry_or_dead(d, w, &w->rows[i], http_status, why, retry_after_s, now);
+        if (w->rows[i].attempts > attempts) attempts = w->rows[i].attempts;
+    int64_t at = td_now_ms() + td_backoff_ms(attempts + 1, atomic_load(&d->backoff_base),
+                                             atomic_load(&d->backoff_cap), retry_after_s, rnd01());
+    for (int i = 0; i < w->n; i++)
+        retry_or_dead(d, w, &w->rows[i], http_status, why, at);
     work_done(d, w);
 }
 
@@ -1215,7 +1229,11 @@ static void job_finished(td_delivery *d)
                 atomic_fetch_add(&d->retried, 1);
         }
         free(j->outs);
-        d->last_claim_full = j->limit > 0 && j->n_claimed >= (size_t)j->limit;
+        /* A full claim means more rows are due: claim again as soon as slots
+         * free up, without waiting for the poll. A job that only recorded
+         * outcomes says nothing about that (it must not reset it, or every
+         * burst would stall until the next poll). */
+        if (j->limit > 0) d->last_claim_full = j->n_claimed >= (size_t)j->limit;
         make_works(d, j, j->now);
         idset_compact(&d->held);
     } else {
@@ -1333,11 +1351,17 @@ static void *worker(void *arg)
         start_ready(d);
         /* the next job: outcomes to record and/or rows to claim */
         if (!d->job && now >= d->pause_until_ms) {
-            int slots = d->concurrency - d->n_hand;
-            bool kicked = atomic_exchange(&d->kicked, false);
-            bool claim = !stop && slots > 0 && (d->last_claim_full || kicked || now - d->last_claim_ms >= d->poll_ms);
+            int slots = HOLD_PER_SLOT * d->concurrency - d->n_hand;
+            bool kicked = atomic_load(&d->kicked) && now - d->last_claim_ms >= KICK_MIN_MS;
+            /* Claim when rows are likely due: the last claim was full, a commit
+             * owed new rows (kick), or this job records outcomes — a delivered
+             * or dead row makes the next row of its order key claimable —
+             * else at the next poll (retries coming due). */
+            bool claim = !stop && slots > 0 &&
+                         (d->last_claim_full || kicked || d->outs.n > 0 || now - d->last_claim_ms >= d->poll_ms);
             int limit = 0;
             if (claim) {
+                atomic_store(&d->kicked, false); /* this claim answers it */
                 long l = (long)slots * batch_hint(d);
                 limit = l > CLAIM_MAX ? CLAIM_MAX : (int)l;
             }
@@ -1359,8 +1383,8 @@ static void *worker(void *arg)
         read_done(d);
         if (d->job && atomic_load(&d->job_done)) continue;
         long wait = 1000;
-        if (!d->job && !stop && d->n_hand < d->concurrency) {
-            int64_t next = d->last_claim_ms + d->poll_ms - now;
+        if (!d->job && !stop && d->n_hand < HOLD_PER_SLOT * d->concurrency) {
+            int64_t next = d->last_claim_ms + (atomic_load(&d->kicked) ? KICK_MIN_MS : d->poll_ms) - now;
             wait = next < 1 ? 1 : (long)next;
         }
         if (d->pause_until_ms > now && d->pause_until_ms - now < wait) wait = (long)(d->pause_until_ms - now);
@@ -1415,6 +1439,7 @@ td_delivery *td_delivery_start(td_svc *svc)
         free(d);
         return NULL;
     }
+    pthread_setname_np(d->thread, "td-delivery"); /* names it in top -H, perf and the benchmarks */
     atomic_store(&current, d);
     return d;
 }

@@ -355,8 +355,10 @@ typedef struct td_store_ops {
      * PENDING (or IN_FLIGHT whose lease ran out: a crash mid-delivery) with
      * due_ms <= now, of issuers that have a delivery config, and only the
      * first undelivered row of each order_key (a later row waits while an
-     * earlier one is retried). Claimed rows become IN_FLIGHT until lease_ms;
-     * fn gets each (in id order). Writer connection. */
+     * earlier one is retried). Per issuer the oldest due first; the issuers
+     * take turns at being served first, so one backlog cannot starve the
+     * others. Claimed rows become IN_FLIGHT until lease_ms; fn gets each (in
+     * id order). Writer connection. */
     td_st (*outbox_claim)(td_conn *c, int64_t now_ms, int64_t lease_ms, int limit,
                           void (*fn)(const td_outbox_rec *, void *), void *arg);
     /* The outcome of one attempt: state DELIVERED or DEAD (done_ms = now), or

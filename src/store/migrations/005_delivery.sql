@@ -37,6 +37,9 @@ WHERE state IN ('PENDING', 'IN_FLIGHT')
 -- so a head that is not due (a retry waiting) or still leased costs no row read;
 -- created_ms: outbox_stats finds the oldest open row among the heads.
 CREATE INDEX outbox_heads ON outbox(id, due_ms, state, lease_until_ms, issuer_id, created_ms) WHERE head = 1;
+-- outbox_claim, per configured issuer: its due heads, oldest due first; heads
+-- not due yet (retries waiting) and other issuers' heads are not read.
+CREATE INDEX outbox_heads_due ON outbox(issuer_id, due_ms, id, state, lease_until_ms) WHERE head = 1;
 
 -- A new row (AUTOINCREMENT: the largest id) is a head when its key has no open row.
 CREATE TRIGGER outbox_head_insert AFTER INSERT ON outbox
