@@ -1035,8 +1035,17 @@ static void test_store_outage_keeps_outcomes(void **state)
     start_worker(f);
     for (int i = 0; i < 5; i++)
         wait_state(f, ids[i], "IN_FLIGHT");
-    f->s->inject_fault(f->s, 1);
+    /* claimed is not yet sent: the worker builds each request (reading the
+     * digital card) when it starts the transfer; wait for all five transfers */
     int64_t until = td_now_ms() + WAIT_MS;
+    td_delivery_counters c;
+    do {
+        sleep_ms(2);
+        td_delivery_stats(f->d, &c);
+    } while (c.in_flight < 5 && td_now_ms() < until);
+    assert_int_equal(c.in_flight, 5);
+    f->s->inject_fault(f->s, 1);
+    until = td_now_ms() + WAIT_MS;
     while (rx_count(f->rx) < 5 && td_now_ms() < until)
         sleep_ms(5);
     assert_int_equal(rx_count(f->rx), 5);
@@ -1045,7 +1054,6 @@ static void test_store_outage_keeps_outcomes(void **state)
     for (int i = 0; i < 5; i++)
         assert_int_equal(wait_state(f, ids[i], "DELIVERED").attempts, 1);
     assert_int_equal(rx_count(f->rx), 5);
-    td_delivery_counters c;
     td_delivery_stats(f->d, &c);
     assert_int_equal(c.delivered, 5);
 }
