@@ -13,7 +13,8 @@
 # What the functions set:
 #   bench_tools      PROFILE (resolved), CLK_TCK
 #   bench_dirs       STAMP, RESULTS (bench/results/<stamp>), WORK (temp dir), PIDS; the EXIT trap
-#   build_tokend     TOKEND (build-rel/tokend, Release)
+#   build_tokend     TOKEND (build-rel/tokend, Release), TOKENCTL
+#   build_seed_cards WORK/seed_cards; sql, api, json_field: the store and tokend's API (DB, TD_URL)
 #   start_tokend     TD_PID, TD_PORT, TD_URL
 #   nginx_start      NG_PID, NG_URL (NG_PORT is the caller's: its server block listens on it)
 #   bench_measure    R[name.field] for one measured command
@@ -184,6 +185,30 @@ start_tokend() {
     sleep 0.1
   done
   die "tokend did not answer /healthz on $TD_URL"
+}
+
+# build_seed_cards -> WORK/seed_cards (bench/seed_cards.c: POSTs a list of bodies, many in flight)
+build_seed_cards() {
+  # shellcheck disable=SC2046 # pkg-config's flags are meant to split
+  gcc -O2 -Wall -Wextra -o "$WORK/seed_cards" "$ROOT/bench/seed_cards.c" $(pkg-config --cflags --libs libcurl) ||
+    die "cannot build bench/seed_cards.c"
+}
+
+# sql QUERY: sqlite3 on the caller's store file (DB)
+sql() { sqlite3 "$DB" "$1"; }
+
+# api METHOD PATH KEY BODY EXPECTED_STATUS -> the answer body on stdout (tokend at TD_URL)
+api() {
+  local out code
+  out="$WORK/api.out"
+  code=$(curl -s -o "$out" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $3" \
+    -H 'Content-Type: application/json' --data-binary "$4" "$TD_URL$2") || code=000
+  [[ $code == "$5" ]] || die "$1 $2 answered HTTP $code (expected $5): $(head -c 300 "$out")"
+  cat "$out"
+}
+
+json_field() { # FIELD < JSON
+  python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }
 
 store_metric() { # name: a tokend_store_* value from /metrics

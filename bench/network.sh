@@ -138,9 +138,7 @@ bench_dirs tokend-netbench
 
 # ---- 1. build ----
 build_tokend
-# shellcheck disable=SC2046 # pkg-config's flags are meant to split
-gcc -O2 -Wall -Wextra -o "$WORK/seed_cards" "$ROOT/bench/seed_cards.c" $(pkg-config --cflags --libs libcurl) ||
-  die "cannot build bench/seed_cards.c"
+build_seed_cards
 
 STORE="$WORK/store"
 DB="$STORE/tokend.db"
@@ -149,21 +147,6 @@ start_tokend main "$STORE"
 log "tokend pid $TD_PID on $TD_URL, store $DB"
 ADMIN_KEY=$(cat "$STORE/admin.key")
 
-sql() { sqlite3 "$DB" "$1"; }
-
-# api METHOD PATH KEY BODY EXPECTED_STATUS -> the answer body on stdout
-api() {
-  local out code
-  out="$WORK/api.out"
-  code=$(curl -s -o "$out" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $3" \
-    -H 'Content-Type: application/json' --data-binary "$4" "$TD_URL$2") || code=000
-  [[ $code == "$5" ]] || die "$1 $2 answered HTTP $code (expected $5): $(head -c 300 "$out")"
-  cat "$out"
-}
-
-json_field() { # FIELD < JSON
-  python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
-}
 
 # ---- 2. seed: issuer, keys, policy, cards, digital cards ----
 seed_t0=$(date +%s.%N)

@@ -98,9 +98,7 @@ bench_dirs tokend-notifybench
 
 # ---- 1. build, receivers, tokend ----
 build_tokend tokenctl
-# shellcheck disable=SC2046 # pkg-config's flags are meant to split
-gcc -O2 -Wall -Wextra -o "$WORK/seed_cards" "$ROOT/bench/seed_cards.c" $(pkg-config --cflags --libs libcurl) ||
-  die "cannot build bench/seed_cards.c"
+build_seed_cards
 
 # start_receiver NAME [more listen flags] -> RX_PID, RX_URL
 start_receiver() {
@@ -133,21 +131,6 @@ start_tokend main "$STORE"
 log "tokend pid $TD_PID on $TD_URL (delivery concurrency $CONC); receivers $RX (fails $FAIL_PCT %) and $CEIL_URL"
 ADMIN_KEY=$(cat "$STORE/admin.key")
 
-sql() { sqlite3 "$DB" "$1"; }
-
-# api METHOD PATH KEY BODY EXPECTED_STATUS -> the answer body on stdout
-api() {
-  local out code
-  out="$WORK/api.out"
-  code=$(curl -s -o "$out" -w '%{http_code}' -X "$1" -H "Authorization: Bearer $3" \
-    -H 'Content-Type: application/json' --data-binary "$4" "$TD_URL$2") || code=000
-  [[ $code == "$5" ]] || die "$1 $2 answered HTTP $code (expected $5): $(head -c 300 "$out")"
-  cat "$out"
-}
-
-json_field() { # FIELD < JSON
-  python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
-}
 
 metric() { # NAME: a value from tokend's /metrics
   curl -sf "$TD_URL/metrics" | awk -v n="$1" '$1 == n {print $2}'
