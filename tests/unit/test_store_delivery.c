@@ -25,65 +25,8 @@
 extern const char *const td_migrations[];
 extern const int td_migration_count;
 
-static char tmp_root[900];
-static const td_store_ops *OPS;
-
-typedef struct {
-    td_store *s;
-    char path[1024];
-} fixture;
-
-static void unique_path(char *out, size_t cap, const char *tag)
-{
-    static atomic_int counter;
-    snprintf(out, cap, "%s/store-delivery-%ld-%s-%d.db", tmp_root, (long)getpid(), tag, atomic_fetch_add(&counter, 1));
-}
-
-static td_store *open_store(const char *path)
-{
-    char url[1100], err[256] = "";
-    snprintf(url, sizeof url, "sqlite:%s", path);
-    td_store *s = td_store_open(url, err, sizeof err);
-    if (!s) fail_msg("td_store_open(%s): %s", url, err);
-    OPS = s->ops;
-    return s;
-}
-
-static void remove_db(const char *path)
-{
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        char p[1100];
-        int n = snprintf(p, sizeof p, "%s%s", path, suffixes[i]);
-        if (n > 0 && (size_t)n < sizeof p) unlink(p);
-    }
-}
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    unique_path(f->path, sizeof f->path, "t");
-    f->s = open_store(f->path);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    if (f->s) f->s->close(f->s);
-    remove_db(f->path);
-    free(f);
-    return 0;
-}
-
-static td_conn *rd(td_store *s)
-{
-    td_conn *c = s->reader(s);
-    assert_non_null(c);
-    return c;
-}
+#define STORE_FIXTURE_TAG "store-delivery"
+#include "store_fixture.h"
 
 /* ---- write helpers: one run() per verb, called through run_sync ---- */
 
@@ -1068,9 +1011,7 @@ static void test_claim_scale(void **state)
 int main(void)
 {
     if (td_crypto_init() != 0) return 1;
-    const char *t = getenv("TD_TEST_TMP");
-    snprintf(tmp_root, sizeof tmp_root, "%s", t && *t ? t : "/tmp");
-    mkdir(tmp_root, 0700); /* CTest names it; it may not exist yet */
+    store_fixture_init();
     const struct CMUnitTest tests[] = {
         T(test_claim_order),       T(test_order_keys), T(test_claim_filters),      T(test_lease_expiry),
         T(test_attempts),          T(test_replay),     T(test_replay_reorders),    T(test_stats),
