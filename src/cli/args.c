@@ -144,10 +144,18 @@ int cli_parse(cli_ctx *ctx, const cli_spec *spec, int argc, char **argv)
             }
             int rc = command_option(spec, argc, argv, &i);
             if (rc == 0) rc = cli_global_option(ctx, argc, argv, &i);
-            /* Only the name: a mistyped "--api-key=..." must not echo the key. */
-            if (rc == 0) return cli_usage_error(spec->usage, "unknown option '%.*s'", (int)strcspn(a, "="), a);
-            if (rc != 1) return CLI_USAGE;
-            continue;
+            /* Ids are base64url and may begin with '-' (a key id is derived from
+             * the key, docs/signatures.md): a single-dash word longer than a short
+             * option that is no option is such an argument. Options are "--name"
+             * or one letter ("-q", "-h"). */
+            bool id_like = rc == 0 && a[1] != '-' && a[2];
+            if (!id_like) {
+                /* Only the name: a mistyped "--api-key=..." must not echo the key. */
+                if (rc == 0)
+                    return cli_usage_error(spec->usage, "unknown option '%.*s'", (int)strcspn(a, "="), a);
+                if (rc != 1) return CLI_USAGE;
+                continue;
+            }
         }
         /* Not echoed: a stray argument may be a key that lost its option. */
         if (npos >= spec->max_pos)

@@ -355,6 +355,10 @@ def test_public_keys(server, parties, tmp_path):
     assert kid in server.ok("-q", "--api-key", key, "keys", "list", tpp).split()
     assert server.ok_json("--api-key", key, "keys", "delete", tpp, kid) == {}
     assert server.error_json("--api-key", key, "keys", "delete", tpp, kid)["errorCode"] == "NOT_FOUND"
+    # Key ids and keys are base64url: one may begin with '-' and is still an argument, not an option.
+    assert server.error_json("--api-key", key, "keys", "get", tpp, "-ETP340ZJ9MVpOWG")["errorCode"] == "NOT_FOUND"
+    dashed = "-" + b64url[1:]
+    assert server.ok_json("--api-key", key, "keys", "add", tpp, dashed, "--level", "LOW")["keyId"]
 
     # A PEM, read from a file with @FILE.
     pem = tmp_path / "key.pem"
