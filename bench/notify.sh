@@ -46,7 +46,8 @@
 # smoke test of the harness, not numbers to quote.
 #
 # Settings (environment): BENCH_CARDS (1000), BENCH_DCARDS (20000 per
-# scenario), BENCH_FAIL_PCT (30), BENCH_DELIVERY_CONCURRENCY (64),
+# scenario), BENCH_SCENARIOS ("d1-batch64 d1 classic webhook": which to run;
+# the profile's issuer is seeded only when BENCH_PROFILE is not none), BENCH_FAIL_PCT (30), BENCH_DELIVERY_CONCURRENCY (64),
 # BENCH_DURATION (4s, the ceiling runs), BENCH_THREADS (2: wrk threads and
 # tokend --threads), BENCH_PROFILE (auto|perf|callgrind|none),
 # BENCH_SEED_CONCURRENCY (64), BENCH_DELIVER_TIMEOUT (300 s per scenario),
@@ -85,7 +86,10 @@ DELIVER_TIMEOUT=${BENCH_DELIVER_TIMEOUT:-300}
 KEEP=${BENCH_KEEP:-0}
 PROFILE_SECONDS=3
 EXPIRY=1230
-SCENARIOS=(d1-batch64 d1 classic webhook)
+read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-d1-batch64 d1 classic webhook}"
+for s in "${SCENARIOS[@]}"; do
+  case $s in d1-batch64 | d1 | classic | webhook) ;; *) echo "BENCH_SCENARIOS: unknown scenario $s" >&2 && exit 2 ;; esac
+done
 RX_TOKEN=bench-receiver-token
 WHSEC="whsec_$(head -c 24 /dev/urandom | base64)"
 TD_EXTRA=(--delivery-concurrency "$CONC")
@@ -207,7 +211,8 @@ PY
 }
 
 seed_t0=$(date +%s.%N)
-ALL=("${SCENARIOS[@]}" profile)
+ALL=("${SCENARIOS[@]}")
+[[ $PROFILE == none ]] || ALL+=(profile)
 declare -A ISS
 for k in "${!ALL[@]}"; do
   ISS[${ALL[$k]}]=$(printf 'BNOTIFY%03d' "$((k + 1))")
@@ -216,7 +221,7 @@ for k in "${!ALL[@]}"; do
 done
 seed_s=$(awk -v a="$seed_t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
 OWED=$(sql "SELECT group_concat(what || ' ' || n, ', ') FROM (SELECT trim(channel || ' ' || operation || message || ' ' ||
-            status) AS what, count(*) AS n FROM outbox WHERE issuer_id = '${ISS[d1]}' GROUP BY what ORDER BY what)")
+            status) AS what, count(*) AS n FROM outbox WHERE issuer_id = '${ISS[${SCENARIOS[0]}]}' GROUP BY what ORDER BY what)")
 log "seeded in ${seed_s}s; each issuer owes $OWED"
 
 # ---- 3. the deliveries ----

@@ -910,13 +910,10 @@ static void print_plan(const char *path)
     /* store_sqlite.c's claim statement */
     const char *sql = "EXPLAIN QUERY PLAN UPDATE outbox SET state = 'IN_FLIGHT', lease_until_ms = ?3, "
                       "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN ?1 ELSE first_attempt_ms END "
-                      "WHERE id IN (SELECT o.id FROM outbox AS o INDEXED BY outbox_heads "
-                      "WHERE o.head = 1 AND o.due_ms <= ?1 "
+                      "WHERE id IN (SELECT o.id FROM outbox AS o INDEXED BY outbox_heads_due "
+                      "WHERE o.issuer_id = ?4 AND o.head = 1 AND o.due_ms <= ?1 "
                       "AND (o.state = 'PENDING' OR (o.state = 'IN_FLIGHT' AND o.lease_until_ms < ?1)) "
-                      "AND EXISTS (SELECT 1 FROM issuer_delivery AS d WHERE d.issuer_id = o.issuer_id) "
-                      "AND NOT EXISTS (SELECT 1 FROM outbox AS p WHERE p.issuer_id = o.issuer_id "
-                      "AND p.order_key = o.order_key AND p.id < o.id AND p.state IN ('PENDING', 'IN_FLIGHT')) "
-                      "ORDER BY o.id LIMIT ?2) RETURNING id";
+                      "ORDER BY o.due_ms, o.id LIMIT ?2) RETURNING id";
     assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
     printf("claim plan:\n");
     while (sqlite3_step(st) == SQLITE_ROW) {
