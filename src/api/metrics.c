@@ -196,6 +196,10 @@ char *td_metrics_text(td_metrics *m, const td_store_stats *st, int inflight)
     put(&b, "tokend_store_commit_batch_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
     put(&b, "tokend_store_commit_batch_size_sum %llu\ntokend_store_commit_batch_size_count %llu\n",
         (unsigned long long)st->jobs, (unsigned long long)st->commits);
+    put(&b, "# HELP tokend_store_commits_without_fsync_total Commits of delivery bookkeeping alone, made without "
+            "waiting for fsync (a power failure may only make notifications go again).\n# TYPE "
+            "tokend_store_commits_without_fsync_total counter\ntokend_store_commits_without_fsync_total %llu\n",
+        (unsigned long long)st->lax_commits);
     put(&b,
         "# HELP tokend_requests_in_flight Requests being processed.\n# TYPE tokend_requests_in_flight "
         "gauge\ntokend_requests_in_flight %d\n",

@@ -318,6 +318,9 @@ typedef struct td_store_ops {
     /* digital cards: CONFLICT on a duplicate id or (issuer, correlation id) */
     td_st (*dcard_insert)(td_conn *c, const td_dcard_rec *r);
     td_st (*dcard_get)(td_conn *c, const char *id, td_dcard_rec *out); /* any issuer: callers check */
+    /* dcard_get without the JSON columns (device, ID&V methods, answer: left
+     * NULL), which are most of a row: what a notification needs, read cheaply. */
+    td_st (*dcard_brief)(td_conn *c, const char *id, td_dcard_rec *out);
     td_st (*dcard_by_correlation)(td_conn *c, const char *issuer_id, const char *correlation_id, td_dcard_rec *out);
     /* the mutable fields (d.*, stepup_deadline_ms, updated_ms); only when the stored seq equals expect_seq */
     td_st (*dcard_update)(td_conn *c, const td_dcard_rec *r, int64_t expect_seq);
@@ -397,6 +400,11 @@ typedef struct td_job {
     void (*done)(void *arg, td_st status);
     void *arg;
     int64_t queued_us;   /* set by submit: a job that waited too long is not run */
+    /* Losing this job's commit to a power failure (not a process crash) would
+     * only make work be done again — e.g. a notification sent twice, which the
+     * receiver drops by id —, never lose an acknowledged change: a group made
+     * of such jobs alone is committed without waiting for fsync. */
+    bool lax;
     struct td_job *next; /* owned by the queue */
 } td_job;
 
@@ -404,6 +412,7 @@ typedef struct {
     uint64_t commits;
     uint64_t jobs;
     uint64_t batch_hist[8]; /* jobs per commit: 1, 2-3, 4-7, 8-15, 16-31, 32-63, 64-127, 128+ */
+    uint64_t lax_commits;   /* of the commits, those of lax jobs alone (td_job.lax): no fsync */
 } td_store_stats;
 
 struct td_store {

@@ -51,6 +51,7 @@ enum {
     Q_CARD_UPDATE,
     Q_DCARD_INSERT,
     Q_DCARD_GET,
+    Q_DCARD_BRIEF,
     Q_DCARD_BY_CORRELATION,
     Q_DCARD_UPDATE,
     Q_DCARD_LIST_BY_CARD,
@@ -87,6 +88,8 @@ enum {
     Q_SAVEPOINT,
     Q_RELEASE,
     Q_ROLLBACK_TO,
+    Q_SYNC_FULL,
+    Q_SYNC_NORMAL,
     Q__COUNT
 };
 
@@ -101,11 +104,13 @@ enum {
 #define CARD_COLS                                                                                                      \
     "issuer_id, card_id, consumer_id, pan_fp, pan_sealed, last4, expiry, phone, email, state, seq, created_ms, "       \
     "updated_ms"
-#define DCARD_COLS                                                                                                     \
+/* The brief columns lead, so a brief read (dcard_brief) is a prefix of them. */
+#define DCARD_BRIEF_COLS                                                                                               \
     "id, issuer_id, card_id, state, suspended_by, last_event_ms, seq, stepup_open, idv_failures, "                     \
     "revivable_until_ms, verdict, decision_reason, wallet_provider_id, token_requestor_id, token_storage_id, "         \
-    "is_primary, correlation_id, digitize_op_id, last4, device_json, idv_json, answer_json, stepup_deadline_ms, "      \
-    "created_ms, updated_ms"
+    "is_primary, correlation_id, digitize_op_id, last4"
+#define DCARD_COLS                                                                                                     \
+    DCARD_BRIEF_COLS ", device_json, idv_json, answer_json, stepup_deadline_ms, created_ms, updated_ms"
 #define OP_COLS                                                                                                        \
     "id, issuer_id, digital_card_id, card_id, operation, status, requestor_type, reason, reason_code, error_code, "    \
     "correlation_id, start_ms, end_ms"
@@ -165,6 +170,7 @@ static const char *const SQL[Q__COUNT] = {
     [Q_DCARD_INSERT] = "INSERT INTO digital_cards(" DCARD_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
                        "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
     [Q_DCARD_GET] = "SELECT " DCARD_COLS " FROM digital_cards WHERE id = ?1",
+    [Q_DCARD_BRIEF] = "SELECT " DCARD_BRIEF_COLS " FROM digital_cards WHERE id = ?1",
     [Q_DCARD_BY_CORRELATION] = "SELECT " DCARD_COLS " FROM digital_cards WHERE issuer_id = ?1 AND correlation_id = ?2",
     [Q_DCARD_UPDATE] = "UPDATE digital_cards SET state = ?2, suspended_by = ?3, last_event_ms = ?4, seq = ?5, "
                        "stepup_open = ?6, idv_failures = ?7, revivable_until_ms = ?8, stepup_deadline_ms = ?9, "
@@ -212,9 +218,11 @@ static const char *const SQL[Q__COUNT] = {
                        "AND (o.state = 'PENDING' OR (o.state = 'IN_FLIGHT' AND o.lease_until_ms < ?1)) "
                        "ORDER BY o.due_ms, o.id LIMIT ?2) RETURNING id, " OUTBOX_COLS,
     [Q_DELIVERY_ISSUERS] = "SELECT issuer_id FROM issuer_delivery ORDER BY issuer_id",
-    /* ?2 PENDING: due again at ?6; DELIVERED or DEAD: done at ?5. */
+    /* ?2 PENDING: due again at ?6; DELIVERED or DEAD: done at ?5, and no
+     * longer a head (set here rather than by outbox_head_close: one rewrite). */
     [Q_OUTBOX_ATTEMPT] = "UPDATE outbox SET state = ?2, attempts = attempts + 1, last_status = ?3, last_error = ?4, "
                          "due_ms = CASE WHEN ?2 = 'PENDING' THEN ?6 ELSE due_ms END, "
+                         "head = CASE WHEN ?2 = 'PENDING' THEN head ELSE 0 END, "
                          "done_ms = CASE WHEN ?2 = 'PENDING' THEN 0 ELSE ?5 END, lease_until_ms = 0 WHERE id = ?1",
     [Q_OUTBOX_REPLAY_ONE] = "UPDATE outbox SET state = 'PENDING', due_ms = ?3, lease_until_ms = 0, done_ms = 0, "
                             "replayed_ms = ?3 WHERE id = ?2 AND issuer_id = ?1 AND state = 'DEAD'",
@@ -252,6 +260,12 @@ static const char *const SQL[Q__COUNT] = {
     [Q_SAVEPOINT] = "SAVEPOINT job",
     [Q_RELEASE] = "RELEASE job",
     [Q_ROLLBACK_TO] = "ROLLBACK TO job",
+    /* Per transaction, before BEGIN: FULL (the default) fsyncs the WAL at
+     * COMMIT; NORMAL leaves it to the next FULL commit or checkpoint. The WAL
+     * is written in order, so a durable commit makes every earlier one durable
+     * too: a power failure can only take a suffix of NORMAL commits. */
+    [Q_SYNC_FULL] = "PRAGMA synchronous=FULL",
+    [Q_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
 };
 
 struct td_conn {
@@ -274,6 +288,7 @@ typedef struct sqlite_store {
     int queued;     /* jobs in the queue */
     int last_batch; /* jobs in the previous commit */
     bool outbox_touched; /* this transaction inserted or reopened outbox rows (writer thread only) */
+    bool sync_normal;    /* the writer connection is at synchronous=NORMAL (writer thread only) */
     unsigned claim_turn;  /* which configured issuer the next claim serves first (writer thread only) */
     bool closing;
     bool thread_started;
@@ -1105,7 +1120,8 @@ static td_st v_dcard_insert(td_conn *c, const td_dcard_rec *r)
 
 /* Fills r from a DCARD_COLS row. On failure (an unreadable suspenders set, out
  * of memory) r is still safe to pass to td_dcard_rec_free. */
-static td_st read_dcard(sqlite3_stmt *st, td_dcard_rec *r)
+/* DCARD_BRIEF_COLS; the JSON columns stay NULL. */
+static td_st read_dcard_brief(sqlite3_stmt *st, td_dcard_rec *r)
 {
     memset(r, 0, sizeof *r);
     col_copy(st, 0, r->id, sizeof r->id);
@@ -1132,6 +1148,13 @@ static td_st read_dcard(sqlite3_stmt *st, td_dcard_rec *r)
     col_copy(st, 16, r->correlation_id, sizeof r->correlation_id);
     col_copy(st, 17, r->digitize_op_id, sizeof r->digitize_op_id);
     col_copy(st, 18, r->last4, sizeof r->last4);
+    return TD_ST_OK;
+}
+
+static td_st read_dcard(sqlite3_stmt *st, td_dcard_rec *r)
+{
+    td_st b = read_dcard_brief(st, r);
+    if (b != TD_ST_OK) return b;
     r->device_json = col_dup(st, 19);
     r->idv_json = col_dup(st, 20);
     r->answer_json = col_dup(st, 21);
@@ -1163,6 +1186,17 @@ static td_st v_dcard_get(td_conn *c, const char *id, td_dcard_rec *out)
     if (!st) return TD_ST_ERROR;
     bind_text(st, 1, id);
     return dcard_get_by(st, out);
+}
+
+static td_st v_dcard_brief(td_conn *c, const char *id, td_dcard_rec *out)
+{
+    sqlite3_stmt *st = stmt(c, Q_DCARD_BRIEF);
+    if (!st) return TD_ST_ERROR;
+    bind_text(st, 1, id);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) r = read_dcard_brief(st, out);
+    finish(st);
+    return r;
 }
 
 static td_st v_dcard_by_correlation(td_conn *c, const char *issuer_id, const char *correlation_id, td_dcard_rec *out)
@@ -1866,6 +1900,7 @@ static const td_store_ops OPS = {
     .card_update = v_card_update,
     .dcard_insert = v_dcard_insert,
     .dcard_get = v_dcard_get,
+    .dcard_brief = v_dcard_brief,
     .dcard_by_correlation = v_dcard_by_correlation,
     .dcard_update = v_dcard_update,
     .dcard_list_by_card = v_dcard_list_by_card,
@@ -1943,11 +1978,30 @@ static td_st run_job(sqlite_store *s, td_job *j)
     return r;
 }
 
+/* A group of lax jobs alone (td_job.lax: delivery bookkeeping) commits at
+ * synchronous=NORMAL, any other at FULL. The pragma is switched only when the
+ * kind of group changes. False when a group that needs FULL cannot have it:
+ * the group is then not run (if NORMAL cannot be set, FULL simply stays). */
+static bool set_durability(sqlite_store *s, const td_job *batch)
+{
+    bool lax = true;
+    for (const td_job *j = batch; j && lax; j = j->next)
+        lax = j->lax;
+    if (lax == s->sync_normal) return true;
+    if (lax) {
+        if (writer_exec(s, Q_SYNC_NORMAL) == SQLITE_OK) s->sync_normal = true;
+        return true;
+    }
+    if (writer_exec(s, Q_SYNC_FULL) != SQLITE_OK) return false;
+    s->sync_normal = false;
+    return true;
+}
+
 static void commit_batch(sqlite_store *s, td_job *batch, int n)
 {
     td_st results[MAX_BATCH];
     td_st commit = TD_ST_OK;
-    if (s->fault == 1 || writer_exec_retry(s, Q_BEGIN) != SQLITE_OK) {
+    if (s->fault == 1 || !set_durability(s, batch) || writer_exec_retry(s, Q_BEGIN) != SQLITE_OK) {
         commit = TD_ST_ERROR;
     } else {
         int i = 0;
@@ -1963,6 +2017,7 @@ static void commit_batch(sqlite_store *s, td_job *batch, int n)
     s->outbox_touched = false;
     pthread_mutex_lock(&s->mu);
     s->stats.commits++;
+    if (s->sync_normal) s->stats.lax_commits++;
     s->stats.jobs += (uint64_t)n;
     s->stats.batch_hist[batch_bucket(n)]++;
     pthread_mutex_unlock(&s->mu);

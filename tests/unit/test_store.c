@@ -1023,6 +1023,48 @@ static void test_stats(void **state)
     assert_true(after.batch_hist[0] - before.batch_hist[0] == 4); /* each a batch of one */
 }
 
+/* Lax jobs (td_job.lax) alone commit without fsync; a group holding any
+ * other job commits with it, and so does the next ordinary job after a lax
+ * group (the connection goes back to FULL). */
+static void test_lax_commits(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    td_store_stats before, after;
+    s->stats(s, &before);
+    reset_done();
+    test_job a, b, c, d;
+    tj_init(&a, "m:lax:a", false);
+    a.job.lax = true;
+    assert_int_equal(s->submit(s, &a.job), 0);
+    wait_done(1);
+    tj_init(&b, "m:lax:b", false);
+    assert_int_equal(s->submit(s, &b.job), 0);
+    wait_done(2);
+    s->stats(s, &after);
+    assert_true(after.commits - before.commits == 2);
+    assert_true(after.lax_commits - before.lax_commits == 1); /* a's, not b's */
+
+    /* a lax job grouped with an ordinary one: one durable commit */
+    gate g;
+    gate_hold(s, &g);
+    s->stats(s, &before);
+    tj_init(&c, "m:lax:c", false);
+    c.job.lax = true;
+    tj_init(&d, "m:lax:d", false);
+    assert_int_equal(s->submit(s, &c.job), 0);
+    assert_int_equal(s->submit(s, &d.job), 0);
+    gate_release(&g);
+    wait_done(4); /* a, b, c, d (the gate's done is not counted) */
+    s->stats(s, &after);
+    assert_true(after.commits - before.commits == 2); /* the gate's, then c and d together */
+    assert_true(after.lax_commits == before.lax_commits);
+    td_member_rec m;
+    static const char *const IDS[] = {"m:lax:a", "m:lax:b", "m:lax:c", "m:lax:d"};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(OPS->member_get(rd(s), IDS[i], &m), TD_ST_OK);
+}
+
 /* ---- faults and timeouts ---- */
 
 static void noop_token(const td_token_rec *t, void *arg)
@@ -1163,6 +1205,7 @@ int main(void)
         T(test_group_commit_threads),
         T(test_group_commit_savepoint_rollback),
         T(test_stats),
+        T(test_lax_commits),
         T(test_fault_unreachable),
         T(test_job_timeout),
         T(test_durable_across_reopen),

@@ -25,12 +25,14 @@ CREATE INDEX outbox_heads_age ON outbox(created_ms) WHERE head = 1;
 -- A head closed (delivered, dead, cancelled): the next open row of its key,
 -- if any, becomes the head. The rows before a head are all closed, so the
 -- search starts after it. A row closed behind the head (a cancelled end-user
--- message) changes no head.
+-- message) changes no head. outbox_attempt clears a closed row's head in its
+-- own UPDATE (one row rewrite instead of two); the first statement here is
+-- for the other ways a row closes.
 DROP TRIGGER outbox_head_close;
 CREATE TRIGGER outbox_head_close AFTER UPDATE OF state ON outbox
 WHEN OLD.state IN ('PENDING', 'IN_FLIGHT') AND NEW.state NOT IN ('PENDING', 'IN_FLIGHT') AND OLD.head = 1
 BEGIN
-  UPDATE outbox SET head = 0 WHERE id = NEW.id;
+  UPDATE outbox SET head = 0 WHERE id = NEW.id AND head <> 0;
   UPDATE outbox SET head = 1
   WHERE id = (SELECT min(p.id) FROM outbox AS p
               WHERE p.issuer_id = NEW.issuer_id AND p.order_key = NEW.order_key AND p.id > NEW.id
