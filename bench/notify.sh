@@ -260,9 +260,12 @@ deliver() {
   api PUT "/admin/v1/issuers/$iss/delivery" "$ADMIN_KEY" "$(settings_body "$s")" 200 >/dev/null
   while :; do
     sleep 0.1
-    d=$(($(metric tokend_notifications_delivered_total) - d0))
+    local m
+    m=$(curl -sf "$TD_URL/metrics")
+    d=$(($(awk '$1 == "tokend_notifications_delivered_total" {print $2}' <<<"$m") - d0))
     el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b - a}')
-    echo "$el $d" >>"$RESULTS/timeline-$s.txt"
+    # seconds, rows delivered, transfers in flight
+    echo "$el $d $(awk '$1 == "tokend_notifications_in_flight" {print $2}' <<<"$m")" >>"$RESULTS/timeline-$s.txt"
     ((d >= rows)) && break
     (($(metric tokend_notifications_dead_total) == x0)) || die "$s: a row went dead (see the outbox of $iss)"
     awk -v e="$el" -v t="$DELIVER_TIMEOUT" 'BEGIN {exit !(e > t)}' && die "$s: $d of $rows delivered after ${el}s"

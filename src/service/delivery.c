@@ -56,6 +56,13 @@
  * every group commit kicks, and a claim per commit would be a writer job per
  * commit; rows then wait at most this long. */
 #define KICK_MIN_MS 10
+/* Write jobs in flight at once: while one commits and its completion reaches
+ * this thread, the next already carries the outcomes that came in meanwhile
+ * (a single job in flight left the transfers idle for the whole round trip). A
+ * second job waits for at least PIPELINE_MIN outcomes, so that jobs stay big
+ * enough to be cheap per row. */
+#define JOBS_MAX 2
+#define PIPELINE_MIN 32
 #define MIN_ATTEMPT_MS 200   /* less lease left than this: the attempt is not started */
 #define DEFAULT_BACKOFF_BASE 1000
 #define DEFAULT_BACKOFF_CAP 3600000
@@ -385,11 +392,13 @@ struct td_delivery {
     idset held;
     int64_t last_claim_ms;
     bool last_claim_full;
+    int64_t next_due_ms; /* when a row waiting for its back-off comes due (0: none known) */
     int64_t stats_ms;
     int64_t pause_until_ms;
-    /* the write job in flight */
-    struct loop_job *job;
-    atomic_bool job_done; /* set by the writer thread when the job completed */
+    /* the write jobs in flight, oldest first (the writer runs them in order) */
+    struct loop_job *jobs, *jobs_tail;
+    int n_jobs;
+    int claim_pending; /* rows asked for by the claims in flight */
 };
 
 static _Atomic(td_delivery *) current;
@@ -1099,6 +1108,9 @@ typedef struct loop_job {
     td_outbox_rec *claimed;
     size_t n_claimed, cap;
     bool oom;
+    int64_t next_due; /* a claim's: outbox_next_due after it */
+    atomic_bool done; /* set by the writer thread when the job completed */
+    struct loop_job *next;
 } loop_job;
 
 static void collect_claim(const td_outbox_rec *o, void *arg)
@@ -1127,8 +1139,11 @@ static td_st run_loop_job(td_conn *c, td_write *w)
         if (st != TD_ST_OK && st != TD_ST_NOT_FOUND) return st;
     }
     j->n_claimed = 0;
-    if (j->limit > 0) return ops->outbox_claim(c, j->now, j->lease_until, j->limit, collect_claim, j);
-    return TD_ST_OK;
+    if (j->limit <= 0) return TD_ST_OK;
+    td_st st = ops->outbox_claim(c, j->now, j->lease_until, j->limit, collect_claim, j);
+    /* Not knowing it only leaves the next retry to the poll. */
+    if (st == TD_ST_OK && ops->outbox_next_due(c, j->now, &j->next_due) != TD_ST_OK) j->next_due = 0;
+    return st;
 }
 
 static void render_empty(td_write *w)
@@ -1141,7 +1156,7 @@ static void loop_job_complete(td_write *w)
 {
     loop_job *j = (loop_job *)w;
     td_delivery *d = j->d;
-    atomic_store(&d->job_done, true);
+    atomic_store(&j->done, true);
     curl_multi_wakeup(d->multi);
 }
 
@@ -1162,8 +1177,14 @@ static void submit_job(td_delivery *d, int64_t now, int limit)
     /* Outcomes and claims are bookkeeping that a power failure may only undo:
      * the rows go again under the same ids (at least once; receivers dedupe). */
     j->w.job.lax = true;
-    d->job = j;
-    atomic_store(&d->job_done, false);
+    atomic_store(&j->done, false);
+    if (d->jobs_tail)
+        d->jobs_tail->next = j;
+    else
+        d->jobs = j;
+    d->jobs_tail = j;
+    d->n_jobs++;
+    d->claim_pending += limit;
     if (limit > 0) d->last_claim_ms = now;
     td_svc_submit(d->svc, &j->w);
 }
@@ -1214,10 +1235,20 @@ static void make_works(td_delivery *d, loop_job *j, int64_t claimed_at)
     free(used);
 }
 
+/* The oldest job in flight has completed. */
+static bool job_ready(td_delivery *d)
+{
+    return d->jobs && atomic_load(&d->jobs->done);
+}
+
+/* Takes the oldest job in flight, completed (job_ready). */
 static void job_finished(td_delivery *d)
 {
-    loop_job *j = d->job;
-    d->job = NULL;
+    loop_job *j = d->jobs;
+    d->jobs = j->next;
+    if (!d->jobs) d->jobs_tail = NULL;
+    d->n_jobs--;
+    d->claim_pending -= j->limit;
     int64_t now = td_now_ms();
     bool ok = j->w.err.code == TD_OK;
     free(j->w.body);
@@ -1238,6 +1269,13 @@ static void job_finished(td_delivery *d)
          * outcomes says nothing about that (it must not reset it, or every
          * burst would stall until the next poll). */
         if (j->limit > 0) d->last_claim_full = j->n_claimed >= (size_t)j->limit;
+        /* A retry is claimed when it comes due, not at the next poll: the
+         * claim said when the next waiting row is due, and retries recorded
+         * since may be due sooner. */
+        if (j->limit > 0) d->next_due_ms = j->next_due;
+        for (size_t i = 0; i < j->n_outs; i++)
+            if (!strcmp(j->outs[i].state, "PENDING") && (!d->next_due_ms || j->outs[i].retry_at_ms < d->next_due_ms))
+                d->next_due_ms = j->outs[i].retry_at_ms;
         make_works(d, j, j->now);
         idset_compact(&d->held);
     } else {
@@ -1351,29 +1389,33 @@ static void *worker(void *arg)
         bool stop = atomic_load(&d->stop);
         if (stop && !drain_until) drain_until = now + DRAIN_MS;
         /* the job in flight */
-        if (d->job && atomic_load(&d->job_done)) job_finished(d);
+        while (job_ready(d))
+            job_finished(d);
         start_ready(d);
         /* the next job: outcomes to record and/or rows to claim */
-        if (!d->job && now >= d->pause_until_ms) {
-            int slots = HOLD_PER_SLOT * d->concurrency - d->n_hand;
+        bool may_submit = d->n_jobs == 0 || (d->n_jobs < JOBS_MAX && d->outs.n >= PIPELINE_MIN);
+        if (may_submit && now >= d->pause_until_ms) {
+            int slots = HOLD_PER_SLOT * d->concurrency - d->n_hand - d->claim_pending;
             bool kicked = atomic_load(&d->kicked) && now - d->last_claim_ms >= KICK_MIN_MS;
             /* Claim when rows are likely due: the last claim was full, a commit
              * owed new rows (kick), or this job records outcomes — a delivered
-             * or dead row makes the next row of its order key claimable —
-             * else at the next poll (retries coming due). */
+             * or dead row makes the next row of its order key claimable —,
+             * a retry came due, else at the next poll (a lease that ran out). */
+            bool due = d->next_due_ms && now >= d->next_due_ms && now - d->last_claim_ms >= KICK_MIN_MS;
             bool claim = !stop && slots > 0 &&
-                         (d->last_claim_full || kicked || d->outs.n > 0 || now - d->last_claim_ms >= d->poll_ms);
+                         (d->last_claim_full || kicked || due || d->outs.n > 0 || now - d->last_claim_ms >= d->poll_ms);
             int limit = 0;
             if (claim) {
                 atomic_store(&d->kicked, false); /* this claim answers it */
+                d->next_due_ms = 0;              /* and it will tell the next one */
                 long l = (long)slots * batch_hint(d);
                 limit = l > CLAIM_MAX ? CLAIM_MAX : (int)l;
             }
             if (d->outs.n || limit > 0) submit_job(d, now, limit);
         }
         refresh_stats(d, now);
-        if (stop && !d->job && !d->outs.n && d->n_hand == 0) break;
-        if (stop && now >= drain_until && !d->job) {
+        if (stop && !d->n_jobs && !d->outs.n && d->n_hand == 0) break;
+        if (stop && now >= drain_until && !d->n_jobs) {
             /* a few tries to record what finished; then the leases take over */
             if (d->outs.n && final_tries++ < 3) {
                 submit_job(d, now, 0);
@@ -1385,17 +1427,23 @@ static void *worker(void *arg)
         int running = 0;
         curl_multi_perform(d->multi, &running);
         read_done(d);
-        if (d->job && atomic_load(&d->job_done)) continue;
+        if (job_ready(d)) continue;
         long wait = 1000;
-        if (!d->job && !stop && d->n_hand < HOLD_PER_SLOT * d->concurrency) {
+        if (!d->n_jobs && !stop && d->n_hand < HOLD_PER_SLOT * d->concurrency) {
             int64_t next = d->last_claim_ms + (atomic_load(&d->kicked) ? KICK_MIN_MS : d->poll_ms) - now;
+            if (d->next_due_ms) {
+                int64_t at = d->next_due_ms > d->last_claim_ms + KICK_MIN_MS ? d->next_due_ms
+                                                                               : d->last_claim_ms + KICK_MIN_MS;
+                if (at - now < next) next = at - now;
+            }
             wait = next < 1 ? 1 : (long)next;
         }
         if (d->pause_until_ms > now && d->pause_until_ms - now < wait) wait = (long)(d->pause_until_ms - now);
         /* outcomes to record go at once (after a failed job's pause) */
-        if (d->outs.n && !d->job) wait = d->pause_until_ms > now ? (long)(d->pause_until_ms - now) : 0;
+        if (d->outs.n && (!d->n_jobs || (d->n_jobs < JOBS_MAX && d->outs.n >= PIPELINE_MIN)))
+            wait = d->pause_until_ms > now ? (long)(d->pause_until_ms - now) : 0;
         if (stop && wait > 50) wait = 50;
-        if (d->n_xfers || d->job || wait > 0) {
+        if (d->n_xfers || d->n_jobs || wait > 0) {
             long ct = -1;
             curl_multi_timeout(d->multi, &ct);
             if (ct >= 0 && ct < wait) wait = ct;

@@ -364,6 +364,10 @@ typedef struct td_store_ops {
      * id order). Writer connection. */
     td_st (*outbox_claim)(td_conn *c, int64_t now_ms, int64_t lease_ms, int limit,
                           void (*fn)(const td_outbox_rec *, void *), void *arg);
+    /* The earliest due_ms after now_ms among the claimable rows (heads) of
+     * issuers that have a delivery config: when a retry waiting for its
+     * back-off comes due. 0 when none waits. */
+    td_st (*outbox_next_due)(td_conn *c, int64_t now_ms, int64_t *next_due_ms);
     /* The outcome of one attempt: state DELIVERED or DEAD (done_ms = now), or
      * PENDING again with due_ms = retry_at (attempts+1, last status/error). */
     td_st (*outbox_attempt)(td_conn *c, int64_t id, const char *state, int http_status, const char *error,

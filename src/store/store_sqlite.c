@@ -68,6 +68,7 @@ enum {
     Q_OUTBOX_LIST,
     Q_OUTBOX_CLAIM,
     Q_DELIVERY_ISSUERS,
+    Q_OUTBOX_NEXT_DUE,
     Q_OUTBOX_ATTEMPT,
     Q_OUTBOX_REPLAY_ONE,
     Q_OUTBOX_REPLAY_ALL,
@@ -218,6 +219,10 @@ static const char *const SQL[Q__COUNT] = {
                        "AND (o.state = 'PENDING' OR (o.state = 'IN_FLIGHT' AND o.lease_until_ms < ?1)) "
                        "ORDER BY o.due_ms, o.id LIMIT ?2) RETURNING id, " OUTBOX_COLS,
     [Q_DELIVERY_ISSUERS] = "SELECT issuer_id FROM issuer_delivery ORDER BY issuer_id",
+    /* One seek per configured issuer in outbox_heads_due. */
+    [Q_OUTBOX_NEXT_DUE] = "SELECT min((SELECT o.due_ms FROM outbox AS o INDEXED BY outbox_heads_due "
+                          "WHERE o.issuer_id = d.issuer_id AND o.head = 1 AND o.due_ms > ?1 "
+                          "ORDER BY o.due_ms LIMIT 1)) FROM issuer_delivery AS d",
     /* ?2 PENDING: due again at ?6; DELIVERED or DEAD: done at ?5, and no
      * longer a head (set here rather than by outbox_head_close: one rewrite). */
     [Q_OUTBOX_ATTEMPT] = "UPDATE outbox SET state = ?2, attempts = attempts + 1, last_status = ?3, last_error = ?4, "
@@ -1608,6 +1613,18 @@ static td_st v_outbox_claim(td_conn *c, int64_t now_ms, int64_t lease_ms, int li
     return r;
 }
 
+static td_st v_outbox_next_due(td_conn *c, int64_t now_ms, int64_t *next_due_ms)
+{
+    *next_due_ms = 0;
+    sqlite3_stmt *st = stmt(c, Q_OUTBOX_NEXT_DUE);
+    if (!st) return TD_ST_ERROR;
+    sqlite3_bind_int64(st, 1, now_ms);
+    td_st r = step_row(st);
+    if (r == TD_ST_OK) *next_due_ms = sqlite3_column_int64(st, 0); /* NULL (none) reads as 0 */
+    finish(st);
+    return r;
+}
+
 /* last_error as stored: what td_outbox_rec holds, so a read never cuts it again. */
 #define OUTBOX_ERROR_MAX (sizeof(((td_outbox_rec *)0)->last_error) - 1)
 
@@ -1916,6 +1933,7 @@ static const td_store_ops OPS = {
     .outbox_otp_times = v_outbox_otp_times,
     .outbox_list = v_outbox_list,
     .outbox_claim = v_outbox_claim,
+    .outbox_next_due = v_outbox_next_due,
     .outbox_attempt = v_outbox_attempt,
     .outbox_replay = v_outbox_replay,
     .outbox_stats = v_outbox_stats,

@@ -589,6 +589,27 @@ static void test_commit_wakes_worker(void **state)
     f->s->on_outbox = NULL;
 }
 
+/* A failed attempt's retry goes when its back-off ends, not at the next poll:
+ * the worker knows when the next waiting row comes due. */
+static void test_retry_claimed_when_due(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(configure(f, "webhook", "none", NULL, NULL), TD_OK);
+    add_dcard(f, "dc_A");
+    f->cfg.delivery_poll_ms = 10000;
+    f->s->on_outbox = wake_current;
+    f->rx->fail_n = 2;
+    f->rx->fail_status = 500;
+    start_worker(f); /* back-off 5..40 ms */
+    int64_t t0 = td_now_ms();
+    int64_t id = add_row(f, issuer_row("dc_A", "SUSPEND", "SUCCESSFUL", "op_due"));
+    while (!row_in(f, id, "DELIVERED") && td_now_ms() - t0 < 8000)
+        sleep_ms(5);
+    assert_true(row_in(f, id, "DELIVERED")); /* two retries, each long before a 10 s poll */
+    assert_int_equal(wait_state(f, id, "DELIVERED").attempts, 3);
+    f->s->on_outbox = NULL;
+}
+
 static void test_order_kept_while_retried(void **state)
 {
     fixture *f = *state;
@@ -1164,6 +1185,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_429_retry_after, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_age_dead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_wakes_worker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_claimed_when_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_otp_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_recovery, setup, teardown),

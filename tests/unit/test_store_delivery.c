@@ -466,6 +466,40 @@ static void test_attempts(void **state)
     assert_int_equal(attempt(s, r2, NULL, 200, NULL, 1, 0), TD_ST_INTERNAL);
 }
 
+/* outbox_next_due: when the next claimable row waiting for its back-off comes
+ * due — heads of configured issuers only, strictly after now. */
+static void test_next_due(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    int64_t nd = -1;
+    assert_int_equal(OPS->outbox_next_due(rd(s), 1000, &nd), TD_ST_OK);
+    assert_true(nd == 0); /* no issuer, no row */
+    put_configured_issuer(s, "iss1");
+    int64_t r1 = add_row(s, make_row("iss1", "dc-1", "card-1", 100));
+    int64_t r2 = add_row(s, make_row("iss1", "dc-2", "card-1", 100));
+    td_outbox_rec later = make_row("iss1", "dc-2", "card-1", 100);
+    later.due_ms = 1500; /* behind r2: not a head, so not claimable when due */
+    add_row(s, later);
+    td_outbox_rec other = make_row("iss2", "dc-9", "card-9", 100);
+    other.due_ms = 1200; /* an issuer without delivery settings */
+    add_row(s, other);
+    assert_int_equal(OPS->outbox_next_due(rd(s), 1000, &nd), TD_ST_OK);
+    assert_true(nd == 0); /* the heads are due already */
+
+    claim_arg c;
+    assert_int_equal(claim(s, 1000, &c), 2);
+    assert_int_equal(attempt(s, r1, "PENDING", 500, "HTTP 500", 1100, 3100), TD_ST_OK);
+    assert_int_equal(attempt(s, r2, "PENDING", 500, "HTTP 500", 1100, 2500), TD_ST_OK);
+    assert_int_equal(OPS->outbox_next_due(rd(s), 1100, &nd), TD_ST_OK);
+    assert_true(nd == 2500);
+    assert_int_equal(OPS->outbox_next_due(rd(s), 2500, &nd), TD_ST_OK);
+    assert_true(nd == 3100); /* strictly after now */
+    assert_int_equal(attempt(s, r1, "DELIVERED", 200, NULL, 1200, 0), TD_ST_OK);
+    assert_int_equal(OPS->outbox_next_due(rd(s), 2500, &nd), TD_ST_OK);
+    assert_true(nd == 0);
+}
+
 /* ---- dead letters replayed ---- */
 
 static void test_replay(void **state)
@@ -1011,7 +1045,7 @@ int main(void)
     store_fixture_init();
     const struct CMUnitTest tests[] = {
         T(test_claim_order),       T(test_order_keys), T(test_claim_filters),      T(test_lease_expiry),
-        T(test_attempts),          T(test_replay),     T(test_replay_reorders),    T(test_stats),
+        T(test_attempts),          T(test_next_due),          T(test_replay),     T(test_replay_reorders),    T(test_stats),
         T(test_delivery_settings), T(test_reopen),     T(test_migration_backfill), T(test_claim_scale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
