@@ -45,8 +45,9 @@
 #define CLAIM_MAX 1024       /* rows per claim */
 #define BATCH_MAX 64         /* td_notify_req.ids */
 /* Works held (claimed, not finished) per transfer slot: claiming ahead keeps
- * the slots busy while the next write job commits (an fsync), instead of
- * leaving them idle between a transfer's end and the claim of its successor. */
+ * the slots busy while the next write job runs and its completion comes back
+ * to this thread, instead of leaving them idle between a transfer's end and
+ * the claim of its successor. */
 #define HOLD_PER_SLOT 4
 #define DRAIN_MS 10000       /* td_delivery_stop waits this long for transfers in flight */
 #define TOKEN_BODY_MAX 65536 /* an OAuth2 token answer larger than this is refused */
