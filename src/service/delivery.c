@@ -2,12 +2,14 @@
  * delivery worker: one thread, one libcurl multi handle, many transfers.
  *
  * The worker's loop, all on its thread:
- *  - one write job at a time, submitted without waiting: it records the
- *    outcomes collected since the last job (outbox_attempt each) and then
- *    claims due rows (outbox_claim) for the free transfer slots. Recording
+ *  - write jobs, submitted without waiting (up to JOBS_MAX in flight): each
+ *    records the outcomes collected since the last job (outbox_attempt each)
+ *    and then claims due rows (outbox_claim) for the free transfer slots and
+ *    asks when the next waiting retry comes due (outbox_next_due). Recording
  *    before claiming in the same transaction lets the next row of a digital
- *    card be claimed as soon as the one before it is delivered. While that
- *    job commits, the transfers go on; outcomes gather for the next job.
+ *    card be claimed as soon as the one before it is delivered. While a job
+ *    commits (without fsync: td_job.lax), the transfers go on; outcomes
+ *    gather for the next job.
  *  - claimed rows become "works": one request each (d1 card operations of an
  *    issuer batched up to its d1_batch_max), built by notify.c with the
  *    issuer's settings (cached a few seconds), the digital card read on this
@@ -15,8 +17,9 @@
  *    build and wiped after it (and the body, which carries it, wiped once sent).
  *  - OAuth2 issuers first need a token: fetched as one more transfer in the
  *    multi handle while the works wait; a 401 drops it and refetches it once.
- *  - curl_multi_poll waits for the network, the job's completion, a kick or
- *    the next poll (cfg->delivery_poll_ms when idle: one claim per poll).
+ *  - curl_multi_poll waits for the network, a job's completion, a kick, the
+ *    next retry coming due, or the next poll (cfg->delivery_poll_ms when idle:
+ *    one claim per poll, which also finds rows whose lease ran out).
  * A work never outlives its lease: transfers get at most the lease left as
  * timeout, so a row is never claimed again while this worker holds it. */
 #include "service/delivery.h"
