@@ -402,7 +402,7 @@ struct td_delivery {
     /* the write jobs in flight, oldest first (the writer runs them in order) */
     struct loop_job *jobs, *jobs_tail;
     int n_jobs;
-    int claim_pending; /* rows asked for by the claims in flight */
+    int claim_pending; /* transfer slots the claims in flight are filling */
 };
 
 static _Atomic(td_delivery *) current;
@@ -1112,6 +1112,7 @@ typedef struct loop_job {
     td_outbox_rec *claimed;
     size_t n_claimed, cap;
     bool oom;
+    int slots;        /* a claim's: the slots it fills (limit counts rows: d1 batches) */
     int64_t next_due; /* a claim's: outbox_next_due after it */
     atomic_bool done; /* set by the writer thread when the job completed */
     struct loop_job *next;
@@ -1164,7 +1165,7 @@ static void loop_job_complete(td_write *w)
     curl_multi_wakeup(d->multi);
 }
 
-static void submit_job(td_delivery *d, int64_t now, int limit)
+static void submit_job(td_delivery *d, int64_t now, int limit, int slots)
 {
     loop_job *j = calloc(1, sizeof *j);
     if (!j) return;
@@ -1172,6 +1173,7 @@ static void submit_job(td_delivery *d, int64_t now, int limit)
     j->now = now;
     j->lease_until = now + d->lease_ms;
     j->limit = limit;
+    j->slots = slots;
     j->outs = d->outs.v;
     j->n_outs = d->outs.n;
     d->outs = (outcomes){0};
@@ -1188,7 +1190,7 @@ static void submit_job(td_delivery *d, int64_t now, int limit)
         d->jobs = j;
     d->jobs_tail = j;
     d->n_jobs++;
-    d->claim_pending += limit;
+    d->claim_pending += slots;
     if (limit > 0) d->last_claim_ms = now;
     td_svc_submit(d->svc, &j->w);
 }
@@ -1252,20 +1254,26 @@ static void job_finished(td_delivery *d)
     d->jobs = j->next;
     if (!d->jobs) d->jobs_tail = NULL;
     d->n_jobs--;
-    d->claim_pending -= j->limit;
+    d->claim_pending -= j->slots;
     int64_t now = td_now_ms();
     bool ok = j->w.err.code == TD_OK;
     free(j->w.body);
     if (ok) {
+        /* A retry is claimed when it comes due, not at the next poll: a claim
+         * tells when the next waiting row is due (the retries it recorded
+         * included), a job without a claim may record retries due sooner. */
+        if (j->limit > 0) d->next_due_ms = j->next_due;
         for (size_t i = 0; i < j->n_outs; i++) {
             const outcome *o = &j->outs[i];
             idset_del(&d->held, o->id);
-            if (!strcmp(o->state, "DELIVERED"))
+            if (!strcmp(o->state, "DELIVERED")) {
                 atomic_fetch_add(&d->delivered, 1);
-            else if (!strcmp(o->state, "DEAD"))
+            } else if (!strcmp(o->state, "DEAD")) {
                 atomic_fetch_add(&d->dead, 1);
-            else
+            } else {
                 atomic_fetch_add(&d->retried, 1);
+                if (!d->next_due_ms || o->retry_at_ms < d->next_due_ms) d->next_due_ms = o->retry_at_ms;
+            }
         }
         free(j->outs);
         /* A full claim means more rows are due: claim again as soon as slots
@@ -1273,13 +1281,6 @@ static void job_finished(td_delivery *d)
          * outcomes says nothing about that (it must not reset it, or every
          * burst would stall until the next poll). */
         if (j->limit > 0) d->last_claim_full = j->n_claimed >= (size_t)j->limit;
-        /* A retry is claimed when it comes due, not at the next poll: the
-         * claim said when the next waiting row is due, and retries recorded
-         * since may be due sooner. */
-        if (j->limit > 0) d->next_due_ms = j->next_due;
-        for (size_t i = 0; i < j->n_outs; i++)
-            if (!strcmp(j->outs[i].state, "PENDING") && (!d->next_due_ms || j->outs[i].retry_at_ms < d->next_due_ms))
-                d->next_due_ms = j->outs[i].retry_at_ms;
         make_works(d, j, j->now);
         idset_compact(&d->held);
     } else {
@@ -1415,14 +1416,14 @@ static void *worker(void *arg)
                 long l = (long)slots * batch_hint(d);
                 limit = l > CLAIM_MAX ? CLAIM_MAX : (int)l;
             }
-            if (d->outs.n || limit > 0) submit_job(d, now, limit);
+            if (d->outs.n || limit > 0) submit_job(d, now, limit, limit > 0 ? slots : 0);
         }
         refresh_stats(d, now);
         if (stop && !d->n_jobs && !d->outs.n && d->n_hand == 0) break;
         if (stop && now >= drain_until && !d->n_jobs) {
             /* a few tries to record what finished; then the leases take over */
             if (d->outs.n && final_tries++ < 3) {
-                submit_job(d, now, 0);
+                submit_job(d, now, 0, 0);
                 continue;
             }
             break;
