@@ -40,15 +40,16 @@
 #     delivers a fifth issuer's rows in the d1 profile (no batching).
 # Every process it starts it stops by pid; the temp dir is removed at the end
 # (BENCH_KEEP=1 keeps it). Results: bench/results/<timestamp>/ (git-ignored):
-# summary.md, per-scenario timelines, receiver/tokend logs, profiles.
+# summary.md, per-scenario timelines (seconds, rows delivered, transfers in
+# flight, every 100 ms), receiver/tokend logs, profiles.
 #
 # --quick: 200 cards, 2,000 digital cards a scenario, 2 s ceiling runs — a
 # smoke test of the harness, not numbers to quote.
 #
 # Settings (environment): BENCH_CARDS (1000), BENCH_DCARDS (20000 per
 # scenario), BENCH_SCENARIOS ("d1-batch64 d1 classic webhook": which to run;
-# the profile's issuer is seeded only when BENCH_PROFILE is not none), BENCH_FAIL_PCT (30), BENCH_DELIVERY_CONCURRENCY (64),
-# BENCH_DURATION (4s, the ceiling runs), BENCH_THREADS (2: wrk threads and
+# the profile's issuer is seeded only when BENCH_PROFILE is not none),
+# BENCH_FAIL_PCT (30), BENCH_DELIVERY_CONCURRENCY (64), BENCH_DURATION (4s, the ceiling runs), BENCH_THREADS (2: wrk threads and
 # tokend --threads), BENCH_PROFILE (auto|perf|callgrind|none),
 # BENCH_SEED_CONCURRENCY (64), BENCH_DELIVER_TIMEOUT (300 s per scenario),
 # BENCH_QUIET_WAIT (120), BENCH_KEEP (0).
