@@ -1195,6 +1195,18 @@ static void submit_job(td_delivery *d, int64_t now, int limit, int slots)
     td_svc_submit(d->svc, &j->w);
 }
 
+/* Whether two batchable rows may go in one request. The rows of a failed
+ * batch got one back-off (retry_all), so they come due together: a retried
+ * row joins only rows due at the same instant that were tried before too (the
+ * batch it failed in), a fresh row only fresh rows. So a failed batch goes
+ * again as the same call, instead of being cut and mixed with other rows
+ * under a new first operation. */
+static bool same_batch_group(const td_outbox_rec *a, const td_outbox_rec *b)
+{
+    if (a->attempts == 0 || b->attempts == 0) return a->attempts == 0 && b->attempts == 0;
+    return a->due_ms == b->due_ms;
+}
+
 /* Groups claimed rows into works: a d1 issuer's batchable rows share one. */
 static void make_works(td_delivery *d, loop_job *j, int64_t claimed_at)
 {
@@ -1224,7 +1236,7 @@ static void make_works(td_delivery *d, loop_job *j, int64_t claimed_at)
         for (size_t k = i + 1; k < j->n_claimed && w->n < max && e->configured; k++) {
             td_outbox_rec *b = &j->claimed[k];
             if (used[k] || strcmp(b->issuer_id, o->issuer_id) != 0 || idset_has(&d->held, b->id)) continue;
-            if (!td_notify_batchable(&e->rec, o, b)) continue;
+            if (!td_notify_batchable(&e->rec, o, b) || !same_batch_group(o, b)) continue;
             used[k] = true;
             w->rows[w->n++] = *b;
         }

@@ -772,6 +772,42 @@ static void batch_tweak(td_delivery_rec *r, fixture *f)
 }
 
 /* d1: DIGITIZE outcomes of several digital cards share Notify Card Operation calls. */
+/* Rows retried after a failed batch go again as that batch: not mixed with
+ * another failed batch due at about the same time, nor with fresh rows, even
+ * when one claim returns them all. */
+static void test_d1_batch_retried_whole(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(configure(f, "d1", "bearer", "static-token", batch_tweak), TD_OK);
+    int64_t due = td_now_ms() - 1000;
+    const char *group[] = {"a", "a", "a", "b", "b", "b", "n", "n"};
+    for (int i = 0; i < 8; i++) {
+        char dc[32], op[32];
+        snprintf(dc, sizeof dc, "dc_%d", i);
+        snprintf(op, sizeof op, "op_%s%d", group[i], i);
+        add_dcard(f, dc);
+        td_outbox_rec o = issuer_row(dc, "DIGITIZE", "SUCCESSFUL", op);
+        if (group[i][0] != 'n') {
+            o.attempts = 1; /* a: failed together, due together; b: another batch, due 1 ms later */
+            o.due_ms = due + (group[i][0] == 'b');
+        }
+        add_row(f, o);
+    }
+    start_worker(f); /* one claim: all eight are due */
+    int64_t t0 = td_now_ms();
+    while (rx_count(f->rx) < 3 && td_now_ms() - t0 < 5000)
+        sleep_ms(5);
+    sleep_ms(100);
+    assert_int_equal(rx_count(f->rx), 3);
+    for (int k = 0; k < 3; k++) {
+        const char *b = f->rx->reqs[k].body;
+        int a = !!strstr(b, "\"op_a0\"") + !!strstr(b, "\"op_a1\"") + !!strstr(b, "\"op_a2\"");
+        int bb = !!strstr(b, "\"op_b3\"") + !!strstr(b, "\"op_b4\"") + !!strstr(b, "\"op_b5\"");
+        int n = !!strstr(b, "\"op_n6\"") + !!strstr(b, "\"op_n7\"");
+        assert_true((a == 3 && bb == 0 && n == 0) || (a == 0 && bb == 3 && n == 0) || (a == 0 && bb == 0 && n == 2));
+    }
+}
+
 static void test_d1_batches(void **state)
 {
     fixture *f = *state;
@@ -1182,6 +1218,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_oauth2_401_refetches_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oauth2_401_twice_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_d1_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_d1_batch_retried_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_429_retry_after, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_age_dead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_wakes_worker, setup, teardown),
