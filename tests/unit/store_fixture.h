@@ -2,43 +2,27 @@
  * fresh SQLite store in its own file under TD_TEST_TMP (CTest sets it),
  * removed with its WAL after the test. Included by one test file each (its
  * definitions are static); the file defines STORE_FIXTURE_TAG first, which
- * names its database files, and calls store_fixture_init() in main. */
+ * names its database files (test_db.h), and calls test_db_init() in main. */
 #ifndef TD_STORE_FIXTURE_H
 #define TD_STORE_FIXTURE_H
 
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "store/store.h"
 
 #ifndef STORE_FIXTURE_TAG
 #error "define STORE_FIXTURE_TAG before including store_fixture.h"
 #endif
+#define TEST_DB_TAG STORE_FIXTURE_TAG
+#include "test_db.h"
 
-static char tmp_root[900];
 static const td_store_ops *OPS;
 
 typedef struct {
     td_store *s;
     char path[1024];
 } fixture;
-
-static void store_fixture_init(void)
-{
-    const char *t = getenv("TD_TEST_TMP");
-    snprintf(tmp_root, sizeof tmp_root, "%s", t && *t ? t : "/tmp");
-    mkdir(tmp_root, 0700); /* CTest names it; it may not exist yet */
-}
-
-static void unique_path(char *out, size_t cap, const char *tag)
-{
-    static atomic_int counter;
-    snprintf(out, cap, "%s/" STORE_FIXTURE_TAG "-%ld-%s-%d.db", tmp_root, (long)getpid(), tag,
-             atomic_fetch_add(&counter, 1));
-}
 
 static td_store *open_store(const char *path)
 {
@@ -48,16 +32,6 @@ static td_store *open_store(const char *path)
     if (!s) fail_msg("td_store_open(%s): %s", url, err);
     OPS = s->ops;
     return s;
-}
-
-static void remove_db(const char *path)
-{
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        char p[1100];
-        int n = snprintf(p, sizeof p, "%s%s", path, suffixes[i]);
-        if (n > 0 && (size_t)n < sizeof p) unlink(p);
-    }
 }
 
 static int setup(void **state)

@@ -24,6 +24,9 @@
 #include "service/cards.h"
 #include "util/util.h"
 
+#define TEST_DB_TAG "cards-svc"
+#include "test_db.h"
+
 #define ISSUER "ISSUER0001"
 #define OTHER "ISSUER0002"
 #define PAN_JANE "4111111111111111"
@@ -34,7 +37,6 @@
 #define REG_PHONE "+33 6 12 34 56 78"
 #define REG_EMAIL "jane@example.com"
 
-static char tmp_root[900];
 
 typedef struct {
     td_store *s;
@@ -45,12 +47,6 @@ typedef struct {
 
 /* ================= the harness ================= */
 
-static void unique_path(char *out, size_t cap, const char *tag)
-{
-    static atomic_int counter;
-    snprintf(out, cap, "%s/cards-svc-%ld-%s-%d.db", tmp_root, (long)getpid(), tag, atomic_fetch_add(&counter, 1));
-}
-
 static td_store *open_store(const char *path)
 {
     char url[1100], err[256] = "";
@@ -58,16 +54,6 @@ static td_store *open_store(const char *path)
     td_store *s = td_store_open(url, err, sizeof err);
     if (!s) fail_msg("td_store_open(%s): %s", url, err);
     return s;
-}
-
-static void remove_db(const char *path)
-{
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        char p[1100];
-        int n = snprintf(p, sizeof p, "%s%s", path, suffixes[i]);
-        if (n > 0 && (size_t)n < sizeof p) unlink(p);
-    }
 }
 
 static td_conn *rd(fixture *f)
@@ -1437,9 +1423,7 @@ static void test_timers_thread(void **state)
 int main(void)
 {
     if (td_crypto_init() != 0) return 1;
-    const char *t = getenv("TD_TEST_TMP");
-    snprintf(tmp_root, sizeof tmp_root, "%s", t && *t ? t : "/tmp");
-    mkdir(tmp_root, 0700); /* CTest names it; it may not exist yet */
+    test_db_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ids_and_times),
         cmocka_unit_test(test_policy_json),

@@ -33,10 +33,12 @@
 #include "service/notify.h"
 #include "util/util.h"
 
+#define TEST_DB_TAG "delivery"
+#include "test_db.h"
+
 #define ISSUER "ISSUER0001"
 #define WAIT_MS 30000 /* the longest any condition may take: generous, never a timing assumption */
 
-static char tmp_root[900];
 static const td_store_ops *OPS;
 
 /* ================= the receiver ================= */
@@ -243,22 +245,6 @@ typedef struct {
     receiver *rx;
     td_delivery *d;
 } fixture;
-
-static void unique_path(char *out, size_t cap, const char *tag)
-{
-    static atomic_int counter;
-    snprintf(out, cap, "%s/delivery-%ld-%s-%d.db", tmp_root, (long)getpid(), tag, atomic_fetch_add(&counter, 1));
-}
-
-static void remove_db(const char *path)
-{
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        char p[1100];
-        int n = snprintf(p, sizeof p, "%s%s", path, suffixes[i]);
-        if (n > 0 && (size_t)n < sizeof p) unlink(p);
-    }
-}
 
 static td_st run_issuer(td_conn *c, void *a)
 {
@@ -1208,9 +1194,7 @@ static void test_nothing_to_send_and_build_errors(void **state)
 int main(void)
 {
     if (td_crypto_init()) return 1;
-    const char *t = getenv("TD_TEST_TMP");
-    snprintf(tmp_root, sizeof tmp_root, "%s", t && t[0] ? t : "/tmp");
-    mkdir(tmp_root, 0700);
+    test_db_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_webhook_delivered_once_signed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_order_kept_while_retried, setup, teardown),

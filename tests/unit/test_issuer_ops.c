@@ -29,12 +29,14 @@
 #include "service/cards.h"
 #include "util/util.h"
 
+#define TEST_DB_TAG "issuer-ops"
+#include "test_db.h"
+
 #define ISSUER "ISSUER0001"
 #define OTHER "ISSUER0002"
 #define PAN1 "4111111111111111"
 #define PAN2 "5555555555554444"
 
-static char tmp_root[900];
 
 typedef struct {
     td_store *s;
@@ -63,22 +65,6 @@ static void tsp_mode(fixture *f, const char *mode, int count)
 }
 
 /* ---- fixture ---- */
-
-static void unique_path(char *out, size_t cap, const char *tag)
-{
-    static atomic_int counter;
-    snprintf(out, cap, "%s/issuer-ops-%ld-%s-%d.db", tmp_root, (long)getpid(), tag, atomic_fetch_add(&counter, 1));
-}
-
-static void remove_db(const char *path)
-{
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        char p[1100];
-        int n = snprintf(p, sizeof p, "%s%s", path, suffixes[i]);
-        if (n > 0 && (size_t)n < sizeof p) unlink(p);
-    }
-}
 
 static int setup(void **state)
 {
@@ -1208,9 +1194,7 @@ static void test_card_token_json(void **state)
 int main(void)
 {
     if (td_crypto_init() != 0) return 1;
-    const char *t = getenv("TD_TEST_TMP");
-    snprintf(tmp_root, sizeof tmp_root, "%s", t && *t ? t : "/tmp");
-    mkdir(tmp_root, 0700); /* CTest names it; it may not exist yet */
+    test_db_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reason_codes),
         T(test_register_card),

@@ -1186,7 +1186,7 @@ static void test_close_drains_queue(void **state)
 int main(void)
 {
     if (td_crypto_init() != 0) return 1;
-    store_fixture_init();
+    test_db_init();
     const struct CMUnitTest tests[] = {
         T(test_open_applies_migrations),
         T(test_reopen_idempotent),

@@ -1243,7 +1243,7 @@ static void test_durable_across_reopen(void **state)
 int main(void)
 {
     if (td_crypto_init() != 0) return 1;
-    store_fixture_init();
+    test_db_init();
     const struct CMUnitTest tests[] = {
         T(test_issuer_policy),
         T(test_cards),

@@ -1042,7 +1042,7 @@ static void test_claim_scale(void **state)
 int main(void)
 {
     if (td_crypto_init() != 0) return 1;
-    store_fixture_init();
+    test_db_init();
     const struct CMUnitTest tests[] = {
         T(test_claim_order),       T(test_order_keys), T(test_claim_filters),      T(test_lease_expiry),
         T(test_attempts),          T(test_next_due),          T(test_replay),     T(test_replay_reorders),    T(test_stats),
