@@ -152,9 +152,13 @@ static void line_out(listener *L, json_t *v)
     if (!L->quiet) {
         char *s = json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII);
         if (s) {
+            /* One line per record, whole: connections run on their own
+             * threads, and stdio locks each call, not the pair. */
+            flockfile(stdout);
             fputs(s, stdout);
             fputc('\n', stdout);
             fflush(stdout);
+            funlockfile(stdout);
             free(s);
         }
     }
