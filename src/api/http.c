@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -665,13 +666,33 @@ fail:
     return NULL;
 }
 
+/* Stop accepting: new clients get a refused connection, not a hang.
+ *
+ * Not MHD_quiesce_daemon: on an epoll daemon with a worker pool it races with
+ * the workers' own removal of the listen socket from their epoll sets, and
+ * libmicrohttpd 0.9.75 aborts the process when it loses (MHD_PANIC "Failed to
+ * remove listen FD from epoll set"; seen at SIGTERM). Instead the listen
+ * socket's descriptor is atomically replaced by an eventfd that never becomes
+ * readable: the listening socket is closed (the kernel refuses new connections
+ * and drops it from every epoll set), the workers keep a descriptor that never
+ * wakes them, and MHD_stop_daemon closes the eventfd as if it were the socket. */
+static void stop_accepting(td_server *s)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_LISTEN_FD);
+    if (!info || info->listen_fd == MHD_INVALID_SOCKET) return;
+    int quiet = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (quiet < 0) {
+        td_log(TD_LOG_WARN, "shutdown", "cannot stop accepting during the drain: eventfd failed");
+        return;
+    }
+    if (dup2(quiet, info->listen_fd) < 0)
+        td_log(TD_LOG_WARN, "shutdown", "cannot stop accepting during the drain: dup2 failed");
+    close(quiet);
+}
+
 int td_server_shutdown(td_server *s, int64_t drain_ms)
 {
-    /* Stop accepting: new clients get a refused connection, not a hang. The
-     * socket is shut down now but closed only after MHD has stopped, because
-     * its worker threads still remove it from their epoll sets. */
-    MHD_socket listener = MHD_quiesce_daemon(s->d);
-    if (listener != MHD_INVALID_SOCKET) shutdown(listener, SHUT_RDWR);
+    stop_accepting(s);
     int64_t until = td_mono_us() + drain_ms * 1000;
     while (atomic_load(&s->inflight) > 0 && td_mono_us() < until) {
         struct timespec ts = {0, 5 * 1000 * 1000};
@@ -686,7 +707,6 @@ int td_server_shutdown(td_server *s, int64_t drain_ms)
         return -1;
     }
     MHD_stop_daemon(s->d);
-    if (listener != MHD_INVALID_SOCKET) close(listener);
     td_ratelimit_free(s->rl);
     td_metrics_free(s->metrics);
     free(s);
