@@ -34,7 +34,7 @@ void td_op_fill(td_operation_rec *o, const td_dcard_rec *dc, const td_card_notic
     o->end_ms = n->status == TD_OPS_PENDING ? 0 : now_ms;
 }
 
-void td_outbox_fill(td_outbox_rec *o, const td_dcard_rec *dc, const char *channel, int64_t seq, const char *op_id,
+void td_outbox_fill(td_outbox_rec *o, const td_dcard_rec *dc, const char *channel, const td_dcard *after, const char *op_id,
                     const char *correlation_id, int64_t event_ms, int64_t now_ms)
 {
     memset(o, 0, sizeof *o);
@@ -42,11 +42,15 @@ void td_outbox_fill(td_outbox_rec *o, const td_dcard_rec *dc, const char *channe
     td_strlcpy(o->channel, channel, sizeof o->channel);
     td_strlcpy(o->digital_card_id, dc->id, sizeof o->digital_card_id);
     td_strlcpy(o->card_id, dc->card_id, sizeof o->card_id);
-    o->dcard_seq = seq;
+    o->dcard_seq = after->seq;
     td_strlcpy(o->operation_id, op_id ? op_id : "", sizeof o->operation_id);
     td_strlcpy(o->correlation_id, correlation_id && correlation_id[0] ? correlation_id : dc->correlation_id,
                sizeof o->correlation_id);
     td_strlcpy(o->wallet_provider_id, dc->wallet_provider_id, sizeof o->wallet_provider_id);
+    td_strlcpy(o->token_storage_id, dc->token_storage_id, sizeof o->token_storage_id);
+    td_strlcpy(o->last4, dc->last4, sizeof o->last4);
+    o->is_primary = dc->is_primary;
+    o->dcard_state = (int)after->state;
     o->event_ms = event_ms ? event_ms : now_ms;
     o->created_ms = now_ms;
     o->due_ms = now_ms;
@@ -54,11 +58,11 @@ void td_outbox_fill(td_outbox_rec *o, const td_dcard_rec *dc, const char *channe
 }
 
 td_st td_outbox_notice(td_svc *svc, td_conn *c, const td_dcard_rec *dc, const td_card_notice *n, const char *op_id,
-                       int64_t seq, const char *correlation_id, int64_t event_ms, int64_t now_ms)
+                       const td_dcard *after, const char *correlation_id, int64_t event_ms, int64_t now_ms)
 {
     if (n->op == TD_OP_NONE) return TD_ST_OK;
     td_outbox_rec o;
-    td_outbox_fill(&o, dc, "ISSUER", seq, op_id, correlation_id, event_ms, now_ms);
+    td_outbox_fill(&o, dc, "ISSUER", after, op_id, correlation_id, event_ms, now_ms);
     td_strlcpy(o.operation, td_card_op_name(n->op), sizeof o.operation);
     td_strlcpy(o.status, td_op_status_name(n->status), sizeof o.status);
     if (n->op == TD_OP_DIGITIZE && n->status == TD_OPS_FAILED)
@@ -68,10 +72,10 @@ td_st td_outbox_notice(td_svc *svc, td_conn *c, const td_dcard_rec *dc, const td
 }
 
 td_st td_outbox_message(td_svc *svc, td_conn *c, const td_dcard_rec *dc, const char *message, const char *op_id,
-                        int64_t seq, int64_t now_ms)
+                        const td_dcard *after, int64_t now_ms)
 {
     td_outbox_rec o;
-    td_outbox_fill(&o, dc, "USER", seq, op_id, NULL, now_ms, now_ms);
+    td_outbox_fill(&o, dc, "USER", after, op_id, NULL, now_ms, now_ms);
     td_strlcpy(o.message, message, sizeof o.message);
     return OPS(svc)->outbox_insert(c, &o);
 }
@@ -163,12 +167,13 @@ static td_st record_operation(td_svc *svc, td_conn *c, const td_apply_ctx *a, co
 static td_st owe_messages(td_svc *svc, td_conn *c, const td_apply_ctx *a, const char *op_id)
 {
     unsigned fx = a->res->effects;
-    int64_t seq = a->res->rec.seq, now = now_of(a);
+    const td_dcard *after = &a->res->rec;
+    int64_t now = now_of(a);
     td_st st = TD_ST_OK;
-    if (fx & TD_FX_MSG_ACTIVATION) st = td_outbox_message(svc, c, a->dc, "ACTIVATION", op_id, seq, now);
-    if (st == TD_ST_OK && (fx & TD_FX_MSG_DELETION)) st = td_outbox_message(svc, c, a->dc, "DELETION", op_id, seq, now);
+    if (fx & TD_FX_MSG_ACTIVATION) st = td_outbox_message(svc, c, a->dc, "ACTIVATION", op_id, after, now);
+    if (st == TD_ST_OK && (fx & TD_FX_MSG_DELETION)) st = td_outbox_message(svc, c, a->dc, "DELETION", op_id, after, now);
     if (st == TD_ST_OK && (fx & TD_FX_MSG_CANCELLATION) && (!a->policy || a->policy->notify_cancellation))
-        st = td_outbox_message(svc, c, a->dc, "CANCELLATION", op_id, seq, now);
+        st = td_outbox_message(svc, c, a->dc, "CANCELLATION", op_id, after, now);
     return st;
 }
 
@@ -209,7 +214,7 @@ static td_st owe_effects(td_svc *svc, td_conn *c, const td_apply_ctx *a, char op
     if (res->notice.op != TD_OP_NONE) {
         st = record_operation(svc, c, a, &res->notice, op_id);
         if (st == TD_ST_OK)
-            st = td_outbox_notice(svc, c, a->dc, &res->notice, op_id, res->rec.seq, a->correlation_id, event_time_of(a),
+            st = td_outbox_notice(svc, c, a->dc, &res->notice, op_id, &res->rec, a->correlation_id, event_time_of(a),
                                   now_of(a));
     }
     if (st == TD_ST_OK) st = owe_messages(svc, c, a, op_id);

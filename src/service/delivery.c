@@ -1036,23 +1036,9 @@ static void prepare(td_delivery *d, work *w)
     } else if (!strcmp(e->rec.auth, "webhook")) {
         sign = e->secret;
     }
-    /* The rows' digital cards, read now (the card as it stands); the formats
-     * need none of their JSON columns. */
-    td_dcard_rec *dcs = calloc((size_t)w->n, sizeof *dcs);
-    const td_dcard_rec **dp = calloc((size_t)w->n, sizeof *dp);
-    td_conn *c = svc->store->reader(svc->store);
-    bool ok = dcs && dp && c;
-    for (int i = 0; ok && i < w->n; i++) {
-        if (!w->rows[i].digital_card_id[0]) continue;
-        td_st st = OPS(svc)->dcard_brief(c, w->rows[i].digital_card_id, &dcs[i]);
-        if (st == TD_ST_OK)
-            dp[i] = &dcs[i];
-        else if (st != TD_ST_NOT_FOUND)
-            ok = false;
-    }
     char otp[64] = "";
     bool otp_bad = false;
-    if (ok && w->n == 1 && w->rows[0].secret_len > 0) {
+    if (w->n == 1 && w->rows[0].secret_len > 0) {
         uint8_t *plain = NULL;
         size_t n = 0;
         if (td_open(svc->cfg->master_key, w->rows[0].secret_sealed, w->rows[0].secret_len, &plain, &n) == 0 &&
@@ -1069,20 +1055,12 @@ static void prepare(td_delivery *d, work *w)
     }
     char err[160] = "";
     int rc = -2;
-    if (ok && !otp_bad) {
+    if (!otp_bad) {
         memset(&w->req, 0, sizeof w->req);
-        rc = td_notify_build(&e->rec, w->rows, (const td_dcard_rec *const *)dp, w->n, sign, bearer, otp[0] ? otp : NULL,
+        rc = td_notify_build(&e->rec, w->rows, w->n, sign, bearer, otp[0] ? otp : NULL,
                              now / 1000, &w->req, err, sizeof err);
     }
     td_wipe(otp, sizeof otp);
-    for (int i = 0; dcs && i < w->n; i++)
-        if (dp && dp[i]) td_dcard_rec_free(&dcs[i]);
-    free(dcs);
-    free(dp);
-    if (!ok) {
-        retry_all(d, w, 0, "the store could not be read", 0);
-        return;
-    }
     if (otp_bad) {
         finish_all(d, w, "DEAD", 0, "the OTP cannot be opened");
         return;

@@ -227,9 +227,9 @@ static td_st write_owed(td_svc *svc, td_conn *c, const td_dcard_rec *dc, const e
     td_op_fill(&op, dc, &init->notice, dc->digitize_op_id, "TSP", "", "", cmd->correlation_id, now);
     if (st == TD_ST_OK) st = OPS(svc)->op_insert(c, &op);
     if (st == TD_ST_OK && en->card_known)
-        st = td_outbox_notice(svc, c, dc, &init->notice, dc->digitize_op_id, dc->d.seq, cmd->correlation_id, now, now);
+        st = td_outbox_notice(svc, c, dc, &init->notice, dc->digitize_op_id, &dc->d, cmd->correlation_id, now, now);
     if (st == TD_ST_OK && (init->effects & TD_FX_MSG_ACTIVATION))
-        st = td_outbox_message(svc, c, dc, "ACTIVATION", dc->digitize_op_id, dc->d.seq, now);
+        st = td_outbox_message(svc, c, dc, "ACTIVATION", dc->digitize_op_id, &dc->d, now);
     if (st == TD_ST_OK && (init->effects & TD_FX_START_STEP_UP)) st = td_stepup_schedule(svc, c, dc, &en->policy, now);
     return st;
 }
@@ -351,7 +351,7 @@ static td_st queue_otp(td_conn *c, td_send_otp *cmd, const td_dcard_rec *dc, int
     uint8_t *sealed = NULL;
     size_t len = 0;
     td_outbox_rec o;
-    td_outbox_fill(&o, dc, "USER", dc->d.seq, "", NULL, now, now);
+    td_outbox_fill(&o, dc, "USER", &dc->d, "", NULL, now, now);
     td_strlcpy(o.message, "OTP", sizeof o.message);
     td_strlcpy(o.method_id, cmd->method_id, sizeof o.method_id);
     if (td_seal(cmd->w.svc->cfg->master_key, (const uint8_t *)cmd->otp, strlen(cmd->otp), &sealed, &len) ||

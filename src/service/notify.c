@@ -183,7 +183,7 @@ static const char *failed_error_text(const td_outbox_rec *o)
 }
 
 /* What an issuer app shows after this row; NULL when nothing applies. */
-static const char *user_status(const td_outbox_rec *o, const td_dcard_rec *dc)
+static const char *user_status(const td_outbox_rec *o)
 {
     if (is_digitize(o)) {
         if (eq(o->status, "PENDING")) return "pending";
@@ -198,8 +198,8 @@ static const char *user_status(const td_outbox_rec *o, const td_dcard_rec *dc)
     if (eq(o->operation, "SUSPEND")) return "suspended";
     if (eq(o->operation, "RESUME")) {
         /* A resume by one party leaves the card SUSPENDED while another holds
-         * a suspension: tell when the card has not changed since this row. */
-        if (!is_card_level(o) && dc && dc->d.seq == o->dcard_seq && dc->d.state == TD_DC_SUSPENDED) return "suspended";
+         * a suspension: the row says how the change left the card. */
+        if (!is_card_level(o) && o->dcard_state == (int)TD_DC_SUSPENDED) return "suspended";
         return "active";
     }
     if (eq(o->operation, "DELETE") || eq(o->operation, "DELETE_FROM_APP")) return "deleted";
@@ -207,10 +207,9 @@ static const char *user_status(const td_outbox_rec *o, const td_dcard_rec *dc)
     return NULL;
 }
 
-static const char *wallet_of(const td_outbox_rec *o, const td_dcard_rec *dc)
+static const char *wallet_of(const td_outbox_rec *o)
 {
-    if (nonempty(o->wallet_provider_id)) return o->wallet_provider_id;
-    return dc ? dc->wallet_provider_id : "";
+    return nonempty(o->wallet_provider_id) ? o->wallet_provider_id : "";
 }
 
 /* The name an end user knows the wallet by. */
@@ -228,7 +227,7 @@ static const char *wallet_display(const char *id)
 
 /* ---- d1 ---- */
 
-static json_t *d1_card_operation(const td_outbox_rec *o, const td_dcard_rec *dc)
+static json_t *d1_card_operation(const td_outbox_rec *o)
 {
     char t[40];
     json_t *op = json_object();
@@ -245,17 +244,17 @@ static json_t *d1_card_operation(const td_outbox_rec *o, const td_dcard_rec *dc)
     }
     json_t *det = json_object();
     if (!is_card_level(o)) json_object_set_new(det, "digitalCardId", json_string(o->digital_card_id));
-    const char *w = is_card_level(o) ? "" : wallet_of(o, dc);
+    const char *w = is_card_level(o) ? "" : wallet_of(o);
     if (nonempty(w)) json_object_set_new(det, "walletProviderId", json_string(w));
     if (nonempty(o->source)) json_object_set_new(det, "source", json_string(o->source));
     json_object_set_new(det, "sequence", json_integer(o->dcard_seq));
-    const char *us = user_status(o, dc);
+    const char *us = user_status(o);
     if (us) json_object_set_new(det, "userStatus", json_string(us));
     json_object_set_new(op, "details", det);
     return op;
 }
 
-static int build_d1(const td_delivery_rec *d, const td_outbox_rec *rows, const td_dcard_rec *const *dcards, int n,
+static int build_d1(const td_delivery_rec *d, const td_outbox_rec *rows, int n,
                     const char *bearer, td_notify_req *out, char *err, size_t cap)
 {
     const td_outbox_rec *o = &rows[0];
@@ -280,7 +279,7 @@ static int build_d1(const td_delivery_rec *d, const td_outbox_rec *rows, const t
         snprintf(path, sizeof path, "/notifications/d1/v2/issuers/%s/cards", o->issuer_id);
         json_t *ops = json_array();
         for (int i = 0; i < n; i++)
-            json_array_append_new(ops, d1_card_operation(&rows[i], dcards ? dcards[i] : NULL));
+            json_array_append_new(ops, d1_card_operation(&rows[i]));
         root = json_object();
         json_object_set_new(root, "operations", ops);
     }
@@ -317,7 +316,7 @@ static const char *classic_action(const td_outbox_rec *o)
     return o->operation; /* SUSPEND, RESUME, DELETE, DELETE_FROM_APP, EXPIRE, or a later one verbatim */
 }
 
-static int build_classic(const td_delivery_rec *d, const td_outbox_rec *o, const td_dcard_rec *dc, const char *bearer,
+static int build_classic(const td_delivery_rec *d, const td_outbox_rec *o, const char *bearer,
                          td_notify_req *out, char *err, size_t cap)
 {
     const char *action = classic_action(o);
@@ -329,16 +328,16 @@ static int build_classic(const td_delivery_rec *d, const td_outbox_rec *o, const
     json_t *b = json_object();
     json_object_set_new(b, "issuerCardRefId", json_string(o->card_id));
     json_object_set_new(b, "virtualCardId", json_string(o->digital_card_id));
-    json_object_set_new(b, "walletProviderId", json_string(wallet_of(o, dc)));
-    json_object_set_new(b, "isPrimary", json_boolean(dc && dc->is_primary));
+    json_object_set_new(b, "walletProviderId", json_string(wallet_of(o)));
+    json_object_set_new(b, "isPrimary", json_boolean(o->is_primary));
     json_object_set_new(b, "tokenStorageId",
-                        json_string(dc && dc->token_storage_id[0] ? dc->token_storage_id : o->digital_card_id));
+                        json_string(o->token_storage_id[0] ? o->token_storage_id : o->digital_card_id));
     json_object_set_new(b, "action", json_string(action));
     if (nonempty(o->source)) json_object_set_new(b, "source", json_string(o->source));
     if (is_digitize_failed(o) && nonempty(o->error_code))
         json_object_set_new(b, "errorCode", json_string(o->error_code));
-    if (eq(action, "ACTIVATE") && dc && dc->last4[0])
-        json_object_set_new(b, "tokenInfo", json_pack("{s:s}", "last4", dc->last4));
+    if (eq(action, "ACTIVATE") && o->last4[0])
+        json_object_set_new(b, "tokenInfo", json_pack("{s:s}", "last4", o->last4));
     /* tokend's extensions: dedupe by id, ignore late callbacks by sequence */
     json_object_set_new(b, "operationId", json_string(o->operation_id));
     json_object_set_new(b, "sequence", json_integer(o->dcard_seq));
@@ -357,7 +356,7 @@ static int build_classic(const td_delivery_rec *d, const td_outbox_rec *o, const
 
 /* ---- webhook ---- */
 
-static int build_webhook(const td_delivery_rec *d, const td_outbox_rec *o, const td_dcard_rec *dc, const char *secret,
+static int build_webhook(const td_delivery_rec *d, const td_outbox_rec *o, const char *secret,
                          const char *bearer, int64_t now_s, td_notify_req *out, char *err, size_t cap)
 {
     if (td_strlcpy(out->url, d->base_url, sizeof out->url)) {
@@ -374,11 +373,11 @@ static int build_webhook(const td_delivery_rec *d, const td_outbox_rec *o, const
     json_object_set_new(data, "status", json_string(o->status));
     json_object_set_new(data, "errorCode", failed ? json_string(o->error_code) : json_null());
     json_object_set_new(data, "error", failed ? json_string(failed_error_text(o)) : json_null());
-    json_object_set_new(data, "userStatus", jstr_or_null(user_status(o, dc)));
+    json_object_set_new(data, "userStatus", jstr_or_null(user_status(o)));
     json_object_set_new(data, "issuerId", json_string(o->issuer_id));
     json_object_set_new(data, "cardId", json_string(o->card_id));
     json_object_set_new(data, "digitalCardId", jstr_or_null(o->digital_card_id));
-    json_object_set_new(data, "walletProviderId", jstr_or_null(is_card_level(o) ? "" : wallet_of(o, dc)));
+    json_object_set_new(data, "walletProviderId", jstr_or_null(is_card_level(o) ? "" : wallet_of(o)));
     json_object_set_new(data, "source", jstr_or_null(o->source));
     json_object_set_new(data, "correlationId", jstr_or_null(o->correlation_id));
     json_object_set_new(data, "sequence", json_integer(o->dcard_seq));
@@ -413,7 +412,7 @@ static const char *message_channel(const td_outbox_rec *o)
     return "";
 }
 
-static int build_message(const td_delivery_rec *d, const td_outbox_rec *o, const td_dcard_rec *dc, const char *secret,
+static int build_message(const td_delivery_rec *d, const td_outbox_rec *o, const char *secret,
                          const char *bearer, const char *otp, int64_t now_s, td_notify_req *out, char *err, size_t cap)
 {
     if (!nonempty(d->messaging_url)) {
@@ -429,7 +428,7 @@ static int build_message(const td_delivery_rec *d, const td_outbox_rec *o, const
         set_err(err, cap, "URL too long");
         return -1;
     }
-    char *text = td_render_message(d->templates_json, o->message, dc ? dc->last4 : "", wallet_display(wallet_of(o, dc)),
+    char *text = td_render_message(d->templates_json, o->message, o->last4, wallet_display(wallet_of(o)),
                                    is_otp ? otp : NULL, o->issuer_id);
     if (!text) {
         set_err(err, cap, "no template for message");
@@ -485,7 +484,7 @@ bool td_notify_batchable(const td_delivery_rec *d, const td_outbox_rec *a, const
     return is_d1_card_op(a) && is_d1_card_op(b) && eq(a->issuer_id, b->issuer_id) && eq(a->issuer_id, d->issuer_id);
 }
 
-int td_notify_build(const td_delivery_rec *d, const td_outbox_rec *rows, const td_dcard_rec *const *dcards, int n,
+int td_notify_build(const td_delivery_rec *d, const td_outbox_rec *rows, int n,
                     const char *secret, const char *bearer, const char *otp, int64_t now_s, td_notify_req *out,
                     char *err, size_t cap)
 {
@@ -497,7 +496,6 @@ int td_notify_build(const td_delivery_rec *d, const td_outbox_rec *rows, const t
         return -1;
     }
     const td_outbox_rec *o = &rows[0];
-    const td_dcard_rec *dc = dcards ? dcards[0] : NULL;
     for (int i = 1; i < n; i++)
         if (!td_notify_batchable(d, o, &rows[i])) {
             set_err(err, cap, "rows cannot share a request");
@@ -511,19 +509,19 @@ int td_notify_build(const td_delivery_rec *d, const td_outbox_rec *rows, const t
     }
     int rc;
     if (is_user_row(o)) {
-        rc = n == 1 ? build_message(d, o, dc, secret, bearer, otp, now_s, out, err, cap) : -1;
+        rc = n == 1 ? build_message(d, o, secret, bearer, otp, now_s, out, err, cap) : -1;
     } else if (!nonempty(d->base_url)) {
         set_err(err, cap, "no endpoint configured");
         rc = -1;
     } else if (eq(d->profile, "d1")) {
-        rc = build_d1(d, rows, dcards, n, bearer, out, err, cap);
+        rc = build_d1(d, rows, n, bearer, out, err, cap);
     } else if (n != 1) {
         set_err(err, cap, "rows cannot share a request");
         rc = -1;
     } else if (eq(d->profile, "classic")) {
-        rc = build_classic(d, o, dc, bearer, out, err, cap);
+        rc = build_classic(d, o, bearer, out, err, cap);
     } else if (eq(d->profile, "webhook")) {
-        rc = build_webhook(d, o, dc, secret, bearer, now_s, out, err, cap);
+        rc = build_webhook(d, o, secret, bearer, now_s, out, err, cap);
     } else {
         set_err(err, cap, "unknown delivery profile");
         rc = -1;

@@ -42,12 +42,12 @@ bool td_notify_batchable(const td_delivery_rec *d, const td_outbox_rec *a, const
  *    messaging endpoint; `otp` (NULL unless the row is an OTP delivery) is
  *    the opened OTP, placed only in the body sent, never elsewhere.
  * `bearer` (may be NULL) becomes Authorization: Bearer (not for webhook auth).
- * dcards[i] is row i's digital card (isPrimary, tokenStorageId, last4,
- * wallet...), NULL for card-level rows.
+ * Built from the rows alone: each carries what it says about its digital card
+ * (isPrimary, tokenStorageId, last4, wallet, state) as its change left it.
  * Returns 0; 1 when the profile has nothing to say for these rows (e.g.
  * DIGITIZE PENDING in classic: the worker marks them delivered); or -1 with a
  * reason in err (the row is then dead: e.g. a USER row and no messaging endpoint). */
-int td_notify_build(const td_delivery_rec *d, const td_outbox_rec *rows, const td_dcard_rec *const *dcards, int n,
+int td_notify_build(const td_delivery_rec *d, const td_outbox_rec *rows, int n,
                     const char *secret, const char *bearer, const char *otp, int64_t now_s, td_notify_req *out,
                     char *err, size_t cap);
 

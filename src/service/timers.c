@@ -109,7 +109,7 @@ static td_st run_reminder(td_conn *c, td_write *w)
     if (st != TD_ST_OK) return st;
     /* A card that left step-up gets no reminder; the timer is simply done. */
     if (dc.d.state == TD_DC_PENDING_IDV)
-        st = td_outbox_message(w->svc, c, &dc, "REMINDER", dc.digitize_op_id, dc.d.seq, j->now);
+        st = td_outbox_message(w->svc, c, &dc, "REMINDER", dc.digitize_op_id, &dc.d, j->now);
     td_dcard_rec_free(&dc);
     return st;
 }

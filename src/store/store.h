@@ -229,6 +229,11 @@ typedef struct {
     char last_error[160];  /* never a secret */
     int64_t first_attempt_ms, lease_until_ms, done_ms;
     int64_t replayed_ms;   /* the last replay of this dead letter (0: never): its maximum age starts again there */
+    /* the digital card as the change left it (migration 007): what the notification says about it */
+    char token_storage_id[129];
+    char last4[5];
+    bool is_primary;
+    int dcard_state;       /* td_dc_state after the change; -1 not known (card-level rows, rows older than 007) */
 } td_outbox_rec;
 
 /* How an issuer's backend is reached (migration 005; docs/notifications.md). */
@@ -318,9 +323,6 @@ typedef struct td_store_ops {
     /* digital cards: CONFLICT on a duplicate id or (issuer, correlation id) */
     td_st (*dcard_insert)(td_conn *c, const td_dcard_rec *r);
     td_st (*dcard_get)(td_conn *c, const char *id, td_dcard_rec *out); /* any issuer: callers check */
-    /* dcard_get without the JSON columns (device, ID&V methods, answer: left
-     * NULL), which are most of a row: what a notification needs, read cheaply. */
-    td_st (*dcard_brief)(td_conn *c, const char *id, td_dcard_rec *out);
     td_st (*dcard_by_correlation)(td_conn *c, const char *issuer_id, const char *correlation_id, td_dcard_rec *out);
     /* the mutable fields (d.*, stepup_deadline_ms, updated_ms); only when the stored seq equals expect_seq */
     td_st (*dcard_update)(td_conn *c, const td_dcard_rec *r, int64_t expect_seq);

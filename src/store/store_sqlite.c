@@ -51,7 +51,6 @@ enum {
     Q_CARD_UPDATE,
     Q_DCARD_INSERT,
     Q_DCARD_GET,
-    Q_DCARD_BRIEF,
     Q_DCARD_BY_CORRELATION,
     Q_DCARD_UPDATE,
     Q_DCARD_LIST_BY_CARD,
@@ -105,13 +104,11 @@ enum {
 #define CARD_COLS                                                                                                      \
     "issuer_id, card_id, consumer_id, pan_fp, pan_sealed, last4, expiry, phone, email, state, seq, created_ms, "       \
     "updated_ms"
-/* The brief columns lead, so a brief read (dcard_brief) is a prefix of them. */
-#define DCARD_BRIEF_COLS                                                                                               \
+#define DCARD_COLS                                                                                                     \
     "id, issuer_id, card_id, state, suspended_by, last_event_ms, seq, stepup_open, idv_failures, "                     \
     "revivable_until_ms, verdict, decision_reason, wallet_provider_id, token_requestor_id, token_storage_id, "         \
-    "is_primary, correlation_id, digitize_op_id, last4"
-#define DCARD_COLS                                                                                                     \
-    DCARD_BRIEF_COLS ", device_json, idv_json, answer_json, stepup_deadline_ms, created_ms, updated_ms"
+    "is_primary, correlation_id, digitize_op_id, last4, device_json, idv_json, answer_json, stepup_deadline_ms, "      \
+    "created_ms, updated_ms"
 #define OP_COLS                                                                                                        \
     "id, issuer_id, digital_card_id, card_id, operation, status, requestor_type, reason, reason_code, error_code, "    \
     "correlation_id, start_ms, end_ms"
@@ -119,7 +116,8 @@ enum {
 #define OUTBOX_COLS                                                                                                    \
     "issuer_id, channel, digital_card_id, card_id, dcard_seq, operation_id, operation, status, error_code, source, "   \
     "correlation_id, wallet_provider_id, message, method_id, secret_sealed, event_ms, created_ms, due_ms, state, "     \
-    "order_key, attempts, last_status, last_error, first_attempt_ms, lease_until_ms, done_ms, replayed_ms"
+    "order_key, attempts, last_status, last_error, first_attempt_ms, lease_until_ms, done_ms, replayed_ms, "          \
+    "token_storage_id, is_primary, last4, dcard_state"
 #define OPEN_STATES "('PENDING', 'IN_FLIGHT')"
 #define DELIVERY_COLS                                                                                                  \
     "issuer_id, profile, base_url, auth, secret_sealed, oauth_token_url, oauth_client_id, oauth_scope, "               \
@@ -171,7 +169,6 @@ static const char *const SQL[Q__COUNT] = {
     [Q_DCARD_INSERT] = "INSERT INTO digital_cards(" DCARD_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
                        "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
     [Q_DCARD_GET] = "SELECT " DCARD_COLS " FROM digital_cards WHERE id = ?1",
-    [Q_DCARD_BRIEF] = "SELECT " DCARD_BRIEF_COLS " FROM digital_cards WHERE id = ?1",
     [Q_DCARD_BY_CORRELATION] = "SELECT " DCARD_COLS " FROM digital_cards WHERE issuer_id = ?1 AND correlation_id = ?2",
     [Q_DCARD_UPDATE] = "UPDATE digital_cards SET state = ?2, suspended_by = ?3, last_event_ms = ?4, seq = ?5, "
                        "stepup_open = ?6, idv_failures = ?7, revivable_until_ms = ?8, stepup_deadline_ms = ?9, "
@@ -195,7 +192,7 @@ static const char *const SQL[Q__COUNT] = {
     [Q_OP_GET] = "SELECT " OP_COLS " FROM operations WHERE issuer_id = ?1 AND id = ?2",
     [Q_OP_UPDATE] = "UPDATE operations SET status = ?3, error_code = ?4, end_ms = ?5 WHERE issuer_id = ?1 AND id = ?2",
     [Q_OUTBOX_INSERT] = "INSERT INTO outbox(" OUTBOX_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-                        "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+                        "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
     /* ?2 is a comma-separated list of message names: an exact match of one of
      * them (instr on ",A,B," for ",A,"), not a pattern; spaces are ignored. */
     [Q_OUTBOX_CANCEL] = "UPDATE outbox SET state = 'CANCELLED' WHERE digital_card_id = ?1 AND channel = 'USER' "
@@ -1125,8 +1122,7 @@ static td_st v_dcard_insert(td_conn *c, const td_dcard_rec *r)
 
 /* Fills r from a DCARD_COLS row. On failure (an unreadable suspenders set, out
  * of memory) r is still safe to pass to td_dcard_rec_free. */
-/* DCARD_BRIEF_COLS; the JSON columns stay NULL. */
-static td_st read_dcard_brief(sqlite3_stmt *st, td_dcard_rec *r)
+static td_st read_dcard(sqlite3_stmt *st, td_dcard_rec *r)
 {
     memset(r, 0, sizeof *r);
     col_copy(st, 0, r->id, sizeof r->id);
@@ -1153,13 +1149,6 @@ static td_st read_dcard_brief(sqlite3_stmt *st, td_dcard_rec *r)
     col_copy(st, 16, r->correlation_id, sizeof r->correlation_id);
     col_copy(st, 17, r->digitize_op_id, sizeof r->digitize_op_id);
     col_copy(st, 18, r->last4, sizeof r->last4);
-    return TD_ST_OK;
-}
-
-static td_st read_dcard(sqlite3_stmt *st, td_dcard_rec *r)
-{
-    td_st b = read_dcard_brief(st, r);
-    if (b != TD_ST_OK) return b;
     r->device_json = col_dup(st, 19);
     r->idv_json = col_dup(st, 20);
     r->answer_json = col_dup(st, 21);
@@ -1191,17 +1180,6 @@ static td_st v_dcard_get(td_conn *c, const char *id, td_dcard_rec *out)
     if (!st) return TD_ST_ERROR;
     bind_text(st, 1, id);
     return dcard_get_by(st, out);
-}
-
-static td_st v_dcard_brief(td_conn *c, const char *id, td_dcard_rec *out)
-{
-    sqlite3_stmt *st = stmt(c, Q_DCARD_BRIEF);
-    if (!st) return TD_ST_ERROR;
-    bind_text(st, 1, id);
-    td_st r = step_row(st);
-    if (r == TD_ST_OK) r = read_dcard_brief(st, out);
-    finish(st);
-    return r;
 }
 
 static td_st v_dcard_by_correlation(td_conn *c, const char *issuer_id, const char *correlation_id, td_dcard_rec *out)
@@ -1457,6 +1435,10 @@ static td_st v_outbox_insert(td_conn *c, td_outbox_rec *o)
     sqlite3_bind_int64(st, 25, o->lease_until_ms);
     sqlite3_bind_int64(st, 26, o->done_ms);
     sqlite3_bind_int64(st, 27, o->replayed_ms);
+    bind_text(st, 28, o->token_storage_id);
+    sqlite3_bind_int(st, 29, o->is_primary);
+    bind_text(st, 30, o->last4);
+    sqlite3_bind_int(st, 31, o->digital_card_id[0] ? o->dcard_state : -1);
     td_st r = step_done(st);
     if (r == TD_ST_OK) o->id = sqlite3_last_insert_rowid(c->db);
     return r;
@@ -1523,6 +1505,10 @@ static void read_outbox(sqlite3_stmt *st, td_outbox_rec *o)
     o->lease_until_ms = sqlite3_column_int64(st, 25);
     o->done_ms = sqlite3_column_int64(st, 26);
     o->replayed_ms = sqlite3_column_int64(st, 27);
+    col_copy(st, 28, o->token_storage_id, sizeof o->token_storage_id);
+    o->is_primary = sqlite3_column_int(st, 29) != 0;
+    col_copy(st, 30, o->last4, sizeof o->last4);
+    o->dcard_state = sqlite3_column_int(st, 31);
 }
 
 /* Steps a bound "id, OUTBOX_COLS" query to the end into rows (the caller frees rows->items). */
@@ -1917,7 +1903,6 @@ static const td_store_ops OPS = {
     .card_update = v_card_update,
     .dcard_insert = v_dcard_insert,
     .dcard_get = v_dcard_get,
-    .dcard_brief = v_dcard_brief,
     .dcard_by_correlation = v_dcard_by_correlation,
     .dcard_update = v_dcard_update,
     .dcard_list_by_card = v_dcard_list_by_card,

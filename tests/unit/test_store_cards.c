@@ -343,27 +343,6 @@ static void test_dcards_round_trip(void **state)
     assert_null(got.device_json);
     td_dcard_rec_free(&got); /* freeing twice is harmless */
 
-    /* the brief read: the same leading fields, no JSON columns */
-    td_dcard_rec brief;
-    memset(&brief, 0xaa, sizeof brief);
-    assert_int_equal(OPS->dcard_brief(rd(s), "dc-1", &brief), TD_ST_OK);
-    assert_string_equal(brief.id, "dc-1");
-    assert_string_equal(brief.card_id, "card-1");
-    assert_int_equal(brief.d.state, TD_DC_SUSPENDED);
-    assert_int_equal(brief.d.suspended_by, TD_PARTY_ISSUER | TD_PARTY_WALLET | TD_PARTY_CARDHOLDER);
-    assert_true(brief.d.seq == 7);
-    assert_string_equal(brief.wallet_provider_id, "wallet-1");
-    assert_string_equal(brief.token_storage_id, "storage-9");
-    assert_false(brief.is_primary);
-    assert_string_equal(brief.correlation_id, "corr-1");
-    assert_string_equal(brief.last4, "0042");
-    assert_null(brief.device_json);
-    assert_null(brief.idv_json);
-    assert_null(brief.answer_json);
-    assert_true(brief.created_ms == 0);
-    td_dcard_rec_free(&brief);
-    assert_int_equal(OPS->dcard_brief(rd(s), "dc-none", &brief), TD_ST_NOT_FOUND);
-
     /* by correlation, scoped to the issuer */
     assert_int_equal(OPS->dcard_by_correlation(rd(s), "iss1", "corr-1", &got), TD_ST_OK);
     assert_string_equal(got.id, "dc-1");

@@ -802,6 +802,22 @@ static void exec_sql(sqlite3 *db, const char *sql)
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("%s: %s", sql, msg ? msg : "?");
 }
 
+/* A database file with the first n migrations applied, as an older tokend left it. */
+static sqlite3 *db_at_migration(const char *path, int n)
+{
+    assert_true(td_migration_count > n);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    exec_sql(db, "CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)");
+    for (int i = 0; i < n; i++) {
+        exec_sql(db, td_migrations[i]);
+        char sql[128];
+        snprintf(sql, sizeof sql, "INSERT INTO schema_migrations VALUES (%d, 1)", i + 1);
+        exec_sql(db, sql);
+    }
+    return db;
+}
+
 static void test_migration_backfill(void **state)
 {
     fixture *f = *state;
@@ -809,16 +825,7 @@ static void test_migration_backfill(void **state)
     f->s = NULL;
     remove_db(f->path);
     /* a database at migration 4, as tokend left it before this issue */
-    assert_true(td_migration_count >= 5);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    exec_sql(db, "CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)");
-    for (int i = 0; i < 4; i++) {
-        exec_sql(db, td_migrations[i]);
-        char sql[128];
-        snprintf(sql, sizeof sql, "INSERT INTO schema_migrations VALUES (%d, 1)", i + 1);
-        exec_sql(db, sql);
-    }
+    sqlite3 *db = db_at_migration(f->path, 4);
     exec_sql(db, "INSERT INTO issuers(id, display_name, created_ms) VALUES ('iss1', 'iss1', 1), "
                  "('iss2', 'iss2', 1)");
     exec_sql(db, "INSERT INTO outbox(id, issuer_id, channel, digital_card_id, card_id, created_ms, due_ms, state) "
@@ -858,6 +865,69 @@ static void test_migration_backfill(void **state)
     assert_int_equal(claim(s, 1200, &c), 2);
     assert_true(c.ids[0] == 4 && c.ids[1] == r8);
     assert_int_equal(bad_heads(f->path), 0);
+}
+
+/* ---- migration 007: what a row says about its digital card ---- */
+
+static void test_migration_snapshot(void **state)
+{
+    fixture *f = *state;
+    f->s->close(f->s);
+    f->s = NULL;
+    remove_db(f->path);
+    sqlite3 *db = db_at_migration(f->path, 6);
+    exec_sql(db, "INSERT INTO issuers(id, display_name, created_ms) VALUES ('iss1', 'iss1', 1)");
+    /* dc-1 SUSPENDED (state 2) at seq 5, dc-2 ACTIVE (1) at seq 3 */
+    exec_sql(db, "INSERT INTO digital_cards(id, issuer_id, card_id, state, seq, verdict, wallet_provider_id, "
+                 "token_storage_id, is_primary, correlation_id, digitize_op_id, last4, created_ms, updated_ms) VALUES "
+                 "('dc-1', 'iss1', 'card-1', 2, 5, 0, 'APPLE_PAY', 'SE-1', 1, 'c1', 'op1', '1111', 1, 1), "
+                 "('dc-2', 'iss1', 'card-1', 1, 3, 0, 'GOOGLE_PAY', '', 0, 'c2', 'op2', '2222', 1, 1)");
+    exec_sql(db, "INSERT INTO outbox(id, issuer_id, channel, digital_card_id, card_id, dcard_seq, created_ms, due_ms, "
+                 "state, order_key) VALUES "
+                 "(1, 'iss1', 'ISSUER', 'dc-1', 'card-1', 5, 10, 10, 'PENDING', 'dc-1'), "   /* card as the row left it */
+                 "(2, 'iss1', 'ISSUER', 'dc-1', 'card-1', 4, 11, 11, 'DEAD', 'dc-1'), "      /* card changed since */
+                 "(3, 'iss1', 'ISSUER', 'dc-2', 'card-1', 3, 12, 12, 'DELIVERED', 'dc-2'), " /* never sent again */
+                 "(4, 'iss1', 'ISSUER', '', 'card-1', 1, 13, 13, 'PENDING', 'card:card-1'), "
+                 "(5, 'iss1', 'ISSUER', 'dc-9', 'card-1', 1, 14, 14, 'PENDING', 'dc-9')");    /* card gone */
+    sqlite3_close(db);
+
+    f->s = open_store(f->path); /* applies 007 */
+    outbox_rows l = {.n = 0};
+    assert_int_equal(OPS->outbox_list(rd(f->s), "iss1", NULL, 0, 100, collect_outbox, &l), TD_ST_OK);
+    assert_int_equal(l.n, 5);
+    assert_string_equal(l.rows[0].token_storage_id, "SE-1");
+    assert_string_equal(l.rows[0].last4, "1111");
+    assert_true(l.rows[0].is_primary);
+    assert_int_equal(l.rows[0].dcard_state, TD_DC_SUSPENDED);
+    assert_string_equal(l.rows[1].last4, "1111");
+    assert_int_equal(l.rows[1].dcard_state, -1);
+    assert_string_equal(l.rows[2].last4, ""); /* delivered rows are left as they are */
+    assert_int_equal(l.rows[2].dcard_state, -1);
+    assert_int_equal(l.rows[3].dcard_state, -1);
+    assert_string_equal(l.rows[3].last4, "");
+    assert_false(l.rows[4].is_primary);
+    assert_int_equal(l.rows[4].dcard_state, -1);
+
+    /* new rows keep what they are given; card-level rows say nothing of a state */
+    td_outbox_rec o = make_row("iss1", "dc-2", "card-1", 20);
+    td_strlcpy(o.token_storage_id, "SE-2", sizeof o.token_storage_id);
+    td_strlcpy(o.last4, "2222", sizeof o.last4);
+    o.is_primary = true;
+    o.dcard_state = TD_DC_ACTIVE;
+    int64_t id = add_row(f->s, o);
+    td_outbox_rec c = make_row("iss1", "", "card-1", 21);
+    c.dcard_state = TD_DC_ACTIVE;
+    int64_t cid = add_row(f->s, c);
+    l.n = 0;
+    assert_int_equal(OPS->outbox_list(rd(f->s), "iss1", NULL, id - 1, 100, collect_outbox, &l), TD_ST_OK);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.rows[0].id, id);
+    assert_string_equal(l.rows[0].token_storage_id, "SE-2");
+    assert_string_equal(l.rows[0].last4, "2222");
+    assert_true(l.rows[0].is_primary);
+    assert_int_equal(l.rows[0].dcard_state, TD_DC_ACTIVE);
+    assert_int_equal(l.rows[1].id, cid);
+    assert_int_equal(l.rows[1].dcard_state, -1);
 }
 
 /* ---- the claim at scale (printed, not gated) ---- */
@@ -1046,7 +1116,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_claim_order),       T(test_order_keys), T(test_claim_filters),      T(test_lease_expiry),
         T(test_attempts),          T(test_next_due),          T(test_replay),     T(test_replay_reorders),    T(test_stats),
-        T(test_delivery_settings), T(test_reopen),     T(test_migration_backfill), T(test_claim_scale),
+        T(test_delivery_settings), T(test_reopen),     T(test_migration_backfill), T(test_migration_snapshot), T(test_claim_scale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
