@@ -1196,9 +1196,17 @@ int cmd_listen(cli_ctx *ctx, int argc, char **argv)
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
     sa.sin_addr = addr;
+    /* A thread per connection only when injected failures sleep in the handler
+     * (timeout, slow): a sleeping request must not hold up the others. Else
+     * two epoll threads: a thread per connection costs a wake-up and a context
+     * switch per request, which made this receiver use as much CPU as tokend
+     * in bench/notify.sh. */
+    bool sleeps = L.fail_first > 0 && L.fail_kind != FAIL_HTTP;
+    unsigned flags = sleeps ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD
+                            : MHD_USE_EPOLL_INTERNAL_THREAD;
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
-        on_request, &L, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+        flags | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request, &L, MHD_OPTION_THREAD_POOL_SIZE,
+        sleeps ? 0u : 2u, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
         MHD_OPTION_CONNECTION_LIMIT, 2048u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, &L, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL, MHD_OPTION_END);
     if (!d) {
