@@ -239,7 +239,7 @@ settings_body() {
 # deliver SCENARIO: configures delivery for the scenario's issuer and waits
 # until all its rows are delivered; R[SCENARIO.*] = what it measured.
 deliver() {
-  local s=$1 iss=${ISS[$1]} rows open d0 r0 x0 q0 rcv0 dup0 inj0 t0 t1 d n=0 c0 c1 el
+  local s=$1 iss=${ISS[$1]} rows open d0 r0 x0 q0 rcv0 dup0 inj0 t0 t1 c0 c1
   rows=$(sql "SELECT count(*) FROM outbox WHERE issuer_id = '$iss'")
   open=$(sql "SELECT count(*) FROM outbox WHERE issuer_id = '$iss' AND state = 'PENDING'")
   ((rows > 0 && open == rows)) || die "$s: $iss has $rows rows, $open pending before its delivery is configured"
@@ -259,19 +259,11 @@ deliver() {
   thread_ticks "$TD_PID" >"$WORK/threads0"
   t0=$(date +%s.%N)
   api PUT "/admin/v1/issuers/$iss/delivery" "$ADMIN_KEY" "$(settings_body "$s")" 200 >/dev/null
-  while :; do
-    sleep 0.1
-    local m
-    m=$(curl -sf "$TD_URL/metrics")
-    d=$(($(awk '$1 == "tokend_notifications_delivered_total" {print $2}' <<<"$m") - d0))
-    el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b - a}')
-    # seconds, rows delivered, transfers in flight
-    echo "$el $d $(awk '$1 == "tokend_notifications_in_flight" {print $2}' <<<"$m")" >>"$RESULTS/timeline-$s.txt"
-    ((d >= rows)) && break
-    (($(metric tokend_notifications_dead_total) == x0)) || die "$s: a row went dead (see the outbox of $iss)"
-    awk -v e="$el" -v t="$DELIVER_TIMEOUT" 'BEGIN {exit !(e > t)}' && die "$s: $d of $rows delivered after ${el}s"
-    n=$((n + 1))
-  done
+  local wrc=0
+  "$ROOT/bench/watch_delivery.py" "$TD_URL" "$t0" "$rows" "$d0" "$x0" "$DELIVER_TIMEOUT" \
+    "$RESULTS/timeline-$s.txt" || wrc=$?
+  ((wrc != 2)) || die "$s: a row went dead (see the outbox of $iss)"
+  ((wrc == 0)) || die "$s: the delivery did not complete (watch_delivery.py exit $wrc; timeline-$s.txt)"
   t1=$(date +%s.%N)
   thread_ticks "$TD_PID" >"$WORK/threads1"
   c1=$(cpu_ticks "$TD_PID")
