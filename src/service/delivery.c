@@ -1056,7 +1056,6 @@ static void prepare(td_delivery *d, work *w)
     char err[160] = "";
     int rc = -2;
     if (!otp_bad) {
-        memset(&w->req, 0, sizeof w->req);
         rc = td_notify_build(&e->rec, w->rows, w->n, sign, bearer, otp[0] ? otp : NULL,
                              now / 1000, &w->req, err, sizeof err);
     }

@@ -490,7 +490,13 @@ int td_notify_build(const td_delivery_rec *d, const td_outbox_rec *rows, int n,
 {
     if (err && cap) err[0] = '\0';
     if (!out) return -1;
-    memset(out, 0, sizeof *out);
+    /* Not a memset of the whole request: its header slots are 18 KiB, and
+     * nothing reads past n_headers. */
+    out->url[0] = '\0';
+    out->n_headers = 0;
+    out->body = NULL;
+    out->body_len = 0;
+    out->n_ids = 0;
     if (!d || !rows || n < 1 || n > NOTIFY_MAX_ROWS) {
         set_err(err, cap, "bad arguments");
         return -1;
@@ -526,9 +532,11 @@ int td_notify_build(const td_delivery_rec *d, const td_outbox_rec *rows, int n,
         set_err(err, cap, "unknown delivery profile");
         rc = -1;
     }
-    if (rc != 0) { /* nothing to send: only the ids stay */
+    if (rc != 0) { /* nothing to send: only the ids stay (the headers written wiped: a bearer token) */
         td_notify_req_free(out);
         out->url[0] = '\0';
+        for (int i = 0; i < out->n_headers; i++)
+            td_wipe(out->headers[i], strnlen(out->headers[i], sizeof out->headers[i]));
         out->n_headers = 0;
         if (rc < 0 && err && cap && !err[0]) set_err(err, cap, "rows cannot share a request");
     }

@@ -459,6 +459,21 @@ static td_outbox_rec wait_state(fixture *f, int64_t id, const char *state)
     return get_row(f, id);
 }
 
+/* The worker's counters once it counted n deliveries: it counts a row when it
+ * sees the write job that recorded it done, a moment after the row's new state
+ * is visible in the store. */
+static td_delivery_counters wait_delivered(fixture *f, uint64_t n)
+{
+    int64_t until = td_now_ms() + WAIT_MS;
+    td_delivery_counters c;
+    td_delivery_stats(f->d, &c);
+    while (c.delivered < n && td_now_ms() < until) {
+        sleep_ms(2);
+        td_delivery_stats(f->d, &c);
+    }
+    return c;
+}
+
 /* ================= tests ================= */
 
 static void webhook_secret(char *out, size_t cap)
@@ -537,8 +552,7 @@ static void test_webhook_delivered_once_signed(void **state)
         }
         assert_int_equal(seen, 1);
     }
-    td_delivery_counters c;
-    td_delivery_stats(f->d, &c);
+    td_delivery_counters c = wait_delivered(f, 20);
     assert_int_equal(c.delivered, 20);
     assert_int_equal(c.retried, 0);
     assert_int_equal(c.dead, 0);
@@ -635,8 +649,7 @@ static void test_order_kept_while_retried(void **state)
     assert_true(first_a2 < first_a3);
     assert_int_equal(rx_count_body(f->rx, "\"op_a2\""), 1);
     assert_int_equal(rx_count_body(f->rx, "\"op_b1\""), 1);
-    td_delivery_counters c;
-    td_delivery_stats(f->d, &c);
+    td_delivery_counters c = wait_delivered(f, 5);
     assert_int_equal(c.retried, 3);
     assert_int_equal(c.delivered, 5);
 }
@@ -1097,7 +1110,7 @@ static void test_store_outage_keeps_outcomes(void **state)
     for (int i = 0; i < 5; i++)
         assert_int_equal(wait_state(f, ids[i], "DELIVERED").attempts, 1);
     assert_int_equal(rx_count(f->rx), 5);
-    td_delivery_stats(f->d, &c);
+    c = wait_delivered(f, 5);
     assert_int_equal(c.delivered, 5);
 }
 
