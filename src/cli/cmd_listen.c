@@ -661,15 +661,25 @@ static bool picked(const char *key, int64_t percent)
 }
 
 /* The attempt key (failure injection counts attempts per distinct id). */
+static void d1_card_key(const req *r, json_t *op, char *out, size_t cap)
+{
+    snprintf(out, cap, "d1.card|%s|%s|%s", r->issuer, or_empty(op ? jstr(op, "operationId") : NULL),
+             or_empty(op ? jstr(op, "status") : NULL));
+}
+
+/* One more attempt of this id; its number. Called locked. */
+static int64_t count_attempt(listener *L, const char *key)
+{
+    json_t *c = json_object_get(L->attempts, key);
+    int64_t n = (c ? json_integer_value(c) : 0) + 1;
+    json_object_set_new(L->attempts, key, json_integer(n));
+    return n;
+}
+
 static void attempt_key(req *r, json_t *b, char *out, size_t cap)
 {
     switch (r->k) {
-    case K_D1_CARDS: {
-        json_t *first = json_array_get(json_object_get(b, "operations"), 0);
-        snprintf(out, cap, "d1.card|%s|%s|%s", r->issuer, or_empty(first ? jstr(first, "operationId") : NULL),
-                 or_empty(first ? jstr(first, "status") : NULL));
-        break;
-    }
+    case K_D1_CARDS: d1_card_key(r, json_array_get(json_object_get(b, "operations"), 0), out, cap); break;
     case K_D1_DCARD:
         snprintf(out, cap, "d1.digitalCard|%s|%s|%s", r->issuer, or_empty(jstr(b, "operationId")),
                  or_empty(jstr(b, "status")));
@@ -913,9 +923,17 @@ static void serve_post(listener *L, req *r)
         char key[KEY_MAX];
         attempt_key(r, b, key, sizeof key);
         pthread_mutex_lock(&L->mu);
-        json_t *c = json_object_get(L->attempts, key);
-        int64_t n = (c ? json_integer_value(c) : 0) + 1;
-        json_object_set_new(L->attempts, key, json_integer(n));
+        int64_t n = count_attempt(L, key);
+        /* A d1 batch is as far along as its most-tried operation: each is
+         * counted, so that an operation failed once is not failed again when
+         * tokend sends it in a batch led by another (--fail-first N holds per id). */
+        json_t *ops = r->k == K_D1_CARDS ? json_object_get(b, "operations") : NULL;
+        for (size_t i = 1; i < json_array_size(ops); i++) {
+            char k[KEY_MAX];
+            d1_card_key(r, json_array_get(ops, i), k, sizeof k);
+            int64_t m = count_attempt(L, k);
+            if (m > n) n = m;
+        }
         bool fail = n <= L->fail_first && picked(key, L->fail_percent);
         if (fail) count(L, "failedInjected", 1);
         save_state(L);

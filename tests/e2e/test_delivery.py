@@ -27,6 +27,7 @@ import subprocess
 import time
 
 import pytest
+import requests
 
 import tdlib
 from conftest import (DELIVERY_SETTINGS, TOKENCTL_BIN, NetIssuer, read_outbox, set_delivery, wait_delivered)
@@ -457,3 +458,24 @@ def test_kill9_mid_delivery_nothing_lost(tokend_factory, receivers):
     assert st["counts"]["duplicates"] >= 1, st["counts"]
     messages = [m["messageId"] for m in st["messages"]]
     assert len(messages) == len(set(messages))
+
+
+def test_receiver_counts_each_operation_of_a_d1_batch(receivers):
+    """--fail-first holds per operation in d1 batches: an operation failed once
+    in a batch is not failed again in a batch led by another (what tokend does
+    when a retried batch is claimed in parts); a batch of fresh operations is."""
+    import requests
+    rx = receivers.start("--bearer", "b", "--fail-first", "1", "--fail-mode", "500", "--fail-percent", "100")
+    url = rx.url + "/issuer/notifications/d1/v2/issuers/ISS1/cards"
+
+    def batch(*op_ids):
+        ops = [{"operationId": o, "operation": "DIGITIZE", "status": "SUCCESSFUL", "cardId": "card-1",
+                "startTime": "2026-12-04T10:00:00.000Z", "endTime": "2026-12-04T10:00:00.000Z",
+                "details": {"digitalCardId": "dc-" + o, "sequence": 1}} for o in op_ids]
+        return requests.post(url, json={"operations": ops}, headers={"Authorization": "Bearer b"},
+                             timeout=5).status_code
+
+    assert batch("op-a", "op-b") == 500       # both on their first attempt
+    assert batch("op-b", "op-c") in (200, 204)  # op-b's second attempt: not failed, though op-c is new
+    assert batch("op-d", "op-e") == 500       # fresh operations fail as before
+    assert batch("op-a", "op-d", "op-e") in (200, 204)
