@@ -377,6 +377,10 @@ struct td_delivery {
     td_svc *svc;
     pthread_t thread;
     CURLM *multi;
+    /* Easy handles of finished transfers, reset, for the next ones (an easy
+     * handle is several KiB to set up and free; reused, its options are reset). */
+    CURL *spare[1024];
+    int n_spare;
     atomic_bool stop;
     atomic_bool kicked;
     /* counters */
@@ -691,11 +695,28 @@ static size_t keep_body(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
+/* A new easy handle, or a spare one (with its options reset). */
+static CURL *handle_get(td_delivery *d)
+{
+    return d->n_spare ? d->spare[--d->n_spare] : curl_easy_init();
+}
+
+static void handle_put(td_delivery *d, CURL *h)
+{
+    int cap = (int)(sizeof d->spare / sizeof d->spare[0]);
+    if (d->n_spare < cap && d->n_spare < d->concurrency) {
+        curl_easy_reset(h); /* forgets every option: URL, headers, body, credentials */
+        d->spare[d->n_spare++] = h;
+    } else {
+        curl_easy_cleanup(h);
+    }
+}
+
 static void xfer_cleanup(td_delivery *d, xfer *x)
 {
     if (x->h) {
         curl_multi_remove_handle(d->multi, x->h);
-        curl_easy_cleanup(x->h);
+        handle_put(d, x->h);
         x->h = NULL;
     }
     for (struct curl_slist *h = x->hdrs; h; h = h->next)
@@ -768,7 +789,7 @@ static void token_fetch(td_delivery *d, issuer_ent *e)
     }
     x->kind = X_TOKEN;
     x->iss = e;
-    x->h = curl_easy_init();
+    x->h = handle_get(d);
     /* Authorization: Basic base64(client_id:secret) */
     const char *secret = e->secret ? e->secret : "";
     size_t cl = strlen(r->oauth_client_id) + 1 + strlen(secret);
@@ -905,7 +926,7 @@ static void start_transfer(td_delivery *d, work *w, int64_t now)
     xfer *x = &w->x;
     memset(x, 0, sizeof *x);
     x->kind = X_NOTIFY;
-    x->h = curl_easy_init();
+    x->h = handle_get(d);
     bool ok = x->h != NULL;
     for (int i = 0; ok && i < w->req.n_headers; i++)
         ok = append_hdr(x, w->req.headers[i]);
@@ -1447,6 +1468,8 @@ static void *worker(void *arg)
         read_done(d);
     }
     abandon_all(d);
+    while (d->n_spare)
+        curl_easy_cleanup(d->spare[--d->n_spare]);
     return NULL;
 }
 
