@@ -24,8 +24,8 @@
 #  3. For each scenario — d1-batch64 (d1, d1BatchMax 64), d1 (no batching),
 #     classic, webhook (webhook-signed) — waits for a quiet machine, then PUTs
 #     the issuer's delivery settings (base URL and messaging URL on rx) and
-#     polls tokend's /metrics every 100 ms until every row of the issuer is
-#     delivered. The rate is rows / (last delivery - the PUT): it includes the
+#     follows tokend's /metrics every 100 ms (bench/watch_delivery.py, one
+#     process) until every row of the issuer is delivered. The rate is rows / (last delivery - the PUT): it includes the
 #     back-off before each retried row's second attempt (full jitter, up to 2 s
 #     after the first failure), so it is a lower bound; the busiest second is
 #     reported too. Checks: every outbox row of the issuer DELIVERED, none dead;
