@@ -379,7 +379,7 @@ struct td_delivery {
     CURLM *multi;
     /* Easy handles of finished transfers, reset, for the next ones (an easy
      * handle is several KiB to set up and free; reused, its options are reset). */
-    CURL *spare[1024];
+    CURL *spare[1024]; /* the largest --delivery-concurrency */
     int n_spare;
     atomic_bool stop;
     atomic_bool kicked;
