@@ -802,12 +802,16 @@ static void exec_sql(sqlite3 *db, const char *sql)
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("%s: %s", sql, msg ? msg : "?");
 }
 
-/* A database file with the first n migrations applied, as an older tokend left it. */
-static sqlite3 *db_at_migration(const char *path, int n)
+/* The fixture's store closed and its file replaced by one with the first n
+ * migrations applied, as an older tokend left it. */
+static sqlite3 *db_at_migration(fixture *f, int n)
 {
+    f->s->close(f->s);
+    f->s = NULL;
+    remove_db(f->path);
     assert_true(td_migration_count > n);
     sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     exec_sql(db, "CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)");
     for (int i = 0; i < n; i++) {
         exec_sql(db, td_migrations[i]);
@@ -821,11 +825,8 @@ static sqlite3 *db_at_migration(const char *path, int n)
 static void test_migration_backfill(void **state)
 {
     fixture *f = *state;
-    f->s->close(f->s);
-    f->s = NULL;
-    remove_db(f->path);
     /* a database at migration 4, as tokend left it before this issue */
-    sqlite3 *db = db_at_migration(f->path, 4);
+    sqlite3 *db = db_at_migration(f, 4);
     exec_sql(db, "INSERT INTO issuers(id, display_name, created_ms) VALUES ('iss1', 'iss1', 1), "
                  "('iss2', 'iss2', 1)");
     exec_sql(db, "INSERT INTO outbox(id, issuer_id, channel, digital_card_id, card_id, created_ms, due_ms, state) "
@@ -872,10 +873,7 @@ static void test_migration_backfill(void **state)
 static void test_migration_snapshot(void **state)
 {
     fixture *f = *state;
-    f->s->close(f->s);
-    f->s = NULL;
-    remove_db(f->path);
-    sqlite3 *db = db_at_migration(f->path, 6);
+    sqlite3 *db = db_at_migration(f, 6);
     exec_sql(db, "INSERT INTO issuers(id, display_name, created_ms) VALUES ('iss1', 'iss1', 1)");
     /* dc-1 SUSPENDED (state 2) at seq 5, dc-2 ACTIVE (1) at seq 3 */
     exec_sql(db, "INSERT INTO digital_cards(id, issuer_id, card_id, state, seq, verdict, wallet_provider_id, "
