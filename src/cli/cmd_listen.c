@@ -1220,8 +1220,8 @@ int cmd_listen(cli_ctx *ctx, int argc, char **argv)
      * switch per request, which made this receiver use as much CPU as tokend
      * in bench/notify.sh. */
     bool sleeps = L.fail_first > 0 && L.fail_kind != FAIL_HTTP;
-    unsigned flags = sleeps ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD
-                            : MHD_USE_EPOLL_INTERNAL_THREAD;
+    unsigned flags =
+        sleeps ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD : MHD_USE_EPOLL_INTERNAL_THREAD;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request, &L, MHD_OPTION_THREAD_POOL_SIZE,
         sleeps ? 0u : 2u, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_TIMEOUT, 120u,

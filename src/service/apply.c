@@ -34,8 +34,8 @@ void td_op_fill(td_operation_rec *o, const td_dcard_rec *dc, const td_card_notic
     o->end_ms = n->status == TD_OPS_PENDING ? 0 : now_ms;
 }
 
-void td_outbox_fill(td_outbox_rec *o, const td_dcard_rec *dc, const char *channel, const td_dcard *after, const char *op_id,
-                    const char *correlation_id, int64_t event_ms, int64_t now_ms)
+void td_outbox_fill(td_outbox_rec *o, const td_dcard_rec *dc, const char *channel, const td_dcard *after,
+                    const char *op_id, const char *correlation_id, int64_t event_ms, int64_t now_ms)
 {
     memset(o, 0, sizeof *o);
     td_strlcpy(o->issuer_id, dc->issuer_id, sizeof o->issuer_id);
@@ -171,7 +171,8 @@ static td_st owe_messages(td_svc *svc, td_conn *c, const td_apply_ctx *a, const 
     int64_t now = now_of(a);
     td_st st = TD_ST_OK;
     if (fx & TD_FX_MSG_ACTIVATION) st = td_outbox_message(svc, c, a->dc, "ACTIVATION", op_id, after, now);
-    if (st == TD_ST_OK && (fx & TD_FX_MSG_DELETION)) st = td_outbox_message(svc, c, a->dc, "DELETION", op_id, after, now);
+    if (st == TD_ST_OK && (fx & TD_FX_MSG_DELETION))
+        st = td_outbox_message(svc, c, a->dc, "DELETION", op_id, after, now);
     if (st == TD_ST_OK && (fx & TD_FX_MSG_CANCELLATION) && (!a->policy || a->policy->notify_cancellation))
         st = td_outbox_message(svc, c, a->dc, "CANCELLATION", op_id, after, now);
     return st;

@@ -20,8 +20,8 @@ void td_op_fill(td_operation_rec *o, const td_dcard_rec *dc, const td_card_notic
  * the engine's view after the change: its sequence and state; dc's other
  * fields do not change), so that delivery builds the notification from the
  * row alone. */
-void td_outbox_fill(td_outbox_rec *o, const td_dcard_rec *dc, const char *channel, const td_dcard *after, const char *op_id,
-                    const char *correlation_id, int64_t event_ms, int64_t now_ms);
+void td_outbox_fill(td_outbox_rec *o, const td_dcard_rec *dc, const char *channel, const td_dcard *after,
+                    const char *op_id, const char *correlation_id, int64_t event_ms, int64_t now_ms);
 
 /* The ISSUER row a notice owes (nothing when n->op is TD_OP_NONE). */
 td_st td_outbox_notice(td_svc *svc, td_conn *c, const td_dcard_rec *dc, const td_card_notice *n, const char *op_id,

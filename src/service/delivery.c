@@ -43,10 +43,10 @@
 
 #define OPS(svc) ((svc)->store->ops)
 
-#define CACHE_MS 3000        /* issuers' settings are re-read after this */
-#define STATS_EVERY_MS 1000  /* outbox_stats refresh */
-#define CLAIM_MAX 1024       /* rows per claim */
-#define BATCH_MAX 64         /* td_notify_req.ids */
+#define CACHE_MS 3000       /* issuers' settings are re-read after this */
+#define STATS_EVERY_MS 1000 /* outbox_stats refresh */
+#define CLAIM_MAX 1024      /* rows per claim */
+#define BATCH_MAX 64        /* td_notify_req.ids */
 /* Works held (claimed, not finished) per transfer slot: claiming ahead keeps
  * the slots busy while the next write job runs and its completion comes back
  * to this thread, instead of leaving them idle between a transfer's end and
@@ -67,7 +67,7 @@
  * enough to be cheap per row. */
 #define JOBS_MAX 2
 #define PIPELINE_MIN 32
-#define MIN_ATTEMPT_MS 200   /* less lease left than this: the attempt is not started */
+#define MIN_ATTEMPT_MS 200 /* less lease left than this: the attempt is not started */
 #define DEFAULT_BACKOFF_BASE 1000
 #define DEFAULT_BACKOFF_CAP 3600000
 
@@ -575,8 +575,8 @@ static void retry_all(td_delivery *d, work *w, int http_status, const char *why,
     int attempts = 0;
     for (int i = 0; i < w->n; i++)
         if (w->rows[i].attempts > attempts) attempts = w->rows[i].attempts;
-    int64_t at = td_now_ms() + td_backoff_ms(attempts + 1, atomic_load(&d->backoff_base),
-                                             atomic_load(&d->backoff_cap), retry_after_s, rnd01());
+    int64_t at = td_now_ms() + td_backoff_ms(attempts + 1, atomic_load(&d->backoff_base), atomic_load(&d->backoff_cap),
+                                             retry_after_s, rnd01());
     for (int i = 0; i < w->n; i++)
         retry_or_dead(d, w, &w->rows[i], http_status, why, at);
     work_done(d, w);
@@ -1077,8 +1077,8 @@ static void prepare(td_delivery *d, work *w)
     char err[160] = "";
     int rc = -2;
     if (!otp_bad) {
-        rc = td_notify_build(&e->rec, w->rows, w->n, sign, bearer, otp[0] ? otp : NULL,
-                             now / 1000, &w->req, err, sizeof err);
+        rc = td_notify_build(&e->rec, w->rows, w->n, sign, bearer, otp[0] ? otp : NULL, now / 1000, &w->req, err,
+                             sizeof err);
     }
     td_wipe(otp, sizeof otp);
     if (otp_bad) {
@@ -1447,8 +1447,8 @@ static void *worker(void *arg)
         if (!d->n_jobs && !stop && d->n_hand < HOLD_PER_SLOT * d->concurrency) {
             int64_t next = d->last_claim_ms + (atomic_load(&d->kicked) ? KICK_MIN_MS : d->poll_ms) - now;
             if (d->next_due_ms) {
-                int64_t at = d->next_due_ms > d->last_claim_ms + KICK_MIN_MS ? d->next_due_ms
-                                                                               : d->last_claim_ms + KICK_MIN_MS;
+                int64_t at =
+                    d->next_due_ms > d->last_claim_ms + KICK_MIN_MS ? d->next_due_ms : d->last_claim_ms + KICK_MIN_MS;
                 if (at - now < next) next = at - now;
             }
             wait = next < 1 ? 1 : (long)next;

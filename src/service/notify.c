@@ -254,8 +254,8 @@ static json_t *d1_card_operation(const td_outbox_rec *o)
     return op;
 }
 
-static int build_d1(const td_delivery_rec *d, const td_outbox_rec *rows, int n,
-                    const char *bearer, td_notify_req *out, char *err, size_t cap)
+static int build_d1(const td_delivery_rec *d, const td_outbox_rec *rows, int n, const char *bearer, td_notify_req *out,
+                    char *err, size_t cap)
 {
     const td_outbox_rec *o = &rows[0];
     char path[512];
@@ -316,8 +316,8 @@ static const char *classic_action(const td_outbox_rec *o)
     return o->operation; /* SUSPEND, RESUME, DELETE, DELETE_FROM_APP, EXPIRE, or a later one verbatim */
 }
 
-static int build_classic(const td_delivery_rec *d, const td_outbox_rec *o, const char *bearer,
-                         td_notify_req *out, char *err, size_t cap)
+static int build_classic(const td_delivery_rec *d, const td_outbox_rec *o, const char *bearer, td_notify_req *out,
+                         char *err, size_t cap)
 {
     const char *action = classic_action(o);
     if (!action || !action[0]) return 1;
@@ -356,8 +356,8 @@ static int build_classic(const td_delivery_rec *d, const td_outbox_rec *o, const
 
 /* ---- webhook ---- */
 
-static int build_webhook(const td_delivery_rec *d, const td_outbox_rec *o, const char *secret,
-                         const char *bearer, int64_t now_s, td_notify_req *out, char *err, size_t cap)
+static int build_webhook(const td_delivery_rec *d, const td_outbox_rec *o, const char *secret, const char *bearer,
+                         int64_t now_s, td_notify_req *out, char *err, size_t cap)
 {
     if (td_strlcpy(out->url, d->base_url, sizeof out->url)) {
         set_err(err, cap, "URL too long");
@@ -412,8 +412,8 @@ static const char *message_channel(const td_outbox_rec *o)
     return "";
 }
 
-static int build_message(const td_delivery_rec *d, const td_outbox_rec *o, const char *secret,
-                         const char *bearer, const char *otp, int64_t now_s, td_notify_req *out, char *err, size_t cap)
+static int build_message(const td_delivery_rec *d, const td_outbox_rec *o, const char *secret, const char *bearer,
+                         const char *otp, int64_t now_s, td_notify_req *out, char *err, size_t cap)
 {
     if (!nonempty(d->messaging_url)) {
         set_err(err, cap, "no messaging endpoint");
@@ -484,9 +484,8 @@ bool td_notify_batchable(const td_delivery_rec *d, const td_outbox_rec *a, const
     return is_d1_card_op(a) && is_d1_card_op(b) && eq(a->issuer_id, b->issuer_id) && eq(a->issuer_id, d->issuer_id);
 }
 
-int td_notify_build(const td_delivery_rec *d, const td_outbox_rec *rows, int n,
-                    const char *secret, const char *bearer, const char *otp, int64_t now_s, td_notify_req *out,
-                    char *err, size_t cap)
+int td_notify_build(const td_delivery_rec *d, const td_outbox_rec *rows, int n, const char *secret, const char *bearer,
+                    const char *otp, int64_t now_s, td_notify_req *out, char *err, size_t cap)
 {
     if (err && cap) err[0] = '\0';
     if (!out) return -1;

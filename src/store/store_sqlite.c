@@ -116,7 +116,7 @@ enum {
 #define OUTBOX_COLS                                                                                                    \
     "issuer_id, channel, digital_card_id, card_id, dcard_seq, operation_id, operation, status, error_code, source, "   \
     "correlation_id, wallet_provider_id, message, method_id, secret_sealed, event_ms, created_ms, due_ms, state, "     \
-    "order_key, attempts, last_status, last_error, first_attempt_ms, lease_until_ms, done_ms, replayed_ms, "          \
+    "order_key, attempts, last_status, last_error, first_attempt_ms, lease_until_ms, done_ms, replayed_ms, "           \
     "token_storage_id, is_primary, last4, dcard_state"
 #define OPEN_STATES "('PENDING', 'IN_FLIGHT')"
 #define DELIVERY_COLS                                                                                                  \
@@ -191,8 +191,9 @@ static const char *const SQL[Q__COUNT] = {
                     "?12, ?13)",
     [Q_OP_GET] = "SELECT " OP_COLS " FROM operations WHERE issuer_id = ?1 AND id = ?2",
     [Q_OP_UPDATE] = "UPDATE operations SET status = ?3, error_code = ?4, end_ms = ?5 WHERE issuer_id = ?1 AND id = ?2",
-    [Q_OUTBOX_INSERT] = "INSERT INTO outbox(" OUTBOX_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-                        "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
+    [Q_OUTBOX_INSERT] =
+        "INSERT INTO outbox(" OUTBOX_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+        "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
     /* ?2 is a comma-separated list of message names: an exact match of one of
      * them (instr on ",A,B," for ",A,"), not a pattern; spaces are ignored. */
     [Q_OUTBOX_CANCEL] = "UPDATE outbox SET state = 'CANCELLED' WHERE digital_card_id = ?1 AND channel = 'USER' "
@@ -287,11 +288,11 @@ typedef struct sqlite_store {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     td_job *head, *tail;
-    int queued;     /* jobs in the queue */
-    int last_batch; /* jobs in the previous commit */
+    int queued;          /* jobs in the queue */
+    int last_batch;      /* jobs in the previous commit */
     bool outbox_touched; /* this transaction inserted or reopened outbox rows (writer thread only) */
     bool sync_normal;    /* the writer connection is at synchronous=NORMAL (writer thread only) */
-    unsigned claim_turn;  /* which configured issuer the next claim serves first (writer thread only) */
+    unsigned claim_turn; /* which configured issuer the next claim serves first (writer thread only) */
     bool closing;
     bool thread_started;
     td_conn *readers; /* every reader ever opened, closed at the end */

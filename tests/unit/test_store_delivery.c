@@ -882,11 +882,11 @@ static void test_migration_snapshot(void **state)
                  "('dc-2', 'iss1', 'card-1', 1, 3, 0, 'GOOGLE_PAY', '', 0, 'c2', 'op2', '2222', 1, 1)");
     exec_sql(db, "INSERT INTO outbox(id, issuer_id, channel, digital_card_id, card_id, dcard_seq, created_ms, due_ms, "
                  "state, order_key) VALUES "
-                 "(1, 'iss1', 'ISSUER', 'dc-1', 'card-1', 5, 10, 10, 'PENDING', 'dc-1'), "   /* card as the row left it */
-                 "(2, 'iss1', 'ISSUER', 'dc-1', 'card-1', 4, 11, 11, 'DEAD', 'dc-1'), "      /* card changed since */
+                 "(1, 'iss1', 'ISSUER', 'dc-1', 'card-1', 5, 10, 10, 'PENDING', 'dc-1'), " /* card as the row left it */
+                 "(2, 'iss1', 'ISSUER', 'dc-1', 'card-1', 4, 11, 11, 'DEAD', 'dc-1'), "    /* card changed since */
                  "(3, 'iss1', 'ISSUER', 'dc-2', 'card-1', 3, 12, 12, 'DELIVERED', 'dc-2'), " /* never sent again */
                  "(4, 'iss1', 'ISSUER', '', 'card-1', 1, 13, 13, 'PENDING', 'card:card-1'), "
-                 "(5, 'iss1', 'ISSUER', 'dc-9', 'card-1', 1, 14, 14, 'PENDING', 'dc-9')");    /* card gone */
+                 "(5, 'iss1', 'ISSUER', 'dc-9', 'card-1', 1, 14, 14, 'PENDING', 'dc-9')"); /* card gone */
     sqlite3_close(db);
 
     f->s = open_store(f->path); /* applies 007 */
@@ -1112,9 +1112,20 @@ int main(void)
     if (td_crypto_init() != 0) return 1;
     test_db_init();
     const struct CMUnitTest tests[] = {
-        T(test_claim_order),       T(test_order_keys), T(test_claim_filters),      T(test_lease_expiry),
-        T(test_attempts),          T(test_next_due),          T(test_replay),     T(test_replay_reorders),    T(test_stats),
-        T(test_delivery_settings), T(test_reopen),     T(test_migration_backfill), T(test_migration_snapshot), T(test_claim_scale),
+        T(test_claim_order),
+        T(test_order_keys),
+        T(test_claim_filters),
+        T(test_lease_expiry),
+        T(test_attempts),
+        T(test_next_due),
+        T(test_replay),
+        T(test_replay_reorders),
+        T(test_stats),
+        T(test_delivery_settings),
+        T(test_reopen),
+        T(test_migration_backfill),
+        T(test_migration_snapshot),
+        T(test_claim_scale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
