@@ -1,8 +1,9 @@
-# Writes OUT, a C file holding every DIR/NNN_name.sql as a string, in order.
+# Writes OUT, a C file holding every DIR/NNN_name.sql as a string, in order,
+# in the array td_<NAME>_migrations (and its length td_<NAME>_migration_count).
 file(GLOB files ${DIR}/*.sql)
 list(SORT files)
-set(body "/* generated from src/store/migrations — do not edit */\n#include <stddef.h>\n")
-set(table "const char *const td_migrations[] = {\n")
+set(body "/* generated from ${DIR} — do not edit */\n#include <stddef.h>\n")
+set(table "const char *const td_${NAME}_migrations[] = {\n")
 set(i 0)
 foreach(f ${files})
   file(READ ${f} sql HEX)
@@ -11,5 +12,5 @@ foreach(f ${files})
   string(APPEND table "  m${i},\n")
   math(EXPR i "${i}+1")
 endforeach()
-string(APPEND table "  NULL\n};\nconst int td_migration_count = ${i};\n")
+string(APPEND table "  NULL\n};\nconst int td_${NAME}_migration_count = ${i};\n")
 file(WRITE ${OUT} "${body}${table}")

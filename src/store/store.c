@@ -36,3 +36,17 @@ void td_idem_rec_free(td_idem_rec *r)
     free(r->body);
     r->body = NULL;
 }
+
+void td_dcard_rec_free(td_dcard_rec *r)
+{
+    free(r->device_json);
+    free(r->idv_json);
+    free(r->answer_json);
+    r->device_json = r->idv_json = r->answer_json = NULL;
+}
+
+void td_delivery_rec_free(td_delivery_rec *r)
+{
+    free(r->templates_json);
+    r->templates_json = NULL;
+}

@@ -1,5 +1,5 @@
 /* store.h — the store as a struct of verbs. The service layer calls these and
- * holds no SQL; store_sqlite.c implements them (a PostgreSQL one can follow).
+ * holds no SQL; src/store/sqlite/ implements them (one file per entity group).
  *
  * Reads run on a per-thread read connection (td_store_reader). Writes are jobs
  * handed to td_store_submit: one writer commits many jobs in one transaction

@@ -167,7 +167,7 @@ ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 DC_ID = re.compile(r"^dc_[A-Za-z0-9_-]{1,61}$")
 OP_ID = re.compile(r"^op_[A-Za-z0-9_-]{1,61}$")
 
-# The tables the network faces write (src/store/migrations/003_cards.sql):
+# The tables the network faces write (src/store/sqlite/migrations/003_cards.sql):
 # equal snapshots = nothing changed.
 NET_SNAPSHOT_QUERIES = {
     "issuers": "SELECT * FROM issuers ORDER BY id",

@@ -22,7 +22,7 @@
 #include "store/store.h"
 #include "util/util.h"
 
-extern const int td_migration_count;
+extern const int td_sqlite_migration_count;
 
 #define STORE_FIXTURE_TAG "store"
 #include "store_fixture.h"
@@ -130,10 +130,10 @@ static int64_t migration_applied_ms(const char *path)
 static void test_open_applies_migrations(void **state)
 {
     fixture *f = *state;
-    assert_true(td_migration_count >= 1);
+    assert_true(td_sqlite_migration_count >= 1);
     char q[200];
-    snprintf(q, sizeof q, "SELECT count(*) FROM schema_migrations WHERE version BETWEEN 1 AND %d", td_migration_count);
-    assert_int_equal(count_rows(f->path, q), td_migration_count);
+    snprintf(q, sizeof q, "SELECT count(*) FROM schema_migrations WHERE version BETWEEN 1 AND %d", td_sqlite_migration_count);
+    assert_int_equal(count_rows(f->path, q), td_sqlite_migration_count);
     static const char *const tables[] = {"members", "member_keys",  "credentials", "issuers",          "token_requests",
                                          "tokens",  "token_events", "idempotency", "schema_migrations"};
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
@@ -161,7 +161,7 @@ static void test_reopen_idempotent(void **state)
     for (int i = 0; i < 3; i++) {
         f->s->close(f->s);
         f->s = open_store(f->path);
-        assert_int_equal(count_rows(f->path, "SELECT count(*) FROM schema_migrations"), td_migration_count);
+        assert_int_equal(count_rows(f->path, "SELECT count(*) FROM schema_migrations"), td_sqlite_migration_count);
         assert_true(migration_applied_ms(f->path) == applied);
     }
     td_member_rec m;

@@ -22,8 +22,8 @@
 #include "store/store.h"
 #include "util/util.h"
 
-extern const char *const td_migrations[];
-extern const int td_migration_count;
+extern const char *const td_sqlite_migrations[];
+extern const int td_sqlite_migration_count;
 
 #define STORE_FIXTURE_TAG "store-delivery"
 #include "store_fixture.h"
@@ -809,12 +809,12 @@ static sqlite3 *db_at_migration(fixture *f, int n)
     f->s->close(f->s);
     f->s = NULL;
     remove_db(f->path);
-    assert_true(td_migration_count > n);
+    assert_true(td_sqlite_migration_count > n);
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     exec_sql(db, "CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)");
     for (int i = 0; i < n; i++) {
-        exec_sql(db, td_migrations[i]);
+        exec_sql(db, td_sqlite_migrations[i]);
         char sql[128];
         snprintf(sql, sizeof sql, "INSERT INTO schema_migrations VALUES (%d, 1)", i + 1);
         exec_sql(db, sql);
@@ -1009,7 +1009,7 @@ static void print_plan(const char *path)
     sqlite3 *db;
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *st;
-    /* store_sqlite.c's claim statement */
+    /* the claim statement of src/store/sqlite/outbox.c */
     const char *sql = "EXPLAIN QUERY PLAN UPDATE outbox SET state = 'IN_FLIGHT', lease_until_ms = ?3, "
                       "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN ?1 ELSE first_attempt_ms END "
                       "WHERE id IN (SELECT o.id FROM outbox AS o INDEXED BY outbox_heads_due "

@@ -1,0 +1,114 @@
+/* sq.h — the SQLite store's insides, shared by its files and by nothing else:
+ * connections with their statement caches, the store object, the helpers
+ * that bind and read columns, and each verb group's entry point. */
+#ifndef TD_STORE_SQ_H
+#define TD_STORE_SQ_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "store/store.h"
+
+/* One SQL statement, written beside the verb that binds and reads it. Each
+ * connection prepares it once, on first use, in the slot the first user gave
+ * it (slots are numbered at run time: no central list of statements). */
+typedef struct {
+    const char *sql;
+    int slot; /* 1-based once assigned; 0 = not yet */
+} sq_query;
+
+#define SQ_SLOTS 96 /* more than the statements there are: sq_prepared says if not */
+
+struct td_conn {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[SQ_SLOTS];
+    struct sq_store *owner;
+    struct td_conn *next_reader;
+};
+
+typedef struct sq_store {
+    td_store pub;
+    td_store_ops ops;
+    char path[1024];
+    td_conn *writer;
+    pthread_t writer_thread;
+    pthread_t reaper_thread;
+    bool reaper_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    td_job *head, *tail;
+    int queued;          /* jobs in the queue */
+    int last_batch;      /* jobs in the previous commit */
+    bool outbox_touched; /* this transaction inserted or reopened outbox rows (writer thread only) */
+    bool sync_normal;    /* the writer connection is at synchronous=NORMAL (writer thread only) */
+    unsigned claim_turn; /* which configured issuer the next claim serves first (writer thread only) */
+    bool closing;
+    bool thread_started;
+    td_conn *readers; /* every reader ever opened, closed at the end */
+    pthread_key_t reader_key;
+    td_store_stats stats;
+    volatile int fault;
+} sq_store;
+
+/* ---- connections (conn.c) ---- */
+
+td_conn *sq_conn_open(sq_store *s, char *err, size_t cap);
+void sq_conn_close(td_conn *c);
+td_conn *sq_reader(td_store *pub);
+int sq_exec(sqlite3 *db, const char *sql);
+td_st sq_map_rc(int rc);
+/* The connection's prepared statement for q (prepared on first use). */
+sqlite3_stmt *sq_prepared(td_conn *c, sq_query *q);
+/* The same for the verbs: NULL while a fault is injected, so every verb fails. */
+sqlite3_stmt *sq_stmt(td_conn *c, sq_query *q);
+
+/* ---- binding and reading (conn.c) ---- */
+
+void sq_bind_text(sqlite3_stmt *st, int i, const char *v);           /* NULL binds NULL */
+void sq_bind_blob(sqlite3_stmt *st, int i, const void *v, size_t n); /* empty binds NULL */
+void sq_col_copy(sqlite3_stmt *st, int i, char *dst, size_t cap);
+char *sq_col_dup(sqlite3_stmt *st, int i); /* malloc'd; NULL for NULL */
+/* Copies a BLOB column into dst if it fits; its length, 0 otherwise. */
+size_t sq_col_blob(sqlite3_stmt *st, int i, void *dst, size_t cap);
+/* Runs a statement that returns no row, then resets it. */
+td_st sq_step_done(sqlite3_stmt *st);
+/* Steps to the first row; TD_ST_NOT_FOUND if none. The caller calls sq_finish. */
+td_st sq_step_row(sqlite3_stmt *st);
+void sq_finish(sqlite3_stmt *st);
+/* The result of a stepping loop that stopped with rc (or a read error). */
+td_st sq_loop_result(int rc, td_st read_err);
+
+/* The list verbs read every row first, finish their statement, and only then
+ * call fn: fn may call any verb on the same connection (even the same list,
+ * or a write to the rows being listed, inside a job) without disturbing a
+ * cached statement that is still stepping. */
+typedef struct {
+    char *items;
+    size_t n, cap, size;
+} sq_rows;
+void *sq_row_add(sq_rows *b); /* a zeroed slot at the end, NULL when out of memory */
+void *sq_row_at(const sq_rows *b, size_t i);
+
+/* ---- migrations (migrate.c), the writer (writer.c) ---- */
+
+int sq_migrate(td_conn *c, char *err, size_t cap);
+void sq_writer_init(sq_store *s); /* sets pub.submit, run_sync, stats, inject_fault */
+int sq_writer_start(sq_store *s, char *err, size_t cap);
+void sq_writer_stop(sq_store *s); /* commits what is queued, joins the threads */
+
+/* ---- the verb groups: each sets its verbs in ops ---- */
+
+void sq_members_verbs(td_store_ops *ops);
+void sq_requests_verbs(td_store_ops *ops);
+void sq_tokens_verbs(td_store_ops *ops);
+void sq_idempotency_verbs(td_store_ops *ops);
+void sq_cards_verbs(td_store_ops *ops);
+void sq_dcards_verbs(td_store_ops *ops);
+void sq_operations_verbs(td_store_ops *ops);
+void sq_outbox_verbs(td_store_ops *ops);
+void sq_delivery_verbs(td_store_ops *ops);
+void sq_timers_verbs(td_store_ops *ops);
+
+#endif

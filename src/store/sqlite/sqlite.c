@@ -1,0 +1,94 @@
+/* sqlite/sqlite.c — the embedded store: SQLite in WAL mode, synchronous=FULL,
+ * one writer thread that group-commits queued jobs (writer.c), one read
+ * connection per thread (conn.c). Opens and closes it and assembles its verbs,
+ * whose SQL lives in one file per entity group beside this one. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "store/sqlite/sq.h"
+#include "util/util.h"
+
+static sq_query q_ping = {.sql = "SELECT 1"};
+
+static td_st v_ping(td_conn *c)
+{
+    sqlite3_stmt *st = sq_stmt(c, &q_ping);
+    td_st r = sq_step_row(st);
+    sq_finish(st);
+    return r;
+}
+
+static void assemble_verbs(td_store_ops *ops)
+{
+    ops->ping = v_ping;
+    sq_members_verbs(ops);
+    sq_requests_verbs(ops);
+    sq_tokens_verbs(ops);
+    sq_idempotency_verbs(ops);
+    sq_cards_verbs(ops);
+    sq_dcards_verbs(ops);
+    sq_operations_verbs(ops);
+    sq_outbox_verbs(ops);
+    sq_delivery_verbs(ops);
+    sq_timers_verbs(ops);
+}
+
+static void store_close(td_store *pub)
+{
+    sq_store *s = (sq_store *)pub;
+    sq_writer_stop(s);
+    sq_conn_close(s->writer);
+    for (td_conn *c = s->readers, *next; c; c = next) {
+        next = c->next_reader;
+        sq_conn_close(c);
+    }
+    pthread_key_delete(s->reader_key);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+/* Creates the directory holding the database file, like `mkdir -p`. */
+static void make_parent_dirs(const char *path)
+{
+    char dir[1024];
+    if (td_strlcpy(dir, path, sizeof dir)) return;
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        mkdir(dir, 0700);
+        *p = '/';
+    }
+}
+
+td_store *td_store_sqlite_open(const char *path, char *err, size_t cap)
+{
+    /* SQLite's memory statistics take a global mutex on every allocation, which
+     * the HTTP threads and the writer contended for (docs/performance.md). It
+     * can only be set before SQLite initialises; later calls just fail. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    sq_store *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    if (td_strlcpy(s->path, path, sizeof s->path)) {
+        snprintf(err, cap, "store path too long");
+        free(s);
+        return NULL;
+    }
+    make_parent_dirs(s->path);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    pthread_key_create(&s->reader_key, NULL);
+    assemble_verbs(&s->ops);
+    s->pub.ops = &s->ops;
+    s->pub.reader = sq_reader;
+    s->pub.close = store_close;
+    s->pub.job_timeout_us = 10 * 1000 * 1000;
+    sq_writer_init(s);
+    s->writer = sq_conn_open(s, err, cap);
+    if (!s->writer || sq_migrate(s->writer, err, cap) != 0 || sq_writer_start(s, err, cap) != 0) {
+        store_close(&s->pub);
+        return NULL;
+    }
+    return &s->pub;
+}
