@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pattern='\b(sprintf|vsprintf|strcpy|strcat|strncat|atoi|atol|atoll|gets)\s*\('
-if grep -nE "$pattern" src/*.c src/*/*.c src/*/*.h tests/unit/*.c fuzz/*.c bench/*.c; then
+# Every C file at any depth (src/store/sqlite/, src/store/pg/ are two down).
+if find src tests/unit fuzz bench -name '*.[ch]' -print0 | xargs -0 grep -nE "$pattern"; then
   echo "banned functions used (see above): use snprintf, td_strlcpy, td_parse_i64" >&2
   exit 1
 fi

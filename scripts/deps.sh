@@ -8,14 +8,19 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake pkg-config clang
   libmicrohttpd-dev libjansson-dev libsodium-dev libsqlite3-dev libcurl4-openssl-dev
-  libcmocka-dev
+  libpq-dev libcmocka-dev
   python3 python3-pytest python3-requests
   nodejs npm
   sqlite3 curl jq
 )
 # Only the test command needs these (benchmarks need wrk and nginx too).
+# PostgreSQL and pg_auto_failover: the tests start their own throwaway clusters
+# on free ports (scripts/pg.sh). Installing postgresql-15 may create (and, where
+# services start, run) Debian's default cluster 15/main on port 5432; nothing of
+# ours uses or touches it.
 if [[ "${1:-}" == "--test" || "${1:-}" == "--bench" ]]; then
-  PACKAGES+=(libclang-rt-14-dev)
+  PACKAGES+=(libclang-rt-14-dev
+    postgresql-15 postgresql-client-15 postgresql-15-auto-failover pg-auto-failover-cli)
 fi
 if [[ "${1:-}" == "--bench" ]]; then
   PACKAGES+=(wrk nginx-light linux-perf valgrind)
@@ -35,8 +40,9 @@ if ((${#missing[@]})); then
   echo "deps: installing ${missing[*]}" >&2
   SUDO=""
   [[ $(id -u) -eq 0 ]] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Another deps.sh (or apt) may be installing at the same time: wait for its lock.
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [[ "${1:-}" == "--test" || "${1:-}" == "--bench" ]]; then

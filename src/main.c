@@ -3,14 +3,15 @@
  * delivery worker until SIGTERM/SIGINT, then drain requests, stop the timers,
  * let the deliveries in flight finish, and commit before exiting. */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "api/http.h"
 #include "crypto/crypto.h"
-#include "service/cards.h"
-#include "service/delivery.h"
+#include "notify/notify.h"
+#include "sched/sched.h"
 #include "service/service.h"
 #include "service/tsp.h"
 #include "util/config.h"
@@ -22,12 +23,17 @@ static int usage(void)
     return 2;
 }
 
+/* The worker the store's after-commit hook wakes. The hook takes no argument
+ * (store.h), so main keeps this one pointer for it; nothing else reads it (the
+ * faces get the worker from td_server_set_notify). */
+static _Atomic(td_notify *) hooked_worker;
+
 /* The store's hook after a commit that owes notifications: the worker sends
  * them now rather than at its next poll. (No worker yet, or any more: NULL,
  * a no-op; the rows wait in the store either way.) */
 static void wake_delivery(void)
 {
-    td_delivery_kick(td_delivery_current());
+    td_notify_kick(atomic_load(&hooked_worker));
 }
 
 static int serve(int argc, char **argv)
@@ -79,7 +85,7 @@ static int serve(int argc, char **argv)
         td_tsp_free(svc.tsp);
         return 1;
     }
-    td_timers *timers = td_timers_start(&svc);
+    td_sched *timers = td_sched_start(&svc);
     if (!timers) {
         td_log(TD_LOG_ERROR, "startup", "cannot start the step-up timer thread");
         td_server_shutdown(srv, 0);
@@ -87,18 +93,22 @@ static int serve(int argc, char **argv)
         td_tsp_free(svc.tsp);
         return 1;
     }
-    td_delivery *delivery = td_delivery_start(&svc);
+    td_notify *delivery = td_notify_start(&svc);
     if (!delivery) {
         td_log(TD_LOG_ERROR, "startup", "cannot start the notification delivery worker");
         td_server_shutdown(srv, 0);
-        td_timers_stop(timers);
+        td_sched_stop(timers);
         store->close(store);
         td_tsp_free(svc.tsp);
         return 1;
     }
+    atomic_store(&hooked_worker, delivery);
+    td_server_set_notify(srv, delivery); /* /metrics reads the worker's counters through it */
+    char store_shown[512];
+    td_store_redact_url(cfg.store_url, store_shown, sizeof store_shown);
     td_log(TD_LOG_INFO, "listening",
            "tokend listening on http://%s:%u (store %s); admin key in %s. Try: curl http://%s:%u/healthz",
-           cfg.listen_host, cfg.listen_port, cfg.store_url,
+           cfg.listen_host, cfg.listen_port, store_shown,
            cfg.admin_key_file[0] ? cfg.admin_key_file : "TOKEND_ADMIN_KEY", cfg.listen_host, cfg.listen_port);
     int sig = 0;
     sigwait(&stop, &sig);
@@ -109,10 +119,11 @@ static int serve(int argc, char **argv)
         _exit(1);
     }
     /* The timers write through the store: stopped before it closes. */
-    td_timers_stop(timers);
+    td_sched_stop(timers);
     /* Then the deliveries: those in flight finish and are recorded (rows still
      * claimed after its drain are sent again after a restart, once their lease ends). */
-    td_delivery_stop(delivery);
+    atomic_store(&hooked_worker, NULL);
+    td_notify_stop(delivery);
     store->close(store);
     td_tsp_free(svc.tsp);
     td_log(TD_LOG_INFO, "stopped", "bye");

@@ -1,7 +1,8 @@
 /* tokenctl.c — the operator CLI of tokend: `tokenctl [OPTIONS] COMMAND ...`
  * talks HTTP to a running tokend (admin API, Token API, consent links,
  * health, the Issuer API's cards, a TSP/wallet simulator, notification
- * delivery settings and dead letters, and a reference issuer backend). This file
+ * delivery settings and dead letters, and a reference issuer backend), and
+ * copies a stopped tokend's SQLite store into PostgreSQL (`store`). This file
  * reads the global options and dispatches; the commands are in src/cli/.
  * Exit codes: 0 2xx, 1 HTTP error, 2 usage, 3 transport. */
 #include <curl/curl.h>
@@ -53,6 +54,8 @@ static const command COMMANDS[] = {
     {"outbox", "replay", cmd_outbox_replay},
     {"listen", NULL, cmd_listen},
     {"health", NULL, cmd_health},
+    {"store", "copy", cmd_store_copy},
+    {"store", "verify", cmd_store_verify},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
@@ -111,6 +114,10 @@ static const char USAGE[] =
     "\n"
     "Operations:\n"
     "  health\n"
+    "\n"
+    "Moving the store to PostgreSQL (no server involved; tokend stopped; docs/postgres.md):\n"
+    "  store copy sqlite:PATH postgres://...     copy into an empty database, verified\n"
+    "  store verify sqlite:PATH postgres://...   compare row counts and digests per table\n"
     "\n"
     "Options (before or after the command):\n"
     "  --url URL        tokend's base URL (default: TOKEND_URL, else " DEFAULT_URL ")\n"

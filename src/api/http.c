@@ -31,6 +31,7 @@ struct td_server {
     td_ratelimit *rl;
     td_metrics *metrics;
     atomic_int inflight;
+    _Atomic(const td_notify *) notify; /* the worker /metrics reads; NULL: none */
 };
 
 static td_method parse_method(const char *m)
@@ -713,9 +714,14 @@ int td_server_shutdown(td_server *s, int64_t drain_ms)
     return 0;
 }
 
+void td_server_set_notify(td_server *s, const td_notify *w)
+{
+    atomic_store(&s->notify, w);
+}
+
 char *td_metrics_render(td_server *s)
 {
     td_store_stats st;
     s->svc->store->stats(s->svc->store, &st);
-    return td_metrics_text(s->metrics, &st, atomic_load(&s->inflight));
+    return td_metrics_text(s->metrics, &st, atomic_load(&s->inflight), atomic_load(&s->notify));
 }

@@ -18,6 +18,7 @@ struct MHD_Connection;
 typedef struct td_server td_server;
 typedef struct td_svc td_svc;
 typedef struct td_req td_req;
+typedef struct td_notify td_notify;
 
 typedef enum { TD_GET, TD_POST, TD_PUT, TD_DELETE, TD_METHOD_OTHER } td_method;
 
@@ -151,6 +152,9 @@ td_server *td_server_start(td_svc *svc, char *err, size_t cap);
  * (including writes waiting for their commit), then stops. Returns -1 if
  * requests were still in flight: the server is then left as it is. */
 int td_server_shutdown(td_server *s, int64_t drain_ms);
+/* The notification worker whose counters /metrics shows (notify/notify.h);
+ * until it is set, or with NULL, they read zero. Thread-safe. */
+void td_server_set_notify(td_server *s, const td_notify *w);
 /* Prometheus text for /metrics (malloc'd). */
 char *td_metrics_render(td_server *s);
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "api/http.h"
-#include "service/delivery.h"
+#include "notify/notify.h"
 
 static const int STATUSES[] = {0,   200, 201, 303, 400, 401, 403, 404, 405, 409,
                                410, 413, 414, 415, 429, 431, 500, 501, 503, 504};
@@ -96,11 +96,11 @@ static uint64_t load(const uint64_t *v)
     return __atomic_load_n(v, __ATOMIC_RELAXED);
 }
 
-/* The delivery worker's counters (service/delivery.h); zeros when it is not running. */
-static void put_delivery(sbuf *b)
+/* The notification worker's counters (notify/notify.h); zeros when it is not running. */
+static void put_delivery(sbuf *b, const td_notify *w)
 {
-    td_delivery_counters c;
-    td_delivery_stats(td_delivery_current(), &c);
+    td_notify_counters c;
+    td_notify_stats(w, &c);
     put(b,
         "# HELP tokend_notifications_delivered_total Outbox rows delivered (2xx, or nothing to send in the profile).\n"
         "# TYPE tokend_notifications_delivered_total counter\ntokend_notifications_delivered_total %llu\n",
@@ -141,7 +141,7 @@ static void put_delivery(sbuf *b)
         (double)c.oldest_pending_age_ms / 1000.0);
 }
 
-char *td_metrics_text(td_metrics *m, const td_store_stats *st, int inflight)
+char *td_metrics_text(td_metrics *m, const td_store_stats *st, int inflight, const td_notify *w)
 {
     sbuf b = {malloc(8192), 0, 8192};
     if (!b.p) return NULL;
@@ -196,14 +196,15 @@ char *td_metrics_text(td_metrics *m, const td_store_stats *st, int inflight)
     put(&b, "tokend_store_commit_batch_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
     put(&b, "tokend_store_commit_batch_size_sum %llu\ntokend_store_commit_batch_size_count %llu\n",
         (unsigned long long)st->jobs, (unsigned long long)st->commits);
-    put(&b, "# HELP tokend_store_commits_without_fsync_total Commits of delivery bookkeeping alone, made without "
-            "waiting for fsync (a power failure may only make notifications go again).\n# TYPE "
-            "tokend_store_commits_without_fsync_total counter\ntokend_store_commits_without_fsync_total %llu\n",
+    put(&b,
+        "# HELP tokend_store_commits_without_fsync_total Commits of delivery bookkeeping alone, made without "
+        "waiting for fsync (a power failure may only make notifications go again).\n# TYPE "
+        "tokend_store_commits_without_fsync_total counter\ntokend_store_commits_without_fsync_total %llu\n",
         (unsigned long long)st->lax_commits);
     put(&b,
         "# HELP tokend_requests_in_flight Requests being processed.\n# TYPE tokend_requests_in_flight "
         "gauge\ntokend_requests_in_flight %d\n",
         inflight);
-    put_delivery(&b);
+    put_delivery(&b, w);
     return b.p;
 }

@@ -162,6 +162,10 @@ int cmd_delivery_get(cli_ctx *ctx, int argc, char **argv);
 int cmd_outbox_list(cli_ctx *ctx, int argc, char **argv);
 int cmd_outbox_replay(cli_ctx *ctx, int argc, char **argv);
 int cmd_listen(cli_ctx *ctx, int argc, char **argv);
+/* Moving a stopped tokend's SQLite store into PostgreSQL, and comparing the
+ * two (cmd_store.c; docs/postgres.md). Talks to no server. */
+int cmd_store_copy(cli_ctx *ctx, int argc, char **argv);
+int cmd_store_verify(cli_ctx *ctx, int argc, char **argv);
 
 /* Shared by the commands (cmd_common.c): one call with the admin key or the
  * member's API key, reported with cli_report. body may be NULL. */

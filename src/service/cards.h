@@ -219,17 +219,15 @@ void td_svc_ingest_event(td_svc *svc, td_ingest_event *cmd);
 
 /* ---- step-up timers (timers.c) ---- */
 
-typedef struct td_timers td_timers;
-/* A thread that fires due timers every cfg->timer_interval_ms: reminders owe
- * a USER REMINDER row; a session expiry deletes the pending card through the
- * TSP and applies STEPUP_EXPIRE (DIGITIZE FAILED). Each timer fires once (it
- * is marked FIRED in the transaction of its effect); a TSP failure reschedules. */
-td_timers *td_timers_start(td_svc *svc);
-/* Fires everything due now on the calling thread; returns how many fired (tests). */
-int td_timers_run_once(td_svc *svc);
-void td_timers_stop(td_timers *t);
-/* td_timers_run_once at a given time (tests pass a fake clock). */
-int td_timers_run_at(td_svc *svc, int64_t now_ms);
+/* Fires one due timer that the runner (src/sched/) picked, at `now_ms`: a
+ * REMINDER owes a USER REMINDER row while the card waits for ID&V; a
+ * STEPUP_EXPIRE leases the timer, deletes the pending card through the TSP
+ * (on the calling thread, outside any transaction) and then applies
+ * STEPUP_EXPIRE (DIGITIZE FAILED), or reschedules the timer a minute later if
+ * the TSP failed; a timer of another kind is closed. True when this call
+ * fired it (false: nothing to do, another runner has it, or it waits for a
+ * retry). */
+bool td_svc_fire_timer(td_svc *svc, const td_timer_rec *t, int64_t now_ms);
 
 /* ---- synchronous writes (timers.c) ---- */
 

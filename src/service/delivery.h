@@ -1,16 +1,7 @@
-/* delivery.h — delivering the outbox: per-issuer delivery settings (admin API,
- * tokenctl), replaying dead letters, and the worker that sends owed
- * notifications and end-user messages to the issuer's backend.
- *
- * The worker is one thread driving a libcurl multi handle (up to
- * cfg->delivery_concurrency transfers in flight). Each loop it claims due
- * outbox rows (store verb outbox_claim: only the first undelivered row of each
- * order key, so one digital card's notifications go in sequence), builds the
- * requests in the issuer's profile (notify.h), sends them, classifies the
- * answers (td_attempt_classify) and records the outcomes of the loop in one
- * write job. A crash leaves claimed rows IN_FLIGHT until their lease runs
- * out; they are then claimed again (at least once; receivers drop duplicates
- * by operation / webhook id, which every attempt keeps).
+/* delivery.h — the delivery use cases of the admin API and tokenctl:
+ * per-issuer delivery settings and replaying dead letters. The worker that
+ * sends owed notifications and end-user messages to the issuer's backend is
+ * src/notify/ (notify/notify.h); it reads the settings these store.
  * docs/notifications.md is the contract (formats, auth, retry policy). */
 #ifndef TD_DELIVERY_H
 #define TD_DELIVERY_H
@@ -79,46 +70,5 @@ typedef struct {
     int n_replayed;
 } td_replay;
 void td_svc_replay_dead(td_svc *svc, td_replay *cmd);
-
-/* ---- the worker ---- */
-
-typedef struct td_delivery td_delivery;
-
-typedef struct {
-    /* since the worker started (counted per outbox row) */
-    uint64_t delivered;     /* 2xx, or nothing to send in the issuer's profile */
-    uint64_t retried;       /* attempts that failed and were rescheduled */
-    uint64_t dead;          /* rows dead-lettered (permanent answer, build error, past max age) */
-    uint64_t requests;      /* HTTP requests sent (a d1 batch is one) */
-    uint64_t reauth;        /* OAuth2 tokens refetched after a 401 */
-    uint64_t token_fetches; /* OAuth2 token requests, all causes */
-    int64_t in_flight;      /* transfers in flight now */
-    /* from the store (outbox_stats), refreshed by the worker about once a second */
-    int64_t store_pending, store_in_flight, store_dead;
-    int64_t oldest_pending_age_ms; /* age of the oldest PENDING/IN_FLIGHT row; 0 if none */
-} td_delivery_counters;
-
-/* Starts the worker thread (curl_global_init is done once per process).
- * NULL if it cannot start. Settings: cfg->delivery_concurrency,
- * delivery_poll_ms, delivery_lease_ms. */
-td_delivery *td_delivery_start(td_svc *svc);
-/* Stops taking new rows, lets the rows it holds finish (for at most 10 s; rows
- * still held then stay IN_FLIGHT and go again once their lease ends), records
- * their outcomes, joins the thread and frees d.
- * Call it after the HTTP server drained and before the store closes. NULL ok. */
-void td_delivery_stop(td_delivery *d);
-/* Wakes an idle worker now (e.g. after a write that owes a notification);
- * without it the worker polls every cfg->delivery_poll_ms. NULL ok. */
-void td_delivery_kick(td_delivery *d);
-/* A snapshot of the counters; all zero for NULL. Thread-safe and cheap (no
- * store access: the store figures are the worker's last refresh). */
-void td_delivery_stats(td_delivery *d, td_delivery_counters *out);
-/* The worker this process runs (the last started and not stopped), or NULL:
- * for /metrics, which has no other way to reach it. */
-td_delivery *td_delivery_current(void);
-
-/* Test hook: the retry back-off's base and cap (defaults 1000 ms and 1 h),
- * for attempts that fail after the call (call it right after td_delivery_start). */
-void td_delivery_set_backoff(td_delivery *d, int64_t base_ms, int64_t cap_ms);
 
 #endif

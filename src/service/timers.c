@@ -1,25 +1,21 @@
-/* timers.c — the step-up timers' runner: a thread that fires due timers.
- * A REMINDER owes a USER REMINDER row while the card still waits for ID&V; a
- * STEPUP_EXPIRE deletes the pending card through the TSP connector (on this
- * thread, before the commit, as issuer operations do) and then applies the
- * engine's STEPUP_EXPIRE (DIGITIZE FAILED). Timers are rows, so they survive
+/* timers.c — what a due step-up timer does, as the runner (src/sched/) fires
+ * it. A REMINDER owes a USER REMINDER row while the card still waits for ID&V; a
+ * STEPUP_EXPIRE deletes the pending card through the TSP connector (on the
+ * runner's thread, before the commit, as issuer operations do) and then applies
+ * the engine's STEPUP_EXPIRE (DIGITIZE FAILED). Timers are rows, so they survive
  * a restart; each fires once because it is marked FIRED in the transaction of
  * its effect, and a timer another runner fired meanwhile is skipped. Also
- * td_svc_submit_wait, the synchronous write this thread (and tests) use. */
-#include <errno.h>
+ * td_svc_submit_wait, the synchronous write the runner (and tests) use. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "service/card_rows.h"
 #include "util/log.h"
 #include "util/util.h"
 
 #define OPS(svc) ((svc)->store->ops)
-#define DUE_BATCH 100
-#define TSP_RETRY_MS 60000       /* docs/network.md: a failed expiry is retried a minute later */
-#define DEFAULT_INTERVAL_MS 1000 /* when the configuration leaves --timer-interval-ms unset */
+#define TSP_RETRY_MS 60000 /* docs/network.md: a failed expiry is retried a minute later */
 
 /* ================= synchronous writes ================= */
 
@@ -96,19 +92,27 @@ static td_st claim(td_conn *c, timer_job *j, bool *mine)
     return st == TD_ST_CONFLICT || st == TD_ST_NOT_FOUND ? TD_ST_OK : st;
 }
 
+/* The digital card (locked inside a job on PostgreSQL), then the timer: the
+ * order of an event's job, which locks the card and then cancels its timers,
+ * so that two writers never wait for each other (a deadlock). */
+static td_st card_then_claim(td_conn *c, timer_job *j, td_dcard_rec *dc, bool *found)
+{
+    bool mine = false;
+    td_st st = OPS(j->w.svc)->dcard_get(c, j->t.digital_card_id, dc);
+    *found = st == TD_ST_OK;
+    if (st == TD_ST_OK || st == TD_ST_NOT_FOUND) st = claim(c, j, &mine);
+    j->fired = st == TD_ST_OK && mine;
+    return st;
+}
+
 static td_st run_reminder(td_conn *c, td_write *w)
 {
     timer_job *j = (timer_job *)w;
     td_dcard_rec dc = {0};
-    bool mine;
-    td_st st = claim(c, j, &mine);
-    if (st != TD_ST_OK || !mine) return st;
-    j->fired = true;
-    st = OPS(w->svc)->dcard_get(c, j->t.digital_card_id, &dc);
-    if (st == TD_ST_NOT_FOUND) return TD_ST_OK;
-    if (st != TD_ST_OK) return st;
+    bool found;
+    td_st st = card_then_claim(c, j, &dc, &found);
     /* A card that left step-up gets no reminder; the timer is simply done. */
-    if (dc.d.state == TD_DC_PENDING_IDV)
+    if (j->fired && found && dc.d.state == TD_DC_PENDING_IDV)
         st = td_outbox_message(w->svc, c, &dc, "REMINDER", dc.digitize_op_id, &dc.d, j->now);
     td_dcard_rec_free(&dc);
     return st;
@@ -166,15 +170,21 @@ static td_st run_expire(td_conn *c, td_write *w)
 {
     timer_job *j = (timer_job *)w;
     td_dcard_rec dc = {0};
-    bool mine;
-    td_st st = claim(c, j, &mine);
-    if (st != TD_ST_OK || !mine) return st;
-    j->fired = true;
-    st = OPS(w->svc)->dcard_get(c, j->t.digital_card_id, &dc);
-    if (st == TD_ST_NOT_FOUND) return TD_ST_OK;
-    if (st == TD_ST_OK) st = expire(c, j, &dc);
+    bool found;
+    td_st st = card_then_claim(c, j, &dc, &found);
+    if (j->fired && found) st = expire(c, j, &dc);
     td_dcard_rec_free(&dc);
     return st;
+}
+
+/* The expiry's TSP call is made outside any transaction: the timer is leased
+ * first, so that one runner (one node) makes it. */
+static td_st run_lease(td_conn *c, td_write *w)
+{
+    timer_job *j = (timer_job *)w;
+    td_st st = OPS(w->svc)->timer_lease(c, j->t.id, j->t.due_ms, j->now + TSP_RETRY_MS);
+    j->fired = st == TD_ST_OK; /* ours to go on with */
+    return st == TD_ST_NOT_FOUND || st == TD_ST_CONFLICT ? TD_ST_OK : st;
 }
 
 static td_st run_reschedule(td_conn *c, td_write *w)
@@ -206,6 +216,8 @@ static td_tsp_status tsp_delete(td_svc *svc, const td_dcard_rec *dc, const char 
  * longer pending only needs its timer closed. */
 static bool fire_expiry(td_svc *svc, timer_job *j)
 {
+    if (!commit(svc, j, run_lease)) return false; /* another runner has it, or the store is unwell */
+    j->fired = false;
     td_conn *rd = svc->store->reader(svc->store);
     td_dcard_rec dc = {0};
     td_st st = rd ? OPS(svc)->dcard_get(rd, j->t.digital_card_id, &dc) : TD_ST_ERROR;
@@ -226,7 +238,7 @@ static bool fire_expiry(td_svc *svc, timer_job *j)
     return false;
 }
 
-static bool fire(td_svc *svc, const td_timer_rec *t, int64_t now)
+bool td_svc_fire_timer(td_svc *svc, const td_timer_rec *t, int64_t now)
 {
     timer_job j;
     memset(&j, 0, sizeof j);
@@ -238,117 +250,4 @@ static bool fire(td_svc *svc, const td_timer_rec *t, int64_t now)
     td_log(TD_LOG_WARN, "timer_unknown_kind", "timer %lld has kind %s", (long long)t->id, t->kind);
     commit(svc, &j, run_finish_only);
     return false;
-}
-
-/* ================= the runner ================= */
-
-typedef struct {
-    td_timer_rec t[DUE_BATCH];
-    int n;
-} due_list;
-
-static void collect(const td_timer_rec *t, void *arg)
-{
-    due_list *l = arg;
-    if (l->n < DUE_BATCH) l->t[l->n++] = *t;
-}
-
-int td_timers_run_at(td_svc *svc, int64_t now_ms)
-{
-    td_conn *rd = svc->store->reader(svc->store);
-    due_list *l = calloc(1, sizeof *l);
-    int fired = 0;
-    /* Collected first, fired after: a TSP call must not run inside a read. */
-    if (rd && l && OPS(svc)->timer_due(rd, now_ms, DUE_BATCH, collect, l) == TD_ST_OK)
-        for (int i = 0; i < l->n; i++)
-            fired += fire(svc, &l->t[i], now_ms);
-    free(l);
-    return fired;
-}
-
-int td_timers_run_once(td_svc *svc)
-{
-    return td_timers_run_at(svc, td_now_ms());
-}
-
-struct td_timers {
-    td_svc *svc;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stop;
-    int64_t interval_ms;
-};
-
-static void deadline_in(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-static bool stopping(td_timers *t)
-{
-    pthread_mutex_lock(&t->mu);
-    bool stop = t->stop;
-    pthread_mutex_unlock(&t->mu);
-    return stop;
-}
-
-static void *runner(void *arg)
-{
-    td_timers *t = arg;
-    pthread_mutex_lock(&t->mu);
-    while (!t->stop) {
-        pthread_mutex_unlock(&t->mu);
-        /* A full batch may have left more due behind it: go on at once. */
-        while (td_timers_run_once(t->svc) >= DUE_BATCH && !stopping(t)) {
-        }
-        pthread_mutex_lock(&t->mu);
-        struct timespec ts;
-        deadline_in(&ts, t->interval_ms);
-        while (!t->stop && pthread_cond_timedwait(&t->cv, &t->mu, &ts) != ETIMEDOUT) {
-        }
-    }
-    pthread_mutex_unlock(&t->mu);
-    return NULL;
-}
-
-td_timers *td_timers_start(td_svc *svc)
-{
-    td_timers *t = calloc(1, sizeof *t);
-    if (!t) return NULL;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_mutex_init(&t->mu, NULL);
-    pthread_cond_init(&t->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    t->svc = svc;
-    t->interval_ms = svc->cfg && svc->cfg->timer_interval_ms > 0 ? svc->cfg->timer_interval_ms : DEFAULT_INTERVAL_MS;
-    if (pthread_create(&t->thread, NULL, runner, t) != 0) {
-        pthread_cond_destroy(&t->cv);
-        pthread_mutex_destroy(&t->mu);
-        free(t);
-        return NULL;
-    }
-    pthread_setname_np(t->thread, "td-timers"); /* names it in top -H, perf and the benchmarks */
-    return t;
-}
-
-void td_timers_stop(td_timers *t)
-{
-    if (!t) return;
-    pthread_mutex_lock(&t->mu);
-    t->stop = true;
-    pthread_cond_signal(&t->cv);
-    pthread_mutex_unlock(&t->mu);
-    pthread_join(t->thread, NULL);
-    pthread_cond_destroy(&t->cv);
-    pthread_mutex_destroy(&t->mu);
-    free(t);
 }

@@ -75,6 +75,10 @@ static void job_done(void *arg, td_st st)
             td_fail(&w->err, TD_E_TIMEOUT, "the change was not committed in time; nothing was changed");
         else if (st == TD_ST_INTERNAL)
             td_fail(&w->err, TD_E_INTERNAL, "an internal error prevented the change; nothing was changed");
+        else if (st == TD_ST_UNKNOWN) /* a failover during COMMIT: never report it done, nor undone */
+            td_fail(&w->err, TD_E_UNAVAILABLE,
+                    "the store stopped answering while committing: the change may have been made; retrying the "
+                    "same request is safe");
         else
             td_fail(&w->err, TD_E_UNAVAILABLE, "the store is unavailable; nothing was changed");
     }

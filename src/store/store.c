@@ -5,14 +5,36 @@
 #include <string.h>
 
 #include "store/store.h"
+#include "util/util.h"
 
 td_store *td_store_sqlite_open(const char *path, char *err, size_t cap);
+td_store *td_store_pg_open(const char *url, char *err, size_t cap);
 
 td_store *td_store_open(const char *url, char *err, size_t cap)
 {
     if (strncmp(url, "sqlite:", 7) == 0 && url[7]) return td_store_sqlite_open(url + 7, err, cap);
-    snprintf(err, cap, "unsupported store URL '%s' (expected sqlite:PATH)", url);
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        return td_store_pg_open(url, err, cap);
+    /* The URL is not echoed: a mistyped one may hold a password. */
+    snprintf(err, cap, "unsupported store URL (expected sqlite:PATH or postgres://...)");
     return NULL;
+}
+
+void td_store_redact_url(const char *url, char *out, size_t cap)
+{
+    char buf[2048];
+    td_strlcpy(buf, url, sizeof buf);
+    char *scheme = strstr(buf, "://");
+    char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    if (at) {
+        char *colon = memchr(scheme + 3, ':', (size_t)(at - (scheme + 3)));
+        if (colon) memmove(colon, at, strlen(at) + 1);
+    }
+    for (char *p = strstr(buf, "password="); p; p = strstr(p + 1, "password=")) {
+        char *end = p + 9 + strcspn(p + 9, "&");
+        memmove(p + 9, end, strlen(end) + 1);
+    }
+    td_strlcpy(out, buf, cap);
 }
 
 void td_token_rec_free(td_token_rec *t)

@@ -22,6 +22,7 @@ typedef enum {
     TD_ST_BUSY,     /* retryable: lock contention or serialization failure */
     TD_ST_ERROR,    /* hard error: the store is broken or unreachable */
     TD_ST_INTERNAL, /* not the store: a bug or misconfiguration in the job (500) */
+    TD_ST_UNKNOWN,  /* the connection broke during COMMIT: it may or may not have committed */
 } td_st;
 
 typedef struct td_store td_store;
@@ -393,6 +394,12 @@ typedef struct td_store_ops {
     td_st (*timer_cancel_dcard)(td_conn *c, const char *digital_card_id, int *n_cancelled);
     /* moves a PENDING timer's due time (a retry after the TSP failed) */
     td_st (*timer_reschedule)(td_conn *c, int64_t id, int64_t due_ms);
+    /* Takes a PENDING timer still due at expect_due_ms for a runner that acts
+     * outside the store before finishing it (a TSP call): its due time moves
+     * to until_ms, so other runners (other nodes) skip it until then, and take
+     * it again if this one dies. CONFLICT when it is no longer PENDING at
+     * expect_due_ms (another runner took it), NOT_FOUND if there is none. */
+    td_st (*timer_lease)(td_conn *c, int64_t id, int64_t expect_due_ms, int64_t until_ms);
     /* the earliest PENDING due time, NOT_FOUND if none (the runner sleeps until then) */
     td_st (*timer_next_due)(td_conn *c, int64_t *due_ms);
 } td_store_ops;
@@ -446,6 +453,10 @@ struct td_store {
 /* Opens the store named by url ("sqlite:PATH"), applying migrations.
  * Returns NULL and sets err (capacity cap) on failure. */
 td_store *td_store_open(const char *url, char *err, size_t cap);
+
+/* The store URL without its password, for messages and logs: "user:secret@"
+ * loses ":secret", and a password=... parameter its value. */
+void td_store_redact_url(const char *url, char *out, size_t cap);
 
 /* Frees the malloc'd members of records. */
 void td_token_rec_free(td_token_rec *t);

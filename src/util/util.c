@@ -125,6 +125,13 @@ bool td_is_id_chars(const char *s, size_t min, size_t max, const char *extra)
     return true;
 }
 
+bool td_has_ctl(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return true;
+    return false;
+}
+
 static int hex_digit(char c)
 {
     if (c >= '0' && c <= '9') return c - '0';

@@ -37,6 +37,9 @@ int td_hex_byte(const char *s);
 /* True if s (length n) matches ^[A-Za-z0-9_-]{min,max}$ style classes. */
 bool td_is_id_chars(const char *s, size_t min, size_t max, const char *extra);
 
+/* True if s holds a control character (below 0x20, or DEL). */
+bool td_has_ctl(const char *s);
+
 /* ISO 8601 UTC with milliseconds: 2026-11-22T07:42:27.123Z (out >= 32). */
 void td_iso8601_ms(int64_t ms, char *out, size_t cap);
 /* Parses ISO 8601 (Z or ±hh:mm offset, optional fraction) to epoch ms; 0 or -1. */

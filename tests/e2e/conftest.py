@@ -186,7 +186,7 @@ NET_SNAPSHOT_QUERIES = {
 
 def net_snapshot(db_path):
     """Every row the network faces write (for 'nothing changed' checks)."""
-    return {t: tdlib.sql(db_path, q) for t, q in NET_SNAPSHOT_QUERIES.items()}
+    return tdlib.sql_many(db_path, NET_SNAPSHOT_QUERIES)
 
 
 def luhn_complete(digits):

@@ -1,7 +1,12 @@
 """tdlib.py — helpers for tokend's black-box tests: start and stop the real
 binary, talk to it over HTTP (recording every Token API response for the
 contract check), bootstrap members and keys through the admin API, run the
-consent flow, and read the SQLite store with the sqlite3 CLI.
+consent flow, and read the store (SQLite with the sqlite3 CLI, PostgreSQL with
+psql).
+
+The store under test: TD_E2E_STORE=sqlite (default: a file in the server's
+directory) or pg (a database of its own per server directory, created in the
+cluster at TD_TEST_PG_URL, which scripts/test.sh starts).
 
 Nothing here knows tokend's internals beyond what a user sees: flags, HTTP,
 the files it writes beside its database, and the documented schema."""
@@ -28,6 +33,11 @@ CONTRACT_DIR = os.path.join(REPO, "tests", "contract")
 HTTP_TIMEOUT = 60
 START_TIMEOUT = 60
 STOP_TIMEOUT = 20
+
+E2E_STORE = os.environ.get("TD_E2E_STORE", "sqlite")
+PG_URL = os.environ.get("TD_TEST_PG_URL", "")
+if E2E_STORE not in ("sqlite", "pg") or (E2E_STORE == "pg" and not PG_URL):
+    raise RuntimeError("TD_E2E_STORE must be sqlite or pg, and pg needs TD_TEST_PG_URL (scripts/test.sh sets it)")
 
 DEFAULT_SETTINGS = {
     "fault-injection": "true",
@@ -131,13 +141,19 @@ class Server:
         os.makedirs(self.dir, exist_ok=True)
         self.name = name
         self.settings = dict(DEFAULT_SETTINGS)
+        if E2E_STORE == "pg":  # generated keys go where they go beside a SQLite file
+            self.settings["master-key-file"] = os.path.join(self.dir, "master.key")
+            self.settings["admin-key-file"] = os.path.join(self.dir, "admin.key")
         for k, v in (settings or {}).items():
             if v is None:
                 self.settings.pop(k, None)
             else:
                 self.settings[k] = str(v)
         self.extra_env = dict(env or {})
-        self.db_path = os.path.join(self.dir, "tokend.db")
+        # The store: a SQLite file, or a PostgreSQL URL (kept in the directory,
+        # so that a server restarted on this directory finds the same database).
+        self.db_path = os.path.join(self.dir, "tokend.db") if E2E_STORE == "sqlite" else pg_database(self.dir)
+        self.store_url = f"sqlite:{self.db_path}" if E2E_STORE == "sqlite" else self.db_path
         self.log_path = os.path.join(self.dir, f"{name}.log")
         self.proc = None
         self.port = None
@@ -159,7 +175,7 @@ class Server:
         last_err = ""
         for _ in range(5):
             self.port = free_port()
-            args = [TOKEND_BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--store", f"sqlite:{self.db_path}"]
+            args = [TOKEND_BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--store", self.store_url]
             for k, v in self.settings.items():
                 args += [f"--{k}", v]
             log = open(self.log_path, "ab")
@@ -568,8 +584,40 @@ def assert_tokenio_error(r, status, error_code=None, payment_id=None):
 # ---------------------------------------------------------------------------
 
 
+_pg_databases = [0]
+
+# SQLite's hex(), which the snapshot queries use, for PostgreSQL's bytea.
+PG_HEX = "CREATE FUNCTION hex(bytea) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT upper(encode($1, 'hex')) $$"
+
+
+def psql(url, command):
+    p = subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", command],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def pg_database(workdir):
+    """The PostgreSQL database of a server directory: created on first use."""
+    marker = os.path.join(workdir, "pg_url")
+    if os.path.exists(marker):
+        return open(marker).read().strip()
+    _pg_databases[0] += 1
+    name = f"td_e2e_{os.getpid()}_{_pg_databases[0]}"
+    psql(PG_URL, f"CREATE DATABASE {name}")
+    url = PG_URL.rsplit("/", 1)[0] + "/" + name
+    psql(url, PG_HEX)
+    with open(marker, "w") as f:
+        f.write(url)
+    return url
+
+
 def sql(db_path, query):
-    """Rows of a read-only query, as dicts (sqlite3 -json)."""
+    """Rows of a read-only query, as dicts: db_path is a server's db_path, a
+    SQLite file (sqlite3 -json) or a PostgreSQL URL (json_agg through psql)."""
+    if db_path.startswith("postgres"):
+        out = psql(db_path, f"SELECT coalesce(json_agg(q), '[]') FROM ({query}) AS q").strip()
+        return json.loads(out)
     p = subprocess.run(["sqlite3", "-readonly", "-json", db_path, query], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     out = p.stdout.strip()
@@ -589,9 +637,19 @@ SNAPSHOT_QUERIES = {
 }
 
 
+def sql_many(db_path, queries):
+    """{name: rows} for {name: query}; on PostgreSQL in one psql call (a
+    process and a login per query made snapshots slow enough to upset tests
+    that race a short TTL)."""
+    if not db_path.startswith("postgres"):
+        return {name: sql(db_path, q) for name, q in queries.items()}
+    parts = ", ".join(f"'{name}', (SELECT coalesce(json_agg(q), '[]') FROM ({q}) AS q)" for name, q in queries.items())
+    return json.loads(psql(db_path, f"SELECT json_build_object({parts})").strip())
+
+
 def db_snapshot(db_path):
     """Every row of every table tokend writes: equal snapshots = nothing changed."""
-    return {t: sql(db_path, q) for t, q in SNAPSHOT_QUERIES.items()}
+    return sql_many(db_path, SNAPSHOT_QUERIES)
 
 
 def assert_unchanged(before, after):

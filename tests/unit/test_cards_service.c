@@ -1,10 +1,11 @@
 /* test_cards_service.c — unit tests for the network tokenization use cases
  * (service/network.c, apply.c, timers.c, policy.c, card_util.c) against a
- * real SQLite store under $TD_TEST_TMP and the simulated TSP: the
- * tokenization decision and every row it writes, OTP deliveries, lifecycle
- * events and the step-up timers. Use cases run as in production (the writer
- * thread, group commit); a small waiter makes each call synchronous, and the
- * rows are checked with read-only SQL on the database file. */
+ * real store, SQLite or PostgreSQL as TD_TEST_STORE says (test_db.h), and the
+ * simulated TSP: the tokenization decision and every row it writes, OTP
+ * deliveries, lifecycle events and the step-up timers. Use cases run as in
+ * production (the writer thread, group commit); a small waiter makes each
+ * call synchronous, and the rows are checked with read-only SQL, the same on
+ * both engines, from outside the store. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +13,6 @@
 #include <cmocka.h>
 
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "crypto/crypto.h"
+#include "sched/sched.h"
 #include "service/cards.h"
 #include "util/util.h"
 
@@ -37,24 +38,14 @@
 #define REG_PHONE "+33 6 12 34 56 78"
 #define REG_EMAIL "jane@example.com"
 
-
 typedef struct {
     td_store *s;
-    char path[1024];
+    char loc[TEST_LOC_MAX]; /* the SQLite file, or the PostgreSQL URL (test_db.h) */
     td_config cfg;
     td_svc svc;
 } fixture;
 
 /* ================= the harness ================= */
-
-static td_store *open_store(const char *path)
-{
-    char url[1100], err[256] = "";
-    snprintf(url, sizeof url, "sqlite:%s", path);
-    td_store *s = td_store_open(url, err, sizeof err);
-    if (!s) fail_msg("td_store_open(%s): %s", url, err);
-    return s;
-}
 
 static td_conn *rd(fixture *f)
 {
@@ -63,14 +54,7 @@ static td_conn *rd(fixture *f)
     return c;
 }
 
-/* ---- rows, read with SQL on the file ---- */
-
-static sqlite3 *db_open(fixture *f)
-{
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    return db;
-}
+/* ---- rows, read with SQL from outside the store (test_db.h) ---- */
 
 static int64_t q_int(fixture *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int64_t q_int(fixture *f, const char *fmt, ...)
@@ -80,14 +64,7 @@ static int64_t q_int(fixture *f, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(sql, sizeof sql, fmt, ap);
     va_end(ap);
-    sqlite3 *db = db_open(f);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
+    return db_int(f->loc, sql);
 }
 
 /* The first column of the first row as a string ("" if none). */
@@ -99,14 +76,7 @@ static void q_text(fixture *f, char *out, size_t cap, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(sql, sizeof sql, fmt, ap);
     va_end(ap);
-    sqlite3 *db = db_open(f);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-    out[0] = '\0';
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-        td_strlcpy(out, (const char *)sqlite3_column_text(st, 0), cap);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    db_text(f->loc, out, cap, sql);
 }
 
 /* Everything a use case can write, as one number per table. */
@@ -213,8 +183,8 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    unique_path(f->path, sizeof f->path, "t");
-    f->s = open_store(f->path);
+    test_store_new(f->loc, sizeof f->loc, "t");
+    f->s = test_store_open(f->loc);
     td_random_bytes(f->cfg.master_key, sizeof f->cfg.master_key);
     f->svc.store = f->s;
     f->svc.cfg = &f->cfg;
@@ -236,7 +206,7 @@ static int teardown(void **state)
     fixture *f = *state;
     if (f->s) f->s->close(f->s);
     td_tsp_free(f->svc.tsp);
-    remove_db(f->path);
+    test_store_remove(f->loc);
     free(f);
     return 0;
 }
@@ -807,6 +777,20 @@ static td_err otp_code(fixture *f, const char *issuer, const char *dc, const cha
     return e;
 }
 
+/* The OTP rows of an outbox listing: how many, and the last. */
+typedef struct {
+    int n;
+    td_outbox_rec row;
+} otp_rows;
+
+static void collect_otp(const td_outbox_rec *o, void *arg)
+{
+    otp_rows *l = arg;
+    if (strcmp(o->message, "OTP")) return;
+    l->n++;
+    l->row = *o;
+}
+
 static void test_otp_queued_and_sealed(void **state)
 {
     fixture *f = *state;
@@ -822,23 +806,19 @@ static void test_otp_queued_and_sealed(void **state)
                      1);
 
     /* The row holds the OTP sealed, never in clear; the master key opens it. */
-    sqlite3 *db = db_open(f);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT secret_sealed FROM outbox WHERE message = 'OTP'", -1, &st, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    const uint8_t *blob = sqlite3_column_blob(st, 0);
-    int n = sqlite3_column_bytes(st, 0);
+    otp_rows l = {0};
+    assert_int_equal(f->s->ops->outbox_list(rd(f), ISSUER, NULL, 0, 100, collect_otp, &l), TD_ST_OK);
+    assert_int_equal(l.n, 1);
+    const uint8_t *blob = l.row.secret_sealed;
+    size_t n = l.row.secret_len;
     assert_true(n > 6);
-    assert_null(memmem(blob, (size_t)n, "A1b2C3", 6));
+    assert_null(memmem(blob, n, "A1b2C3", 6));
     uint8_t *plain = NULL;
     size_t plain_len = 0;
-    assert_int_equal(td_open(f->cfg.master_key, blob, (size_t)n, &plain, &plain_len), 0);
+    assert_int_equal(td_open(f->cfg.master_key, blob, n, &plain, &plain_len), 0);
     assert_int_equal(plain_len, 6);
     assert_memory_equal(plain, "A1b2C3", 6);
     free(plain);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
 
     cmd = otp(f, ISSUER, o.dc, "otp-email", "999999");
     assert_int_equal(cmd->w.err.code, TD_OK);
@@ -927,7 +907,7 @@ static void test_event_activate_pending(void **state)
     tok_out o = tok_yellow(f, "corr-act");
     /* An OTP and a reminder are owed before the activation... */
     assert_int_equal(otp_code(f, ISSUER, o.dc, "otp-sms"), TD_OK);
-    assert_int_equal(td_timers_run_at(&f->svc, td_now_ms() + 86400000LL + 1000), 1);
+    assert_int_equal(td_sched_run_at(&f->svc, td_now_ms() + 86400000LL + 1000), 1);
     assert_int_equal(user_rows(f, o.dc, "REMINDER", "PENDING"), 1);
 
     json_t *v = ev_ok(f, (ev_req){.id = "ev-act", .dc = o.dc, .type = "ACTIVATE", .source = TD_SRC_TSP});
@@ -1303,17 +1283,17 @@ static void test_timers_fire_once(void **state)
     tok_out o = tok_yellow(f, "corr-timer");
     int64_t t0 = td_now_ms();
     assert_int_equal(q_int(f, "SELECT count(*) FROM timers WHERE state = 'PENDING'"), 3);
-    assert_int_equal(td_timers_run_at(&f->svc, t0 - 1000), 0);
-    assert_int_equal(td_timers_run_at(&f->svc, t0 + 1000), 1);
-    assert_int_equal(td_timers_run_at(&f->svc, t0 + 1000), 0);
+    assert_int_equal(td_sched_run_at(&f->svc, t0 - 1000), 0);
+    assert_int_equal(td_sched_run_at(&f->svc, t0 + 1000), 1);
+    assert_int_equal(td_sched_run_at(&f->svc, t0 + 1000), 0);
     assert_int_equal(user_rows(f, o.dc, "REMINDER", "PENDING"), 1);
-    assert_int_equal(td_timers_run_at(&f->svc, t0 + 2000), 1);
+    assert_int_equal(td_sched_run_at(&f->svc, t0 + 2000), 1);
     assert_int_equal(user_rows(f, o.dc, "REMINDER", "PENDING"), 2);
     assert_int_equal(dcard_state(f, o.dc), TD_DC_PENDING_IDV);
 
     /* The session ends: deleted through the simulated TSP, DIGITIZE FAILED. */
-    assert_int_equal(td_timers_run_at(&f->svc, t0 + 3000), 1);
-    assert_int_equal(td_timers_run_at(&f->svc, t0 + 9000), 0);
+    assert_int_equal(td_sched_run_at(&f->svc, t0 + 3000), 1);
+    assert_int_equal(td_sched_run_at(&f->svc, t0 + 9000), 0);
     td_dcard_rec r = get_dcard(f, o.dc);
     assert_int_equal(r.d.state, TD_DC_DELETED);
     assert_false(r.d.stepup_open);
@@ -1354,7 +1334,7 @@ static void test_timers_idv_failed_and_activated(void **state)
     v = ev_ok(f, (ev_req){.id = "i-2", .dc = b.dc, .type = "IDV_SUCCEEDED", .source = TD_SRC_TSP});
     assert_string_equal(field(v, "state"), "ACTIVE");
     json_decref(v);
-    assert_int_equal(td_timers_run_at(&f->svc, t0 + 5000), 3); /* a's two reminders and its expiry */
+    assert_int_equal(td_sched_run_at(&f->svc, t0 + 5000), 3); /* a's two reminders and its expiry */
     assert_int_equal(op_count(f, a.op, "DIGITIZE", "FAILED", "IDV_FAILED", "TSP"), 1);
     assert_int_equal(dcard_state(f, b.dc), TD_DC_ACTIVE);
     assert_int_equal(user_rows(f, b.dc, "REMINDER", "PENDING"), 0);
@@ -1370,15 +1350,15 @@ static void test_timers_tsp_failure_reschedules(void **state)
     int64_t t0 = td_now_ms();
     td_tsp_sim_set(f->svc.tsp, "fail", 0);
     snapshot s = snap(f);
-    assert_int_equal(td_timers_run_at(&f->svc, t0 + 3000), 0);
+    assert_int_equal(td_sched_run_at(&f->svc, t0 + 3000), 0);
     assert_int_equal(dcard_state(f, o.dc), TD_DC_PENDING_IDV);
     assert_same_snapshot(s, snap(f));
     assert_true(q_int(f, "SELECT due_ms FROM timers WHERE kind = 'STEPUP_EXPIRE' AND state = 'PENDING'") ==
                 t0 + 3000 + 60000);
     /* Not due again before the retry time. */
     td_tsp_sim_set(f->svc.tsp, "accept", 0);
-    assert_int_equal(td_timers_run_at(&f->svc, t0 + 30000), 0);
-    assert_int_equal(td_timers_run_at(&f->svc, t0 + 63000), 1);
+    assert_int_equal(td_sched_run_at(&f->svc, t0 + 30000), 0);
+    assert_int_equal(td_sched_run_at(&f->svc, t0 + 63000), 1);
     assert_int_equal(dcard_state(f, o.dc), TD_DC_DELETED);
     assert_int_equal(op_count(f, o.op, "DIGITIZE", "FAILED", "STEP_UP_EXPIRED", "TSP"), 1);
     json_decref(o.ans);
@@ -1391,13 +1371,14 @@ static void test_timers_survive_restart(void **state)
     put_policy(f, ISSUER, FAST_STEPUP);
     tok_out o = tok_yellow(f, "corr-restart");
     int64_t t0 = td_now_ms();
-    assert_int_equal(td_timers_run_at(&f->svc, t0 + 1000), 1);
+    assert_int_equal(td_sched_run_at(&f->svc, t0 + 1000), 1);
     f->s->close(f->s);
-    f->s = open_store(f->path);
+    f->s = NULL;
+    f->s = test_store_open(f->loc);
     f->svc.store = f->s;
-    assert_int_equal(td_timers_run_at(&f->svc, t0 + 1000), 0);
-    assert_int_equal(td_timers_run_at(&f->svc, t0 + 5000), 2);
-    assert_int_equal(td_timers_run_at(&f->svc, t0 + 5000), 0);
+    assert_int_equal(td_sched_run_at(&f->svc, t0 + 1000), 0);
+    assert_int_equal(td_sched_run_at(&f->svc, t0 + 5000), 2);
+    assert_int_equal(td_sched_run_at(&f->svc, t0 + 5000), 0);
     assert_int_equal(q_int(f, "SELECT count(*) FROM outbox WHERE message = 'REMINDER'"), 2);
     assert_int_equal(dcard_state(f, o.dc), TD_DC_DELETED);
     json_decref(o.ans);
@@ -1409,11 +1390,11 @@ static void test_timers_thread(void **state)
     fixture *f = *state;
     put_policy(f, ISSUER, "{\"stepUp\":{\"firstReminderAfterSeconds\":1,\"maxReminders\":1,\"sessionSeconds\":60}}");
     tok_out o = tok_yellow(f, "corr-thread");
-    td_timers *t = td_timers_start(&f->svc);
+    td_sched *t = td_sched_start(&f->svc);
     assert_non_null(t);
     for (int i = 0; i < 60 && user_rows(f, o.dc, "REMINDER", "PENDING") == 0; i++)
         usleep(100 * 1000);
-    td_timers_stop(t);
+    td_sched_stop(t);
     assert_int_equal(user_rows(f, o.dc, "REMINDER", "PENDING"), 1);
     json_decref(o.ans);
 }

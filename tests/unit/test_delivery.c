@@ -1,11 +1,12 @@
-/* test_delivery.c — the delivery worker (service/delivery.c) end to end in one
- * process: a real SQLite store under $TD_TEST_TMP, the real writer thread, the
+/* test_delivery.c — the delivery worker (src/notify/) end to end in one
+ * process: a real store (SQLite under $TD_TEST_TMP, or PostgreSQL at
+ * $TD_TEST_PG_URL, as TD_TEST_STORE says: test_db.h), the real writer, the
  * worker's libcurl multi handle, and a real HTTP receiver (libmicrohttpd on an
  * ephemeral port of 127.0.0.1) that records every request and answers as a
  * test tells it (2xx, 500 N times, 400, 401 for one bearer, 429 with
  * Retry-After, too slow). Also the settings and replay use cases.
  * Waits poll the store with a generous deadline, and the retry back-off is
- * shortened with td_delivery_set_backoff, so nothing depends on how fast the
+ * shortened with td_notify_set_backoff, so nothing depends on how fast the
  * machine is. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,9 +29,9 @@
 #include <unistd.h>
 
 #include "crypto/crypto.h"
+#include "notify/notify.h"
 #include "service/cards.h"
 #include "service/delivery.h"
-#include "service/notify.h"
 #include "util/util.h"
 
 #define TEST_DB_TAG "delivery"
@@ -239,12 +240,14 @@ static int rx_count_body(receiver *rx, const char *s)
 
 typedef struct {
     td_store *s;
-    char path[1024];
+    char loc[TEST_LOC_MAX]; /* the SQLite file, or the PostgreSQL URL (test_db.h) */
     td_config cfg;
     td_svc svc;
     receiver *rx;
-    td_delivery *d;
+    td_notify *d;
 } fixture;
+
+static _Atomic(td_notify *) current; /* the worker the store's hook wakes (start_worker) */
 
 static td_st run_issuer(td_conn *c, void *a)
 {
@@ -259,12 +262,10 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    unique_path(f->path, sizeof f->path, "t");
-    char url[1100], err[256] = "";
-    snprintf(url, sizeof url, "sqlite:%s", f->path);
-    f->s = td_store_open(url, err, sizeof err);
-    if (!f->s) fail_msg("td_store_open(%s): %s", url, err);
+    test_store_new(f->loc, sizeof f->loc, "t");
+    f->s = test_store_open(f->loc);
     OPS = f->s->ops;
+    char err[256] = "";
     char *argv[] = {NULL};
     if (td_config_load(&f->cfg, 0, argv, err, sizeof err)) fail_msg("config: %s", err);
     td_random_bytes(f->cfg.master_key, sizeof f->cfg.master_key);
@@ -280,10 +281,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    td_delivery_stop(f->d);
+    atomic_store(&current, NULL);
+    td_notify_stop(f->d);
     if (f->s) f->s->close(f->s);
     if (f->rx) rx_stop(f->rx);
-    remove_db(f->path);
+    test_store_remove(f->loc);
     free(f);
     return 0;
 }
@@ -291,9 +293,10 @@ static int teardown(void **state)
 /* The worker, with a short back-off so retries come quickly. */
 static void start_worker(fixture *f)
 {
-    f->d = td_delivery_start(&f->svc);
+    f->d = td_notify_start(&f->svc);
     assert_non_null(f->d);
-    td_delivery_set_backoff(f->d, 5, 40);
+    atomic_store(&current, f->d);
+    td_notify_set_backoff(f->d, 5, 40);
 }
 
 /* ---- synchronous use cases ---- */
@@ -462,14 +465,14 @@ static td_outbox_rec wait_state(fixture *f, int64_t id, const char *state)
 /* The worker's counters once it counted n deliveries: it counts a row when it
  * sees the write job that recorded it done, a moment after the row's new state
  * is visible in the store. */
-static td_delivery_counters wait_delivered(fixture *f, uint64_t n)
+static td_notify_counters wait_delivered(fixture *f, uint64_t n)
 {
     int64_t until = td_now_ms() + WAIT_MS;
-    td_delivery_counters c;
-    td_delivery_stats(f->d, &c);
+    td_notify_counters c;
+    td_notify_stats(f->d, &c);
     while (c.delivered < n && td_now_ms() < until) {
         sleep_ms(2);
-        td_delivery_stats(f->d, &c);
+        td_notify_stats(f->d, &c);
     }
     return c;
 }
@@ -552,15 +555,13 @@ static void test_webhook_delivered_once_signed(void **state)
         }
         assert_int_equal(seen, 1);
     }
-    td_delivery_counters c = wait_delivered(f, 20);
+    td_notify_counters c = wait_delivered(f, 20);
     assert_int_equal(c.delivered, 20);
     assert_int_equal(c.retried, 0);
     assert_int_equal(c.dead, 0);
     assert_int_equal(c.requests, 20);
-    assert_true(td_delivery_current() == f->d);
-    td_delivery_stop(f->d);
+    td_notify_stop(f->d);
     f->d = NULL;
-    assert_null(td_delivery_current());
 }
 
 /* A digital card's later rows wait while its first is retried (500 three
@@ -569,7 +570,7 @@ static void test_webhook_delivered_once_signed(void **state)
  * worker sleeps between polls (here 10 s apart) goes well before the next poll. */
 static void wake_current(void)
 {
-    td_delivery_kick(td_delivery_current());
+    td_notify_kick(atomic_load(&current));
 }
 
 static void test_commit_wakes_worker(void **state)
@@ -649,7 +650,7 @@ static void test_order_kept_while_retried(void **state)
     assert_true(first_a2 < first_a3);
     assert_int_equal(rx_count_body(f->rx, "\"op_a2\""), 1);
     assert_int_equal(rx_count_body(f->rx, "\"op_b1\""), 1);
-    td_delivery_counters c = wait_delivered(f, 5);
+    td_notify_counters c = wait_delivered(f, 5);
     assert_int_equal(c.retried, 3);
     assert_int_equal(c.delivered, 5);
 }
@@ -743,8 +744,8 @@ static void test_oauth2_401_refetches_once(void **state)
     int64_t id2 = add_row(f, issuer_row("dc_A", "RESUME", "SUCCESSFUL", "op_oauth2"));
     wait_state(f, id2, "DELIVERED");
     assert_int_equal(f->rx->token_calls, 2);
-    td_delivery_counters c;
-    td_delivery_stats(f->d, &c);
+    td_notify_counters c;
+    td_notify_stats(f->d, &c);
     assert_int_equal(c.reauth, 1);
     assert_int_equal(c.token_fetches, 2);
 }
@@ -911,7 +912,7 @@ static void test_otp_message(void **state)
     f->rx->fail_status = 500;
     /* the log goes to a file while the worker runs */
     char logpath[1100];
-    snprintf(logpath, sizeof logpath, "%s.log", f->path);
+    unique_path(logpath, sizeof logpath, "log");
     fflush(stderr);
     int saved = dup(2);
     int lf = open(logpath, O_CREAT | O_TRUNC | O_WRONLY, 0600);
@@ -950,7 +951,7 @@ static void test_otp_message(void **state)
     assert_null(strstr(r.last_error, otp));
     td_outbox_rec rb = wait_state(f, bad_id, "DEAD");
     assert_null(strstr(rb.last_error, otp));
-    td_delivery_stop(f->d);
+    td_notify_stop(f->d);
     f->d = NULL;
 
     fflush(stderr);
@@ -995,8 +996,8 @@ static void test_timeout_retried(void **state)
     td_outbox_rec r = wait_state(f, id, "DELIVERED");
     assert_true(r.attempts >= 2);
     assert_int_equal(r.last_status, 204);
-    td_delivery_counters c;
-    td_delivery_stats(f->d, &c);
+    td_notify_counters c;
+    td_notify_stats(f->d, &c);
     assert_true(c.retried >= 1);
 }
 
@@ -1062,7 +1063,7 @@ static void test_crash_recovery(void **state)
     int64_t until = td_now_ms() + WAIT_MS;
     while (!row_in(f, a3, "IN_FLIGHT") && !row_in(f, a3, "DELIVERED") && td_now_ms() < until)
         sleep_ms(1);
-    td_delivery_stop(f->d);
+    td_notify_stop(f->d);
     f->d = NULL;
     td_outbox_rec r = get_row(f, a3);
     assert_string_equal(r.state, "DELIVERED");
@@ -1094,10 +1095,10 @@ static void test_store_outage_keeps_outcomes(void **state)
     /* claimed is not yet sent: the worker builds each request (reading the
      * digital card) when it starts the transfer; wait for all five transfers */
     int64_t until = td_now_ms() + WAIT_MS;
-    td_delivery_counters c;
+    td_notify_counters c;
     do {
         sleep_ms(2);
-        td_delivery_stats(f->d, &c);
+        td_notify_stats(f->d, &c);
     } while (c.in_flight < 5 && td_now_ms() < until);
     assert_int_equal(c.in_flight, 5);
     f->s->inject_fault(f->s, 1);

@@ -1,12 +1,14 @@
-/* test_issuer_ops.c — the Issuer API's use cases against a real SQLite file
- * and the simulated TSP: registering cards (conflicts, the sealed PAN, no PAN
+/* test_issuer_ops.c — the Issuer API's use cases against a real store
+ * (SQLite or PostgreSQL as TD_TEST_STORE says, test_db.h) and the simulated
+ * TSP: registering cards (conflicts, the sealed PAN, no PAN
  * anywhere else), the reads and their tenancy, issuer operations on digital
  * cards (refusals without a TSP call, suspend/resume/delete, repeats, the
  * activation and cancellation of a pending card, TSP failures recorded as
  * FAILED operations), card operations (suspend/resume leave digital cards
  * alone; a delete cascades, and a partial failure is finished by a retry),
- * and the CARD token's JSON. Each test opens its own database under
- * $TD_TEST_TMP. */
+ * and the CARD token's JSON. Each test gets a fresh store: its own SQLite
+ * file under $TD_TEST_TMP, or the emptied PostgreSQL database at
+ * $TD_TEST_PG_URL. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,12 +39,11 @@
 #define PAN1 "4111111111111111"
 #define PAN2 "5555555555554444"
 
-
 typedef struct {
     td_store *s;
     td_config cfg;
     td_svc svc;
-    char path[1024];
+    char loc[TEST_LOC_MAX]; /* the SQLite file, or the PostgreSQL URL (test_db.h) */
 } fixture;
 
 static const td_store_ops *OPS; /* the store's verbs, set by setup */
@@ -69,12 +70,9 @@ static void tsp_mode(fixture *f, const char *mode, int count)
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    char url[1100], err[256] = "";
     if (!f) return -1;
-    unique_path(f->path, sizeof f->path, "t");
-    snprintf(url, sizeof url, "sqlite:%s", f->path);
-    f->s = td_store_open(url, err, sizeof err);
-    if (!f->s) fail_msg("td_store_open(%s): %s", url, err);
+    test_store_new(f->loc, sizeof f->loc, "t");
+    f->s = test_store_open(f->loc);
     OPS = f->s->ops;
     td_random_bytes(f->cfg.master_key, sizeof f->cfg.master_key);
     f->svc.store = f->s;
@@ -91,7 +89,7 @@ static int teardown(void **state)
     fixture *f = *state;
     td_tsp_free(f->svc.tsp);
     f->s->close(f->s);
-    remove_db(f->path);
+    test_store_remove(f->loc);
     free(f);
     return 0;
 }
@@ -417,9 +415,32 @@ static bool blob_has(const void *p, size_t n, const char *needle)
     return p && n >= k && memmem(p, n, needle, k) != NULL;
 }
 
+/* PostgreSQL: rows of any table the tokend role owns whose text form (every
+ * column; bytea in hex) holds the needle, as text or as hex-encoded bytes. */
+static int pg_rows_holding(const char *loc, const char *needle)
+{
+    char hex[256] = "";
+    for (size_t i = 0; needle[i] && 2 * i + 2 < sizeof hex; i++)
+        snprintf(hex + 2 * i, 3, "%02x", (unsigned char)needle[i]);
+    PGresult *tables =
+        test_pg_exec("SELECT quote_ident(tablename) FROM pg_tables WHERE tableowner = current_user", PGRES_TUPLES_OK);
+    assert_true(PQntuples(tables) > 0);
+    int hits = 0;
+    for (int t = 0; t < PQntuples(tables); t++) {
+        char q[600];
+        snprintf(q, sizeof q,
+                 "SELECT count(*) FROM %s AS x WHERE strpos(x::text, '%s') > 0 OR strpos(x::text, '%s') > 0",
+                 PQgetvalue(tables, t, 0), needle, hex);
+        hits += (int)db_int(loc, q);
+    }
+    PQclear(tables);
+    return hits;
+}
+
 /* Every column of every table, as text and as bytes. */
 static int columns_holding(const char *path, const char *needle)
 {
+    if (test_pg) return pg_rows_holding(path, needle);
     sqlite3 *db;
     sqlite3_stmt *tables, *st;
     int hits = 0;
@@ -492,9 +513,9 @@ static void test_register_card(void **state)
     assert_int_equal(bad.pan[0], 0);
 
     /* The PAN is in no column: not in clear, not in the sealed one. */
-    assert_int_equal(columns_holding(f->path, PAN1), 0);
-    assert_int_equal(columns_holding(f->path, PAN2), 0);
-    assert_true(columns_holding(f->path, "cons-42") > 0); /* the scan does see the rows */
+    assert_int_equal(columns_holding(f->loc, PAN1), 0);
+    assert_int_equal(columns_holding(f->loc, PAN2), 0);
+    assert_true(columns_holding(f->loc, "cons-42") > 0); /* the scan does see the rows */
 }
 
 /* ---- refusals ---- */

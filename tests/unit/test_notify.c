@@ -1,6 +1,7 @@
-/* test_notify.c — unit tests for service/notify.c against
- * docs/notifications.md: every profile (d1, classic, webhook) × row kind
- * (digital card row, DIGITIZE outcome, card-level row, end-user message):
+/* test_notify.c — unit tests for the pure parts of src/notify/ (formats.c,
+ * retry.c, auth.c's td_webhook_sign) against docs/notifications.md: every
+ * profile (d1, classic, webhook) × row kind (digital card row, DIGITIZE
+ * outcome, card-level row, end-user message):
  * URL, headers and exact bodies; d1 batching; classic's rows with nothing to
  * send; the OTP only in the message text; the Standard Webhooks signature
  * against fixed vectors; the answer classification; back-off bounds; the
@@ -20,7 +21,7 @@
 #include <strings.h>
 
 #include "crypto/crypto.h"
-#include "service/notify.h"
+#include "notify/notify.h"
 #include "util/util.h"
 
 #define ISSUER "ISSUER0001"

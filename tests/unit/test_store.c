@@ -1,7 +1,9 @@
-/* test_store.c — unit tests for the SQLite store: migrations, every verb
- * (writes through run_sync, reads through the per-thread reader), group
- * commit with per-job savepoints, fault injection, job timeouts, durability.
- * Each test opens its own database file under $TD_TEST_TMP. */
+/* test_store.c — unit tests for the store, SQLite or PostgreSQL as
+ * TD_TEST_STORE says (test_db.h): migrations, every verb (writes through
+ * run_sync, reads through the per-thread reader), group commit with per-job
+ * savepoints, fault injection, job timeouts, durability. Each test gets a
+ * fresh store: its own SQLite file under $TD_TEST_TMP, or the emptied
+ * PostgreSQL database at $TD_TEST_PG_URL. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +25,7 @@
 #include "util/util.h"
 
 extern const int td_sqlite_migration_count;
+extern const int td_pg_migration_count;
 
 #define STORE_FIXTURE_TAG "store"
 #include "store_fixture.h"
@@ -101,48 +104,36 @@ static td_st put_member(td_store *s, const char *id, int64_t created)
 
 /* ---- open, migrations ---- */
 
-static int count_rows(const char *path, const char *sql)
+static int64_t migration_applied_ms(const char *loc)
 {
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
+    return db_int(loc, "SELECT sum(applied_ms) FROM schema_migrations");
 }
 
-static int64_t migration_applied_ms(const char *path)
+/* The migrations this binary knows for the store under test. */
+static int migration_count(void)
 {
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sum(applied_ms) FROM schema_migrations", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
+    return test_pg ? td_pg_migration_count : td_sqlite_migration_count;
 }
 
+/* SQLite: its schema_migrations, its tables (sqlite_master), WAL. */
 static void test_open_applies_migrations(void **state)
 {
+    SQLITE_ONLY();
     fixture *f = *state;
     assert_true(td_sqlite_migration_count >= 1);
     char q[200];
-    snprintf(q, sizeof q, "SELECT count(*) FROM schema_migrations WHERE version BETWEEN 1 AND %d", td_sqlite_migration_count);
-    assert_int_equal(count_rows(f->path, q), td_sqlite_migration_count);
+    snprintf(q, sizeof q, "SELECT count(*) FROM schema_migrations WHERE version BETWEEN 1 AND %d",
+             td_sqlite_migration_count);
+    assert_int_equal(count_rows(f->loc, q), td_sqlite_migration_count);
     static const char *const tables[] = {"members", "member_keys",  "credentials", "issuers",          "token_requests",
                                          "tokens",  "token_events", "idempotency", "schema_migrations"};
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         snprintf(q, sizeof q, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '%s'", tables[i]);
-        if (count_rows(f->path, q) != 1) fail_msg("table %s missing", tables[i]);
+        if (count_rows(f->loc, q) != 1) fail_msg("table %s missing", tables[i]);
     }
     /* WAL: readers do not block the writer. */
     sqlite3 *db;
-    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_open_v2(f->loc, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -152,33 +143,102 @@ static void test_open_applies_migrations(void **state)
     assert_int_equal(OPS->ping(rd(f->s)), TD_ST_OK);
 }
 
-/* Re-opening applies nothing twice and keeps the data. */
+/* PostgreSQL's twin: each migration recorded once, the tables there. */
+static void test_pg_open_applies_migrations(void **state)
+{
+    PG_ONLY();
+    fixture *f = *state;
+    assert_true(td_pg_migration_count >= 1);
+    char q[300];
+    snprintf(q, sizeof q, "SELECT count(*) FROM schema_migrations WHERE version BETWEEN 1 AND %d",
+             td_pg_migration_count);
+    assert_int_equal(count_rows(f->loc, q), td_pg_migration_count);
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM schema_migrations"), td_pg_migration_count);
+    static const char *const tables[] = {"members",        "member_keys",     "credentials",  "issuers",
+                                         "token_requests", "tokens",          "token_events", "idempotency",
+                                         "cards",          "digital_cards",   "dcard_events", "operations",
+                                         "outbox",         "issuer_delivery", "timers",       "schema_migrations"};
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        snprintf(q, sizeof q,
+                 "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() "
+                 "AND table_name = '%s'",
+                 tables[i]);
+        if (count_rows(f->loc, q) != 1) fail_msg("table %s missing", tables[i]);
+    }
+    assert_int_equal(OPS->ping(rd(f->s)), TD_ST_OK);
+}
+
+/* Re-opening applies nothing twice and keeps the data (both engines). */
 static void test_reopen_idempotent(void **state)
 {
     fixture *f = *state;
     assert_int_equal(put_member(f->s, "m:keep", 1), TD_ST_OK);
-    int64_t applied = migration_applied_ms(f->path);
+    int64_t applied = migration_applied_ms(f->loc);
     for (int i = 0; i < 3; i++) {
         f->s->close(f->s);
-        f->s = open_store(f->path);
-        assert_int_equal(count_rows(f->path, "SELECT count(*) FROM schema_migrations"), td_sqlite_migration_count);
-        assert_true(migration_applied_ms(f->path) == applied);
+        f->s = NULL;
+        f->s = open_store(f->loc);
+        assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM schema_migrations"), migration_count());
+        assert_true(migration_applied_ms(f->loc) == applied);
     }
     td_member_rec m;
     assert_int_equal(OPS->member_get(rd(f->s), "m:keep", &m), TD_ST_OK);
 }
 
+/* A database already at a newer migration than this binary knows (a newer
+ * tokend migrated it) is refused, with a message that says so; nothing in it
+ * is touched. */
+static void test_pg_newer_schema_refused(void **state)
+{
+    PG_ONLY();
+    fixture *f = *state;
+    assert_int_equal(put_member(f->s, "m:keep", 1), TD_ST_OK);
+    f->s->close(f->s);
+    f->s = NULL;
+    char sql[160];
+    snprintf(sql, sizeof sql, "INSERT INTO schema_migrations(version, applied_ms) VALUES (%d, 1)",
+             td_pg_migration_count + 1);
+    db_exec(f->loc, sql);
+    char err[512] = "";
+    td_store *s = td_store_open(f->loc, err, sizeof err);
+    if (s) {
+        s->close(s);
+        fail_msg("a database at migration %d opened (this binary knows %d)", td_pg_migration_count + 1,
+                 td_pg_migration_count);
+    }
+    if (!strstr(err, "newer")) fail_msg("the refusal does not say the database is newer: \"%s\"", err);
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM schema_migrations"), td_pg_migration_count + 1);
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM members WHERE id = 'm:keep'"), 1);
+}
+
+/* Store URLs that name no store, and a PostgreSQL server that is not there:
+ * NULL and a message, never the password. */
 static void test_open_errors(void **state)
 {
     (void)state;
-    char err[256];
+    char err[512];
     err[0] = 0;
-    assert_null(td_store_open("postgres://localhost/tokend", err, sizeof err));
+    assert_null(td_store_open("mysql://localhost/tokend", err, sizeof err));
     assert_non_null(strstr(err, "unsupported store URL"));
     err[0] = 0;
     assert_null(td_store_open("sqlite:", err, sizeof err));
     assert_non_null(strstr(err, "unsupported store URL"));
-    /* A parent that is a regular file: the database cannot be created. */
+    err[0] = 0;
+    assert_null(td_store_open("", err, sizeof err));
+    assert_non_null(strstr(err, "unsupported store URL"));
+    /* nothing listens on port 1 */
+    err[0] = 0;
+    assert_null(td_store_open("postgres://tokend:s3cr3t-pw@127.0.0.1:1/tokend?connect_timeout=5", err, sizeof err));
+    assert_true(strlen(err) > 0);
+    if (strstr(err, "s3cr3t-pw")) fail_msg("the error shows the password: %s", err);
+}
+
+/* SQLite: a parent that is a regular file: the database cannot be created. */
+static void test_open_sqlite_unwritable(void **state)
+{
+    (void)state;
+    SQLITE_ONLY();
+    char err[256] = "";
     char file[1024], url[1200];
     unique_path(file, sizeof file, "notadir");
     FILE *fp = fopen(file, "w");
@@ -191,10 +251,11 @@ static void test_open_errors(void **state)
     unlink(file);
 }
 
-/* The parent directories of the database file are created (mkdir -p). */
+/* SQLite: the parent directories of the database file are created (mkdir -p). */
 static void test_open_creates_directories(void **state)
 {
     (void)state;
+    SQLITE_ONLY();
     char dir[1024], path[1100];
     unique_path(dir, sizeof dir, "dir");
     snprintf(path, sizeof path, "%s/a/b/tokend.db", dir);
@@ -737,10 +798,10 @@ static void test_events(void **state)
     snprintf(q, sizeof q,
              "SELECT count(*) FROM token_events WHERE token_id = 'ta:1' AND seq = 2 AND customer_ip = '192.0.2.1' "
              "AND customer_device_id = 'dev-1' AND detail_json = '{\"why\":\"user\"}'");
-    assert_int_equal(count_rows(f->path, q), 1);
+    assert_int_equal(count_rows(f->loc, q), 1);
     /* empty optional fields are stored as NULL */
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM token_events WHERE seq = 1 AND customer_ip IS NULL "
-                                         "AND customer_initiated IS NULL AND detail_json IS NULL"),
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM token_events WHERE seq = 1 AND customer_ip IS NULL "
+                                        "AND customer_initiated IS NULL AND detail_json IS NULL"),
                      1);
 }
 
@@ -892,7 +953,7 @@ static void test_group_commit_threads(void **state)
         td_member_rec m;
         assert_int_equal(OPS->member_get(rd(s), jobs[i].member_id, &m), TD_ST_OK);
     }
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM members WHERE id LIKE 'm:g:%'"), N);
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM members WHERE id LIKE 'm:g:%'"), N);
     s->stats(s, &after);
     uint64_t commits = after.commits - before.commits;
     assert_true(after.jobs - before.jobs == N);
@@ -969,6 +1030,7 @@ static void gate_release(gate *g)
 static void test_group_commit_savepoint_rollback(void **state)
 {
     fixture *f = *state;
+    one_writer(f); /* the four jobs queue behind the gate's writer: one batch */
     td_store *s = f->s;
     test_job a, b, c, dup;
     tj_init(&a, "m:sp:a", false);
@@ -1029,6 +1091,7 @@ static void test_stats(void **state)
 static void test_lax_commits(void **state)
 {
     fixture *f = *state;
+    one_writer(f); /* c and d queue behind the gate's writer: one batch */
     td_store *s = f->s;
     td_store_stats before, after;
     s->stats(s, &before);
@@ -1138,10 +1201,10 @@ static void test_durable_across_reopen(void **state)
     f->s->close(f->s);
     f->s = NULL;
 
-    /* what a committed write reported is in the file, with no store running */
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM members WHERE id = 'm:dur'"), 1);
+    /* what a committed write reported is in the database, with no store running */
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM members WHERE id = 'm:dur'"), 1);
 
-    f->s = open_store(f->path);
+    f->s = open_store(f->loc);
     td_member_rec m;
     assert_int_equal(OPS->member_get(rd(f->s), "m:dur", &m), TD_ST_OK);
     assert_true(m.created_ms == 42);
@@ -1161,9 +1224,9 @@ static void test_durable_across_reopen(void **state)
 static void test_close_drains_queue(void **state)
 {
     (void)state;
-    char path[1024];
-    unique_path(path, sizeof path, "drain");
-    td_store *s = open_store(path);
+    char loc[TEST_LOC_MAX];
+    test_store_new(loc, sizeof loc, "drain");
+    td_store *s = open_store(loc);
     test_job jobs[20];
     reset_done();
     for (int i = 0; i < 20; i++) {
@@ -1177,8 +1240,8 @@ static void test_close_drains_queue(void **state)
         assert_int_equal(atomic_load(&jobs[i].done_calls), 1);
         assert_int_equal(jobs[i].status, TD_ST_OK);
     }
-    assert_int_equal(count_rows(path, "SELECT count(*) FROM members WHERE id LIKE 'm:q:%'"), 20);
-    remove_db(path);
+    assert_int_equal(count_rows(loc, "SELECT count(*) FROM members WHERE id LIKE 'm:q:%'"), 20);
+    test_store_remove(loc);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1189,8 +1252,11 @@ int main(void)
     test_db_init();
     const struct CMUnitTest tests[] = {
         T(test_open_applies_migrations),
+        T(test_pg_open_applies_migrations),
         T(test_reopen_idempotent),
+        T(test_pg_newer_schema_refused),
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_open_sqlite_unwritable),
         cmocka_unit_test(test_open_creates_directories),
         T(test_members),
         T(test_keys),

@@ -1,16 +1,16 @@
 /* test_store_cards.c — unit tests for the network tokenization verbs of the
- * SQLite store (migration 003): issuers' card policy, cards, digital cards,
- * their events, operations, the outbox and timers. Writes go through run_sync
- * (the writer's transaction), reads through the per-thread reader; a few jobs
- * read inside the writer too. Each test opens its own database file under
- * $TD_TEST_TMP. */
+ * store, SQLite or PostgreSQL as TD_TEST_STORE says (test_db.h): issuers'
+ * card policy, cards, digital cards, their events, operations, the outbox and
+ * timers. Writes go through run_sync (the writer's transaction), reads
+ * through the per-thread reader; a few jobs read inside the writer too. Each
+ * test gets a fresh store: its own SQLite file under $TD_TEST_TMP, or the
+ * emptied PostgreSQL database at $TD_TEST_PG_URL. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,19 +24,6 @@
 
 #define STORE_FIXTURE_TAG "store-cards"
 #include "store_fixture.h"
-
-static int count_rows(const char *path, const char *sql)
-{
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
-}
 
 /* ---- write helpers: one run() per verb, called through run_sync ---- */
 
@@ -259,7 +246,7 @@ static void test_cards(void **state)
     assert_int_equal(s->run_sync(s, run_card, &other), TD_ST_OK);
     assert_int_equal(OPS->card_by_fp(rd(s), "iss2", "fp-1", &got), TD_ST_OK);
     check_card(&got, &other);
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM cards"), 2);
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM cards"), 2);
 
     /* seq-conditioned update: state, seq, updated_ms only */
     td_card_rec upd = c1;
@@ -364,8 +351,8 @@ static void test_dcards_round_trip(void **state)
     assert_int_equal(got.d.state, TD_DC_DECLINED);
     assert_true(got.is_primary);
     td_dcard_rec_free(&got);
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM digital_cards WHERE id = 'dc-1' AND "
-                                         "suspended_by = 'ISSUER,WALLET,CARDHOLDER'"),
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM digital_cards WHERE id = 'dc-1' AND "
+                                        "suspended_by = 'ISSUER,WALLET,CARDHOLDER'"),
                      1);
 
     /* duplicate id; duplicate (issuer, correlation); the same correlation at another issuer */
@@ -594,11 +581,11 @@ static void test_dcard_events(void **state)
     e1.detail_json = "{\"reason\":\"lost\"}";
     e1.answer_json = "{\"status\":\"OK\"}";
     assert_int_equal(s->run_sync(s, run_event, &e1), TD_ST_OK);
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM dcard_events WHERE digital_card_id = 'dc-1' AND "
-                                         "seq = 2 AND issuer_id = 'iss1' AND event_id = 'ev-1' AND source = 'TSP' "
-                                         "AND type = 'SUSPEND' AND outcome = 'APPLIED' AND why = 'STALE' AND "
-                                         "event_ms = 20 AND time_ms = 22 AND detail_json = '{\"reason\":\"lost\"}' "
-                                         "AND answer_json = '{\"status\":\"OK\"}'"),
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM dcard_events WHERE digital_card_id = 'dc-1' AND "
+                                        "seq = 2 AND issuer_id = 'iss1' AND event_id = 'ev-1' AND source = 'TSP' "
+                                        "AND type = 'SUSPEND' AND outcome = 'APPLIED' AND why = 'STALE' AND "
+                                        "event_ms = 20 AND time_ms = 22 AND detail_json = '{\"reason\":\"lost\"}' "
+                                        "AND answer_json = '{\"status\":\"OK\"}'"),
                      1);
 
     char *answer = NULL;
@@ -626,8 +613,8 @@ static void test_dcard_events(void **state)
     assert_string_equal(answer, "");
     free(answer);
     answer = NULL;
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM dcard_events WHERE source = 'WALLET' AND "
-                                         "detail_json = '{}' AND answer_json = ''"),
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM dcard_events WHERE source = 'WALLET' AND "
+                                        "detail_json = '{}' AND answer_json = ''"),
                      1);
 
     /* empty event ids (commands, timers) never conflict, and are never looked up */
@@ -642,7 +629,7 @@ static void test_dcard_events(void **state)
     /* the card's sequence number is unique too */
     td_dcard_event_rec same_seq = make_event("dc-1", 5, "iss1", "ISSUER", "");
     assert_int_equal(s->run_sync(s, run_event, &same_seq), TD_ST_CONFLICT);
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM dcard_events"), 5);
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM dcard_events"), 5);
 }
 
 /* ---- operations ---- */
@@ -1059,8 +1046,8 @@ static void test_writer_transaction(void **state)
     td_dcard_rec_free(&got);
     char *answer = NULL;
     assert_int_equal(OPS->dcard_event_answer(rd(s), "iss1", "ISSUER", "job-ev", &answer), TD_ST_NOT_FOUND);
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM outbox"), 0);
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM timers"), 0);
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM outbox"), 0);
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM timers"), 0);
 
     use_case_arg ok = {.dcard = "dc-j"};
     assert_int_equal(s->run_sync(s, run_use_case, &ok), TD_ST_OK);
@@ -1075,8 +1062,8 @@ static void test_writer_transaction(void **state)
     /* the event id is now taken: the same job again is refused as a whole */
     use_case_arg again = {.dcard = "dc-j"};
     assert_int_equal(s->run_sync(s, run_use_case, &again), TD_ST_CONFLICT);
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM outbox"), 1);
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM timers"), 1);
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM outbox"), 1);
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM timers"), 1);
 }
 
 /* ---- an injected fault: every new verb fails like an unreachable store ---- */
@@ -1169,10 +1156,10 @@ static void test_durable_across_reopen(void **state)
     s->close(s);
     f->s = NULL;
 
-    /* what a committed write reported is in the file, with no store running */
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM digital_cards WHERE id = 'dc-1'"), 1);
+    /* what a committed write reported is in the database, with no store running */
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM digital_cards WHERE id = 'dc-1'"), 1);
 
-    f->s = s = open_store(f->path);
+    f->s = s = open_store(f->loc);
     td_conn *c = rd(s);
     char *json = NULL;
     assert_int_equal(OPS->issuer_policy_get(c, "iss1", &json), TD_ST_OK);

@@ -1,9 +1,11 @@
-/* test_store_delivery.c — unit tests for the delivery verbs of the SQLite
- * store (migration 005): claiming due outbox rows in order per order key,
- * leases, attempts, dead letters and their replay, the counts, and issuers'
- * delivery settings. Writes go through run_sync (the writer's transaction),
- * reads through the per-thread reader. Each test opens its own database file
- * under $TD_TEST_TMP. */
+/* test_store_delivery.c — unit tests for the delivery verbs of the store,
+ * SQLite or PostgreSQL as TD_TEST_STORE says (test_db.h): claiming due outbox
+ * rows in order per order key, leases, attempts, dead letters and their
+ * replay, the counts, and issuers' delivery settings; and, on SQLite only,
+ * its migrations 005 and 007 and the claim's query plan. Writes go through
+ * run_sync (the writer's transaction), reads through the per-thread reader.
+ * Each test gets a fresh store: its own SQLite file under $TD_TEST_TMP, or
+ * the emptied PostgreSQL database at $TD_TEST_PG_URL. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -177,9 +179,12 @@ static td_outbox_rec get_row(td_store *s, const char *issuer, int64_t id)
 }
 
 /* Rows whose head flag (migration 005, kept by triggers) is not what it
- * means: open, and no earlier open row of the same issuer and order key. */
+ * means: open, and no earlier open row of the same issuer and order key.
+ * SQLite's own bookkeeping: the PostgreSQL outbox has no head column (a claim
+ * finds each key's first open row itself), so there is nothing to check. */
 static int bad_heads(const char *path)
 {
+    if (test_pg) return 0;
     sqlite3 *db;
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *st;
@@ -246,7 +251,7 @@ static void test_claim_order(void **state)
     assert_int_equal(attempt(s, r3, "DELIVERED", 204, NULL, 5700, 0), TD_ST_OK);
     assert_int_equal(claim(s, 5800, &c), 1);
     assert_true(c.ids[0] == r5);
-    assert_int_equal(bad_heads(f->path), 0);
+    assert_int_equal(bad_heads(f->loc), 0);
 }
 
 static void test_order_keys(void **state)
@@ -285,7 +290,7 @@ static void test_order_keys(void **state)
     assert_int_equal(attempt(s, k4, "DELIVERED", 200, NULL, 1100, 0), TD_ST_OK);
     assert_int_equal(claim(s, 1200, &c), 1);
     assert_true(c.ids[0] == k2);
-    assert_int_equal(bad_heads(f->path), 0);
+    assert_int_equal(bad_heads(f->loc), 0);
 }
 
 /* ---- what is claimed ---- */
@@ -367,7 +372,7 @@ static void test_claim_filters(void **state)
     assert_int_equal(c.n, 0);
     assert_int_equal(claim(s, 3000, &c), 2);
     assert_true(c.ids[0] == ids[3] && c.ids[1] == ids[4]);
-    assert_int_equal(bad_heads(f->path), 0);
+    assert_int_equal(bad_heads(f->loc), 0);
 }
 
 /* ---- leases: a worker that crashed mid-delivery ---- */
@@ -384,7 +389,7 @@ static void test_lease_expiry(void **state)
     assert_int_equal(c.n, 1);
     /* the worker dies holding r1; tokend restarts */
     s->close(s);
-    f->s = s = open_store(f->path);
+    f->s = s = open_store(f->loc);
     assert_string_equal(get_row(s, "iss1", r1).state, "IN_FLIGHT");
     /* leased until 2000: neither r1 nor r2 before then */
     assert_int_equal(claim(s, 1999, &c), 0);
@@ -400,7 +405,7 @@ static void test_lease_expiry(void **state)
     assert_int_equal(attempt(s, r1, "DELIVERED", 200, NULL, 40001, 0), TD_ST_OK);
     assert_int_equal(claim(s, 40002, &c), 1);
     assert_true(c.ids[0] == r2);
-    assert_int_equal(bad_heads(f->path), 0);
+    assert_int_equal(bad_heads(f->loc), 0);
 }
 
 /* ---- the record of attempts ---- */
@@ -575,7 +580,7 @@ static void test_replay(void **state)
     assert_int_equal(r.n, 1);
     assert_int_equal(claim(s, 3000, &c), 2);
     assert_true(c.ids[0] == a2 && c.ids[1] == b1);
-    assert_int_equal(bad_heads(f->path), 0);
+    assert_int_equal(bad_heads(f->loc), 0);
 }
 
 /* A replayed row that is older than a row of its key already in flight goes
@@ -605,17 +610,14 @@ static void test_replay_reorders(void **state)
     assert_int_equal(attempt(s, r2, "DELIVERED", 200, NULL, 6100, 0), TD_ST_OK);
     assert_int_equal(claim(s, 6200, &c), 1);
     assert_true(c.ids[0] == r3);
-    assert_int_equal(bad_heads(f->path), 0);
+    assert_int_equal(bad_heads(f->loc), 0);
     /* a row deleted while open (no verb does; an operator might): the next one leads */
     int64_t r4 = add_row(s, make_row("iss1", "dc-1", "card-1", 103));
     int64_t r5 = add_row(s, make_row("iss1", "dc-1", "card-1", 104));
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     char sql[96];
     snprintf(sql, sizeof sql, "DELETE FROM outbox WHERE id IN (%lld, %lld)", (long long)r3, (long long)r4);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-    assert_int_equal(bad_heads(f->path), 0);
+    db_exec(f->loc, sql);
+    assert_int_equal(bad_heads(f->loc), 0);
     assert_int_equal(claim(s, 90000, &c), 1);
     assert_true(c.ids[0] == r5);
 }
@@ -652,7 +654,7 @@ static void test_stats(void **state)
     (void)r3;
     /* NULL outputs are allowed */
     assert_int_equal(OPS->outbox_stats(rd(s), NULL, NULL, NULL, NULL), TD_ST_OK);
-    assert_int_equal(bad_heads(f->path), 0);
+    assert_int_equal(bad_heads(f->loc), 0);
 }
 
 /* ---- delivery settings ---- */
@@ -764,7 +766,7 @@ static void test_reopen(void **state)
     assert_int_equal(attempt(s, r3, "DEAD", 400, "bad", 1100, 0), TD_ST_OK);
 
     s->close(s);
-    f->s = s = open_store(f->path);
+    f->s = s = open_store(f->loc);
     td_outbox_rec g = get_row(s, "iss1", r1);
     assert_string_equal(g.state, "PENDING");
     assert_string_equal(g.order_key, "dc-1");
@@ -791,7 +793,7 @@ static void test_reopen(void **state)
     assert_int_equal(attempt(s, r1, "DELIVERED", 200, NULL, 7100, 0), TD_ST_OK);
     assert_int_equal(claim(s, 7200, &c), 1);
     assert_true(c.ids[0] == r2);
-    assert_int_equal(bad_heads(f->path), 0);
+    assert_int_equal(bad_heads(f->loc), 0);
 }
 
 /* ---- migration 005 on a database written before it ---- */
@@ -808,10 +810,10 @@ static sqlite3 *db_at_migration(fixture *f, int n)
 {
     f->s->close(f->s);
     f->s = NULL;
-    remove_db(f->path);
+    remove_db(f->loc);
     assert_true(td_sqlite_migration_count > n);
     sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_open(f->loc, &db), SQLITE_OK);
     exec_sql(db, "CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)");
     for (int i = 0; i < n; i++) {
         exec_sql(db, td_sqlite_migrations[i]);
@@ -822,8 +824,10 @@ static sqlite3 *db_at_migration(fixture *f, int n)
     return db;
 }
 
+/* SQLite's migration 005 (the PostgreSQL schema starts after it). */
 static void test_migration_backfill(void **state)
 {
+    SQLITE_ONLY();
     fixture *f = *state;
     /* a database at migration 4, as tokend left it before this issue */
     sqlite3 *db = db_at_migration(f, 4);
@@ -839,7 +843,7 @@ static void test_migration_backfill(void **state)
                  "(7, 'iss2', 'ISSUER', '', 'card-1', 16, 16, 'PENDING')");
     sqlite3_close(db);
 
-    f->s = open_store(f->path); /* applies 005 */
+    f->s = open_store(f->loc); /* applies 005 */
     td_store *s = f->s;
     outbox_rows l = {.n = 0};
     assert_int_equal(OPS->outbox_list(rd(s), "iss1", NULL, 0, 100, collect_outbox, &l), TD_ST_OK);
@@ -865,13 +869,15 @@ static void test_migration_backfill(void **state)
     assert_int_equal(attempt(s, 2, "DELIVERED", 200, NULL, 1100, 0), TD_ST_OK);
     assert_int_equal(claim(s, 1200, &c), 2);
     assert_true(c.ids[0] == 4 && c.ids[1] == r8);
-    assert_int_equal(bad_heads(f->path), 0);
+    assert_int_equal(bad_heads(f->loc), 0);
 }
 
 /* ---- migration 007: what a row says about its digital card ---- */
 
+/* SQLite's migration 007 on a v6 database (the PostgreSQL schema starts after it). */
 static void test_migration_snapshot(void **state)
 {
+    SQLITE_ONLY();
     fixture *f = *state;
     sqlite3 *db = db_at_migration(f, 6);
     exec_sql(db, "INSERT INTO issuers(id, display_name, created_ms) VALUES ('iss1', 'iss1', 1)");
@@ -889,7 +895,7 @@ static void test_migration_snapshot(void **state)
                  "(5, 'iss1', 'ISSUER', 'dc-9', 'card-1', 1, 14, 14, 'PENDING', 'dc-9')"); /* card gone */
     sqlite3_close(db);
 
-    f->s = open_store(f->path); /* applies 007 */
+    f->s = open_store(f->loc); /* applies 007 */
     outbox_rows l = {.n = 0};
     assert_int_equal(OPS->outbox_list(rd(f->s), "iss1", NULL, 0, 100, collect_outbox, &l), TD_ST_OK);
     assert_int_equal(l.n, 5);
@@ -1039,7 +1045,7 @@ static void test_claim_scale(void **state)
     assert_int_equal(s->run_sync(s, run_fill, &p), TD_ST_OK);
     printf("insert %d rows over %d keys: %.0f ms (%.1f us/row)\n", ROWS, KEYS, ms_since(t0),
            ms_since(t0) * 1000.0 / ROWS);
-    print_plan(f->path);
+    if (!test_pg) print_plan(f->loc); /* SQLite's EXPLAIN QUERY PLAN of its claim statement */
 
     big_claim b = {.claim = {.now = 5000, .lease = 60000, .limit = 500}, .cap = KEYS};
     b.ids = calloc(KEYS, sizeof *b.ids);
@@ -1101,7 +1107,7 @@ static void test_claim_scale(void **state)
     printf("claim 1 among the waiting: %.2f ms (verb %.2f ms)\n", ms_since(t0), (double)b.verb_us / 1000.0);
     assert_int_equal(b.n, 1);
     assert_true(b.ids[0] == 507 + KEYS);
-    assert_int_equal(bad_heads(f->path), 0);
+    assert_int_equal(bad_heads(f->loc), 0);
     free(b.ids);
 }
 

@@ -53,7 +53,7 @@ sqlite3_stmt *sq_prepared(td_conn *c, sq_query *q)
 /* The statements of the verbs; an injected fault makes them all fail. */
 sqlite3_stmt *sq_stmt(td_conn *c, sq_query *q)
 {
-    return c->owner->fault == 1 ? NULL : sq_prepared(c, q);
+    return c->owner->base.q.fault == 1 ? NULL : sq_prepared(c, q);
 }
 
 int sq_exec(sqlite3 *db, const char *sql)
@@ -111,10 +111,10 @@ td_conn *sq_reader(td_store *pub)
     c = sq_conn_open(s, NULL, 0);
     if (!c) return NULL;
     pthread_setspecific(s->reader_key, c);
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->readers_mu);
     c->next_reader = s->readers;
     s->readers = c;
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->readers_mu);
     return c;
 }
 

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "store/jobq.h"
 #include "store/store.h"
 
 /* One SQL statement, written beside the verb that binds and reads it. Each
@@ -29,27 +30,18 @@ struct td_conn {
 };
 
 typedef struct sq_store {
-    td_store pub;
+    td_store_base base; /* first: the public face and the job queue */
     td_store_ops ops;
     char path[1024];
     td_conn *writer;
     pthread_t writer_thread;
-    pthread_t reaper_thread;
-    bool reaper_started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    td_job *head, *tail;
-    int queued;          /* jobs in the queue */
-    int last_batch;      /* jobs in the previous commit */
+    bool thread_started;
     bool outbox_touched; /* this transaction inserted or reopened outbox rows (writer thread only) */
     bool sync_normal;    /* the writer connection is at synchronous=NORMAL (writer thread only) */
     unsigned claim_turn; /* which configured issuer the next claim serves first (writer thread only) */
-    bool closing;
-    bool thread_started;
+    pthread_mutex_t readers_mu;
     td_conn *readers; /* every reader ever opened, closed at the end */
     pthread_key_t reader_key;
-    td_store_stats stats;
-    volatile int fault;
 } sq_store;
 
 /* ---- connections (conn.c) ---- */
@@ -94,9 +86,8 @@ void *sq_row_at(const sq_rows *b, size_t i);
 /* ---- migrations (migrate.c), the writer (writer.c) ---- */
 
 int sq_migrate(td_conn *c, char *err, size_t cap);
-void sq_writer_init(sq_store *s); /* sets pub.submit, run_sync, stats, inject_fault */
 int sq_writer_start(sq_store *s, char *err, size_t cap);
-void sq_writer_stop(sq_store *s); /* commits what is queued, joins the threads */
+void sq_writer_stop(sq_store *s); /* commits what is queued, joins the writer */
 
 /* ---- the verb groups: each sets its verbs in ops ---- */
 

@@ -44,8 +44,8 @@ static void store_close(td_store *pub)
         sq_conn_close(c);
     }
     pthread_key_delete(s->reader_key);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->readers_mu);
+    td_jobq_destroy(&s->base);
     free(s);
 }
 
@@ -76,19 +76,17 @@ td_store *td_store_sqlite_open(const char *path, char *err, size_t cap)
         return NULL;
     }
     make_parent_dirs(s->path);
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    pthread_mutex_init(&s->readers_mu, NULL);
     pthread_key_create(&s->reader_key, NULL);
+    td_jobq_setup(&s->base);
     assemble_verbs(&s->ops);
-    s->pub.ops = &s->ops;
-    s->pub.reader = sq_reader;
-    s->pub.close = store_close;
-    s->pub.job_timeout_us = 10 * 1000 * 1000;
-    sq_writer_init(s);
+    s->base.pub.ops = &s->ops;
+    s->base.pub.reader = sq_reader;
+    s->base.pub.close = store_close;
     s->writer = sq_conn_open(s, err, cap);
     if (!s->writer || sq_migrate(s->writer, err, cap) != 0 || sq_writer_start(s, err, cap) != 0) {
-        store_close(&s->pub);
+        store_close(&s->base.pub);
         return NULL;
     }
-    return &s->pub;
+    return &s->base.pub;
 }

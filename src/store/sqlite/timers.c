@@ -134,6 +134,21 @@ static td_st v_timer_reschedule(td_conn *c, int64_t id, int64_t due_ms)
     return r;
 }
 
+static sq_query q_timer_lease = {
+    .sql = "UPDATE timers SET due_ms = ?3 WHERE id = ?1 AND state = 'PENDING' AND due_ms = ?2"};
+
+static td_st v_timer_lease(td_conn *c, int64_t id, int64_t expect_due_ms, int64_t until_ms)
+{
+    sqlite3_stmt *st = sq_stmt(c, &q_timer_lease);
+    if (!st) return TD_ST_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, expect_due_ms);
+    sqlite3_bind_int64(st, 3, until_ms);
+    td_st r = sq_step_done(st);
+    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = timer_unchanged(c, id);
+    return r;
+}
+
 static sq_query q_timer_next_due = {.sql = "SELECT due_ms FROM timers WHERE state = 'PENDING' ORDER BY due_ms LIMIT 1"};
 
 static td_st v_timer_next_due(td_conn *c, int64_t *due_ms)
@@ -154,5 +169,6 @@ void sq_timers_verbs(td_store_ops *ops)
     ops->timer_finish = v_timer_finish;
     ops->timer_cancel_dcard = v_timer_cancel_dcard;
     ops->timer_reschedule = v_timer_reschedule;
+    ops->timer_lease = v_timer_lease;
     ops->timer_next_due = v_timer_next_due;
 }

@@ -98,7 +98,7 @@ static td_st v_token_update(td_conn *c, const td_token_rec *t, int64_t expect_se
  * concatenated; every value is bound. */
 static td_st v_token_list(td_conn *c, const td_token_filter *f, void (*fn)(const td_token_rec *, void *), void *arg)
 {
-    if (c->owner->fault == 1) return TD_ST_ERROR;
+    if (c->owner->base.q.fault == 1) return TD_ST_ERROR;
     char sql[1024] = "SELECT " TOKEN_COLS " FROM tokens WHERE ";
     size_t n = strlen(sql);
 #define ADD(s)                                                                                                         \

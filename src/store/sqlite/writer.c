@@ -1,9 +1,8 @@
-/* sqlite/writer.c — the one writer: jobs queue here, and a thread commits
- * them in groups (one transaction, a savepoint per job), then reports each
- * job's outcome; a reaper fails the jobs that waited too long. */
+/* sqlite/writer.c — the one writer: a thread takes the queued jobs in
+ * batches (src/store/jobq.c) and commits each batch as one transaction, a
+ * savepoint per job, then reports each job's outcome. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "store/sqlite/sq.h"
 #include "util/log.h"
@@ -24,16 +23,6 @@ static sq_query q_sync_full = {.sql = "PRAGMA synchronous=FULL"};
 static sq_query q_sync_normal = {.sql = "PRAGMA synchronous=NORMAL"};
 
 #define MAX_BATCH 256
-
-static int batch_bucket(int n)
-{
-    int b = 0;
-    while (n > 1 && b < 7) {
-        n >>= 1;
-        b++;
-    }
-    return b;
-}
 
 /* Runs a writer statement; the raw SQLite result code, for retry decisions. */
 static int writer_exec(sq_store *s, sq_query *q)
@@ -61,7 +50,7 @@ static int writer_exec_retry(sq_store *s, sq_query *q)
  * own changes. */
 static td_st run_job(sq_store *s, td_job *j)
 {
-    if (td_mono_us() - j->queued_us > s->pub.job_timeout_us) return TD_ST_BUSY;
+    if (td_mono_us() - j->queued_us > s->base.pub.job_timeout_us) return TD_ST_BUSY;
     if (writer_exec(s, &q_savepoint) != SQLITE_OK) return TD_ST_ERROR;
     td_st r = j->run(s->writer, j->arg);
     if (r != TD_ST_OK) writer_exec(s, &q_rollback_to);
@@ -92,7 +81,7 @@ static void commit_batch(sq_store *s, td_job *batch, int n)
 {
     td_st results[MAX_BATCH];
     td_st commit = TD_ST_OK;
-    if (s->fault == 1 || !set_durability(s, batch) || writer_exec_retry(s, &q_begin) != SQLITE_OK) {
+    if (s->base.q.fault == 1 || !set_durability(s, batch) || writer_exec_retry(s, &q_begin) != SQLITE_OK) {
         commit = TD_ST_ERROR;
     } else {
         int i = 0;
@@ -104,14 +93,9 @@ static void commit_batch(sq_store *s, td_job *batch, int n)
         }
     }
     /* (A job rolled back to its savepoint may have set it: one spurious wake-up.) */
-    if (commit == TD_ST_OK && s->outbox_touched && s->pub.on_outbox) s->pub.on_outbox();
+    if (commit == TD_ST_OK && s->outbox_touched && s->base.pub.on_outbox) s->base.pub.on_outbox();
     s->outbox_touched = false;
-    pthread_mutex_lock(&s->mu);
-    s->stats.commits++;
-    if (s->sync_normal) s->stats.lax_commits++;
-    s->stats.jobs += (uint64_t)n;
-    s->stats.batch_hist[batch_bucket(n)]++;
-    pthread_mutex_unlock(&s->mu);
+    td_jobq_count(&s->base.q, n, s->sync_normal);
     int i = 0;
     for (td_job *j = batch, *next; j; j = next, i++) {
         next = j->next; /* done() may free the job */
@@ -119,194 +103,14 @@ static void commit_batch(sq_store *s, td_job *batch, int n)
     }
 }
 
-/* Group commit pays its fixed costs (COMMIT, WAL write, fsync, checkpoint)
- * per transaction. When requests are arriving concurrently (the previous
- * batch had several jobs) and few are queued, wait a moment for more: a
- * bigger batch costs less CPU per write, which under load is what limits
- * throughput. A lone client (batches of one) never waits. Called locked. */
-#define GATHER_MIN 16
-#define GATHER_US 250
-static void gather(sq_store *s)
-{
-    if (s->last_batch < 2 || s->queued >= GATHER_MIN || s->closing) return;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += GATHER_US * 1000;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    while (s->queued < GATHER_MIN && !s->closing)
-        if (pthread_cond_timedwait(&s->cv, &s->mu, &until) != 0) break;
-}
-
 static void *writer_main(void *arg)
 {
     sq_store *s = arg;
-    for (;;) {
-        pthread_mutex_lock(&s->mu);
-        /* An injected stall keeps the writer from taking jobs, as a writer stuck
-         * in a long commit would: queued jobs wait and the reaper times them out. */
-        while ((!s->head || s->fault == 2) && !s->closing)
-            pthread_cond_wait(&s->cv, &s->mu);
-        if (!s->head && s->closing) {
-            pthread_mutex_unlock(&s->mu);
-            break;
-        }
-        gather(s);
-        if (!s->head) { /* the reaper took them while we gathered */
-            pthread_mutex_unlock(&s->mu);
-            continue;
-        }
-        /* Take up to MAX_BATCH jobs: everything that queued while we committed. */
-        td_job *batch = s->head, *last = s->head;
-        int n = 1;
-        while (last->next && n < MAX_BATCH) {
-            last = last->next;
-            n++;
-        }
-        s->head = last->next;
-        if (!s->head) s->tail = NULL;
-        last->next = NULL;
-        s->queued -= n;
-        s->last_batch = n;
-        pthread_mutex_unlock(&s->mu);
+    td_job *batch;
+    int n;
+    while ((batch = td_jobq_take(&s->base.q, MAX_BATCH, &n)))
         commit_batch(s, batch, n);
-    }
     return NULL;
-}
-
-/* Removes from the queue the jobs that waited longer than job_timeout_us and
- * fails them with TD_ST_BUSY (504: nothing changed). Jobs the writer already
- * took are inside a transaction and end with it. */
-static void reap_expired(sq_store *s)
-{
-    td_job *expired = NULL, **tail = &expired;
-    int64_t now = td_mono_us();
-    pthread_mutex_lock(&s->mu);
-    td_job **pp = &s->head, *prev = NULL;
-    while (*pp) {
-        td_job *j = *pp;
-        if (now - j->queued_us > s->pub.job_timeout_us) {
-            s->queued--;
-            *pp = j->next;
-            j->next = NULL;
-            *tail = j;
-            tail = &j->next;
-        } else {
-            prev = j;
-            pp = &j->next;
-        }
-    }
-    s->tail = prev;
-    pthread_mutex_unlock(&s->mu);
-    for (td_job *j = expired, *next; j; j = next) {
-        next = j->next;
-        j->done(j->arg, TD_ST_BUSY);
-    }
-}
-
-static void *reaper_main(void *arg)
-{
-    sq_store *s = arg;
-    for (;;) {
-        pthread_mutex_lock(&s->mu);
-        bool closing = s->closing;
-        pthread_mutex_unlock(&s->mu);
-        if (closing) break;
-        reap_expired(s);
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return NULL;
-}
-
-static int submit(td_store *pub, td_job *job)
-{
-    sq_store *s = (sq_store *)pub;
-    job->next = NULL;
-    job->queued_us = td_mono_us();
-    pthread_mutex_lock(&s->mu);
-    if (s->closing) {
-        pthread_mutex_unlock(&s->mu);
-        return -1;
-    }
-    if (s->tail)
-        s->tail->next = job;
-    else
-        s->head = job;
-    s->tail = job;
-    s->queued++;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    return 0;
-}
-
-typedef struct {
-    td_job job;
-    td_st (*run)(td_conn *, void *);
-    void *arg;
-    td_st result;
-    bool finished;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-} sync_job;
-
-static td_st sync_run(td_conn *c, void *arg)
-{
-    sync_job *sj = arg;
-    return sj->run(c, sj->arg);
-}
-
-static void sync_done(void *arg, td_st st)
-{
-    sync_job *sj = arg;
-    pthread_mutex_lock(&sj->mu);
-    sj->result = st;
-    sj->finished = true;
-    pthread_cond_signal(&sj->cv);
-    pthread_mutex_unlock(&sj->mu);
-}
-
-static td_st run_sync(td_store *pub, td_st (*run)(td_conn *, void *), void *arg)
-{
-    sync_job sj = {.job = {.run = sync_run, .done = sync_done}, .run = run, .arg = arg};
-    sj.job.arg = &sj;
-    pthread_mutex_init(&sj.mu, NULL);
-    pthread_cond_init(&sj.cv, NULL);
-    if (submit(pub, &sj.job) != 0) return TD_ST_ERROR;
-    pthread_mutex_lock(&sj.mu);
-    while (!sj.finished)
-        pthread_cond_wait(&sj.cv, &sj.mu);
-    pthread_mutex_unlock(&sj.mu);
-    pthread_mutex_destroy(&sj.mu);
-    pthread_cond_destroy(&sj.cv);
-    return sj.result;
-}
-
-static void stats(td_store *pub, td_store_stats *out)
-{
-    sq_store *s = (sq_store *)pub;
-    pthread_mutex_lock(&s->mu);
-    *out = s->stats;
-    pthread_mutex_unlock(&s->mu);
-}
-
-static void inject_fault(td_store *pub, int fault)
-{
-    sq_store *s = (sq_store *)pub;
-    pthread_mutex_lock(&s->mu);
-    s->fault = fault;
-    pthread_cond_broadcast(&s->cv); /* a stalled writer resumes */
-    pthread_mutex_unlock(&s->mu);
-}
-
-void sq_writer_init(sq_store *s)
-{
-    s->pub.submit = submit;
-    s->pub.run_sync = run_sync;
-    s->pub.stats = stats;
-    s->pub.inject_fault = inject_fault;
 }
 
 int sq_writer_start(sq_store *s, char *err, size_t cap)
@@ -317,22 +121,12 @@ int sq_writer_start(sq_store *s, char *err, size_t cap)
     }
     pthread_setname_np(s->writer_thread, "td-writer"); /* names it in top -H, perf and the benchmarks */
     s->thread_started = true;
-    if (pthread_create(&s->reaper_thread, NULL, reaper_main, s) != 0) {
-        snprintf(err, cap, "cannot start the reaper thread");
-        return -1;
-    }
-    pthread_setname_np(s->reaper_thread, "td-reaper");
-    s->reaper_started = true;
-    return 0;
+    return td_jobq_start_reaper(&s->base, err, cap);
 }
 
 void sq_writer_stop(sq_store *s)
 {
-    pthread_mutex_lock(&s->mu);
-    s->closing = true;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    td_jobq_close(&s->base.q);
     if (s->thread_started) pthread_join(s->writer_thread, NULL);
-    if (s->reaper_started) pthread_join(s->reaper_thread, NULL);
-    s->thread_started = s->reaper_started = false;
+    s->thread_started = false;
 }

@@ -1,24 +1,18 @@
-/* notify.c — the requests tokend sends for its outbox rows, per profile (d1,
- * classic, webhook), end-user messages from templates, the Standard Webhooks
- * signature, and what an attempt's answer means. Pure: no I/O, no clock.
- * docs/notifications.md is the contract this file implements. */
+/* formats.c — the requests tokend sends for its outbox rows, per profile (d1,
+ * classic, webhook), and end-user messages from templates. Pure: no I/O, no
+ * clock. docs/notifications.md is the contract this file implements. */
 #include <inttypes.h>
 #include <jansson.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/card.h"
 #include "crypto/crypto.h"
-#include "service/notify.h"
+#include "notify/notify.h"
 #include "util/util.h"
 
 #define NOTIFY_MAX_ROWS ((int)(sizeof(((td_notify_req *)0)->ids) / sizeof(int64_t)))
-#define DEFAULT_BASE_MS 1000
-#define DEFAULT_CAP_MS 3600000
-#define DEFAULT_MAX_AGE_MS (24 * 3600 * 1000LL)
-#define RETRY_AFTER_MAX_S (30 * 24 * 3600LL) /* Retry-After is honoured up to 30 days */
 
 /* ---- small helpers ---- */
 
@@ -540,83 +534,6 @@ int td_notify_build(const td_delivery_rec *d, const td_outbox_rec *rows, int n, 
         if (rc < 0 && err && cap && !err[0]) set_err(err, cap, "rows cannot share a request");
     }
     return rc;
-}
-
-int td_webhook_sign(const char *secret, const char *msg_id, int64_t ts_s, const char *body, size_t len, char *out,
-                    size_t cap)
-{
-    if (!nonempty(secret) || !msg_id || (!body && len) || !out) return -1;
-    uint8_t key[256];
-    size_t key_len = 0;
-    const uint8_t *k;
-    if (strncmp(secret, "whsec_", 6) == 0) {
-        const char *b64 = secret + 6;
-        if (sodium_base642bin(key, sizeof key, b64, strlen(b64), NULL, &key_len, NULL,
-                              sodium_base64_VARIANT_ORIGINAL) != 0 &&
-            sodium_base642bin(key, sizeof key, b64, strlen(b64), NULL, &key_len, NULL,
-                              sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0)
-            return -1;
-        if (key_len == 0) return -1;
-        k = key;
-    } else {
-        k = (const uint8_t *)secret;
-        key_len = strlen(secret);
-    }
-    char ts[24];
-    snprintf(ts, sizeof ts, "%" PRId64, ts_s);
-    crypto_auth_hmacsha256_state st;
-    uint8_t mac[crypto_auth_hmacsha256_BYTES];
-    crypto_auth_hmacsha256_init(&st, k, key_len);
-    crypto_auth_hmacsha256_update(&st, (const uint8_t *)msg_id, strlen(msg_id));
-    crypto_auth_hmacsha256_update(&st, (const uint8_t *)".", 1);
-    crypto_auth_hmacsha256_update(&st, (const uint8_t *)ts, strlen(ts));
-    crypto_auth_hmacsha256_update(&st, (const uint8_t *)".", 1);
-    if (len) crypto_auth_hmacsha256_update(&st, (const uint8_t *)body, len);
-    crypto_auth_hmacsha256_final(&st, mac);
-    td_wipe(key, sizeof key);
-    td_wipe(&st, sizeof st);
-    size_t b64_len = sodium_base64_ENCODED_LEN(sizeof mac, sodium_base64_VARIANT_ORIGINAL);
-    if (cap < 3 + b64_len) return -1;
-    memcpy(out, "v1,", 3);
-    sodium_bin2base64(out + 3, cap - 3, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
-    return 0;
-}
-
-td_attempt_class td_attempt_classify(int http_status)
-{
-    if (http_status >= 200 && http_status < 300) return TD_ATTEMPT_DELIVERED;
-    if (http_status == 401) return TD_ATTEMPT_REAUTH;
-    if (http_status <= 0 || http_status == 408 || http_status == 429 || (http_status >= 500 && http_status < 600))
-        return TD_ATTEMPT_RETRY;
-    return TD_ATTEMPT_PERMANENT;
-}
-
-int64_t td_backoff_ms(int attempts, int64_t base_ms, int64_t cap_ms, int64_t retry_after_s, double rnd01)
-{
-    if (base_ms <= 0) base_ms = DEFAULT_BASE_MS;
-    if (cap_ms <= 0) cap_ms = DEFAULT_CAP_MS;
-    int64_t ceiling = base_ms < cap_ms ? base_ms : cap_ms;
-    for (int i = 0; i < attempts && ceiling < cap_ms; i++)
-        ceiling = ceiling > cap_ms / 2 ? cap_ms : ceiling * 2;
-    if (!(rnd01 >= 0.0)) rnd01 = 0.0; /* also NaN */
-    if (rnd01 >= 1.0) rnd01 = 0.0;
-    int64_t v = (int64_t)(rnd01 * (double)ceiling);
-    if (v >= ceiling) v = ceiling - 1;
-    if (v < 0) v = 0;
-    if (retry_after_s > 0) {
-        int64_t ra_ms = (retry_after_s > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : retry_after_s) * 1000;
-        if (v < ra_ms) v = ra_ms;
-    }
-    return v;
-}
-
-bool td_past_max_age(const td_outbox_rec *o, int64_t retry_at_ms, int64_t max_age_ms)
-{
-    if (max_age_ms <= 0) max_age_ms = DEFAULT_MAX_AGE_MS;
-    /* A replayed dead letter gets a full maximum age from its replay, not one failure. */
-    int64_t origin = o->replayed_ms > o->created_ms ? o->replayed_ms : o->created_ms;
-    if (origin > INT64_MAX - max_age_ms) return false;
-    return retry_at_ms > origin + max_age_ms;
 }
 
 /* ---- templates ---- */
