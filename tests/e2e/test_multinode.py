@@ -4,7 +4,9 @@ cancel on A answers the same signature; an Idempotency-Key replays from either
 node; one network event sent to both nodes at the same instant is applied once;
 a consent code works once whichever node gets it; one step-up session's
 reminders and expiry fire once with both nodes' timer runners going; both
-nodes deliver notifications, in order per digital card, none lost or doubled.
+nodes deliver notifications, in order per digital card, none lost or doubled;
+a node killed mid-delivery has its leased rows delivered by the other; rate
+limits are counted per node (docs/scaling.md).
 
 Several nodes need a shared store: these tests run in the PostgreSQL run of
 the suite (TD_E2E_STORE=pg) and are skipped in the SQLite one."""
@@ -213,3 +215,22 @@ def test_kill9_one_node_the_other_delivers_its_leased_rows(delivery_nodes, recei
     for dc in dcs:
         assert rx.token(dc)["status"] == "suspended", rx.token(dc)
     assert requests.get(b.url + "/readyz", timeout=10).status_code == 200
+
+
+def test_rate_limit_is_per_node(tokend_factory):
+    """docs/scaling.md: each node counts the requests it serves. With 2:2 a
+    credential limited on A is still served by B."""
+    a = tokend_factory.start(settings={"rate-limit": "2:2"}, name="node-a")
+    b = tokend_factory.start(settings={"rate-limit": "2:2"}, name="node-b", workdir=a.dir)
+    m = new_member(a, "m", levels=("STANDARD",))
+    on_a, on_b = m.client(server=a), m.client(server=b)
+    limited = None
+    for _ in range(50):
+        r = on_a.get("/tokens", params={"page.limit": "1"})
+        if r.status_code == 429:
+            limited = r
+            break
+        assert r.status_code == 200, r.text
+    assert limited is not None, "no 429 on node A after 50 quick requests at 2 req/s, burst 2"
+    tdlib.assert_tokenio_error(limited, 429, "RESOURCE_EXHAUSTED", payment_id="")
+    assert on_b.get("/tokens", params={"page.limit": "1"}).status_code == 200
