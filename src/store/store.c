@@ -25,10 +25,11 @@ void td_store_redact_url(const char *url, char *out, size_t cap)
     char buf[2048];
     td_strlcpy(buf, url, sizeof buf);
     char *scheme = strstr(buf, "://");
-    char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-    if (at) {
-        char *colon = memchr(scheme + 3, ':', (size_t)(at - (scheme + 3)));
-        if (colon) memmove(colon, at, strlen(at) + 1);
+    if (scheme) { /* the user info ends at '@', within the authority (before any '/' or '?') */
+        char *auth = scheme + 3;
+        size_t end = strcspn(auth, "@/?");
+        char *colon = auth[end] == '@' ? memchr(auth, ':', end) : NULL;
+        if (colon) memmove(colon, auth + end, strlen(auth + end) + 1);
     }
     for (char *p = strstr(buf, "password="); p; p = strstr(p + 1, "password=")) {
         char *end = p + 9 + strcspn(p + 9, "&");

@@ -502,6 +502,12 @@ def test_password_never_shown(world, tmp_path):
         p = tokenctl("store", "verify", f"sqlite:{w.sqlite_path}", url, drop_pgpass=True)
         assert p.returncode == 3 and "password authentication failed" in p.stderr, p.stderr
         assert wrong not in p.stderr and "Wr0ng-pass" not in p.stderr, p.stderr
+    # A client key's passphrase (sslpassword=) is a secret too.
+    passphrase = "key-passphrase-" + os.urandom(4).hex()
+    p = tokenctl("store", "verify", f"sqlite:{w.sqlite_path}", w.pg + "?sslpassword=" + passphrase,
+                 drop_pgpass=True)
+    assert p.returncode == 3, p.stderr
+    assert passphrase not in p.stderr + p.stdout, p.stderr
     # The passfile= parameter instead of PGPASSFILE.
     target = w.new_database()
     p = tokenctl("store", "copy", f"sqlite:{w.sqlite_path}", f"{target}?passfile={os.environ['PGPASSFILE']}",
