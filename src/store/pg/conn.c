@@ -61,7 +61,14 @@ td_conn *pg_conn_open(pg_store *s, char *err, size_t cap)
     td_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->owner = s;
-    c->pg = PQconnectdb(s->conninfo);
+    /* Defaults the URL may override (it is expanded after them): a server
+     * that does not answer (its machine died, a partition) fails a connect
+     * within 5 s and a request within 10 s, instead of after the kernel's TCP
+     * timeouts (minutes), so requests get their 503 and a failover is seen. */
+    static const char *const keys[] = {"connect_timeout", "tcp_user_timeout", "keepalives_idle",
+                                       "keepalives_interval", "keepalives_count", "dbname", NULL};
+    const char *const values[] = {"5", "10000", "5", "2", "3", s->conninfo, NULL};
+    c->pg = PQconnectdbParams(keys, values, 1);
     if (!c->pg || !connect_usable(c, err, cap)) {
         /* libpq's message may end with a newline: messages are one line. */
         if (err) err[strcspn(err, "\n")] = 0;
