@@ -33,121 +33,18 @@
 # scripts/deps.sh --test), else `pg_config --bindir`; PG_BINDIR overrides.
 # Nothing here uses Debian's pg_ctlcluster, its default cluster or port 5432.
 set -euo pipefail
-umask 022
-# Connection settings from the caller's environment must not redirect ours.
-unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGPASSWORD PGPASSFILE \
-  PGSERVICE PGSERVICEFILE PGSSLMODE PGTARGETSESSIONATTRS PGDATA
-
-PG_USER=tokend-pg
+PROG=pg.sh
+# shellcheck source=scripts/pg-lib.sh
+. "$(dirname -- "$(readlink -f -- "$0")")/pg-lib.sh"
 START_TIMEOUT=30 # seconds until the server must answer
-
-die() {
-  echo "pg.sh: $*" >&2
-  exit 1
-}
 
 usage() {
   sed -n '1,12s/^#   \(scripts\/pg.sh\)/  \1/p' "$0" >&2
   exit 2
 }
 
-find_bindir() {
-  if [[ -n ${PG_BINDIR:-} ]]; then
-    BIN=$PG_BINDIR
-  elif [[ -x /usr/lib/postgresql/15/bin/postgres ]]; then
-    BIN=/usr/lib/postgresql/15/bin
-  elif command -v pg_config >/dev/null; then
-    BIN=$(pg_config --bindir)
-  else
-    BIN=
-  fi
-  local b
-  for b in initdb pg_ctl postgres pg_isready psql; do
-    [[ -x $BIN/$b ]] || die "PostgreSQL's $b not found (looked in ${BIN:-/usr/lib/postgresql/15/bin}); run scripts/deps.sh --test, or set PG_BINDIR"
-  done
-}
-
-# Runs a command as the server's user.
-if ((EUID == 0)); then
-  as_pg() { runuser -u "$PG_USER" -- "$@"; }
-else
-  as_pg() { "$@"; }
-  PG_USER=$(id -un)
-fi
-
-ensure_pg_user() {
-  local i
-  for i in 1 2 3 4 5; do
-    getent passwd "$PG_USER" >/dev/null && return 0
-    useradd --system --user-group --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin --comment "tokend throwaway PostgreSQL clusters" \
-      "$PG_USER" && return 0
-    sleep 1 # another start may be creating it at this moment
-  done
-  die "could not create the system user $PG_USER"
-}
-
-# Root only: the server's user must be able to reach DIR.
-check_reachable() {
-  ((EUID == 0)) || return 0
-  as_pg test -x "$DIR" && return 0
-  local path='' part parts
-  IFS=/ read -ra parts <<<"${DIR#/}"
-  for part in "${parts[@]}"; do
-    path=$path/$part
-    as_pg test -x "$path" && continue
-    die "$path ($(stat -c '%A %U' "$path")) cannot be entered by $PG_USER, the user the server runs as (PostgreSQL refuses root); put DIR elsewhere (under /tmp or the build directory) or chmod o+x $path"
-  done
-  die "$DIR cannot be entered by $PG_USER"
-}
-
-# DIR as an absolute physical path (the postmaster's working directory is
-# DIR/data, which is how stop recognises it).
-resolve() { cd -- "$1" 2>/dev/null && pwd -P; }
-
-alive() { # PID: a live process (not a zombie)
-  local stat
-  stat=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-  [[ -n $stat && ${stat%% *} != Z ]]
-}
-
-# Prints the PID of DIR's postmaster if it runs. A PID file may be stale and
-# its number reused: the process must be a postmaster working in DIR/data.
-cluster_pid() {
-  local dir=$1 f pid cwd
-  for f in "$dir/postgres.pid" "$dir/data/postmaster.pid"; do
-    pid=$(head -n1 "$f" 2>/dev/null) || continue
-    [[ $pid =~ ^[0-9]+$ ]] || continue
-    alive "$pid" || continue
-    cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || cwd=
-    if [[ -n $cwd ]]; then
-      [[ $cwd == "$dir/data" ]] || continue
-    else # not ours to inspect: fall back to its command line
-      tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-D $dir/data" || continue
-    fi
-    echo "$pid"
-    return 0
-  done
-  return 1
-}
-
-wait_gone() { # PID SECONDS
-  local end=$((SECONDS + $2))
-  while alive "$1"; do
-    ((SECONDS < end)) || return 1
-    sleep 0.1
-  done
-}
-
-child_pids() { # PID
-  local p stat ppid
-  for p in /proc/[0-9]*; do
-    stat=$(sed 's/^.*) //' "$p/stat" 2>/dev/null) || continue
-    read -r _ ppid _ <<<"$stat"
-    [[ $ppid == "$1" ]] && echo "${p#/proc/}"
-  done
-  return 0
-}
+# Prints the PID of DIR's postmaster if it runs.
+cluster_pid() { postmaster_in "$1/data" "$1/postgres.pid" "$1/data/postmaster.pid"; }
 
 # SIGINT (fast shutdown: clients are disconnected, a clean checkpoint is
 # written; smart shutdown would wait for every client), then SIGQUIT
@@ -168,7 +65,7 @@ stop_dir() { # absolute DIR
     [[ $sig == QUIT ]] || echo "pg.sh: postgres $pid ($dir) still running $secs s after SIG$sig" >&2
   done
   if alive "$pid"; then
-    children=$(child_pids "$pid")
+    children=$(descendants "$pid")
     echo "pg.sh: killing postgres $pid and its children ($dir)" >&2
     # shellcheck disable=SC2086
     kill -KILL "$pid" $children 2>/dev/null || true
@@ -176,21 +73,6 @@ stop_dir() { # absolute DIR
     for pid in $children; do wait_gone "$pid" 5 || true; done
   fi
   rm -f "$dir/postgres.pid"
-}
-
-# A port on 127.0.0.1 that nothing listens on, below Linux's ephemeral range
-# (32768-60999) so that no outgoing connection holds it by chance, never 5432.
-# Another process may still take it before the server binds it: start retries.
-free_port() {
-  local port i
-  for ((i = 0; i < 100; i++)); do
-    port=$((20000 + RANDOM % 12000))
-    if ! timeout 1 bash -c ": </dev/tcp/127.0.0.1/$port" 2>/dev/null; then
-      echo "$port"
-      return 0
-    fi
-  done
-  die "no free port found on 127.0.0.1"
 }
 
 write_conf() { # PORT
@@ -221,7 +103,7 @@ failed_start() { # stops whatever an unfinished start left running
 
 cmd_start() {
   [[ $# -eq 1 ]] || usage
-  find_bindir
+  find_pg_bindir
   mkdir -p -- "$1" || die "cannot create $1"
   DIR=$(resolve "$1") || die "cannot enter $1"
   [[ -z $(ls -A -- "$DIR") ]] || die "$DIR is not empty; remove the old cluster first: scripts/pg.sh stop $1 && rm -rf $1"
@@ -249,7 +131,8 @@ cmd_start() {
 
   local port attempt logsize started=
   for ((attempt = 1; attempt <= 5; attempt++)); do
-    port=$(free_port)
+    pick_port
+    port=$PORT
     write_conf "$port"
     logsize=$(stat -c %s "$DIR/postgres.log")
     if as_pg "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/postgres.log" -w -t "$START_TIMEOUT" start >"$DIR/pg_ctl.log" 2>&1; then
@@ -257,7 +140,7 @@ cmd_start() {
       break
     fi
     stop_dir "$DIR" # pg_ctl gave up; a slow server may still be coming up
-    # Someone took the port between free_port and the bind: try another.
+    # Someone took the port between pick_port and the bind: try another.
     tail -c +"$((logsize + 1))" "$DIR/postgres.log" | grep -q 'could not bind IPv4 address' || break
   done
   if [[ -z $started ]]; then
@@ -280,7 +163,7 @@ cmd_start() {
   # own. The password goes to psql on stdin, never on a command line, and neither
   # the server's log nor an error message repeats the statement.
   local password url
-  password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_') # URL-safe, no ':'
+  password=$(new_password)
   "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -v VERBOSITY=terse \
     "host=$DIR/sock port=$port user=postgres dbname=postgres" >/dev/null <<EOF || { log_tail; die "could not create the tokend role and database"; }
 SET log_min_error_statement = panic;
@@ -315,7 +198,7 @@ cmd_stop() {
 cmd_resume() {
   [[ $# -eq 1 ]] || usage
   started_dir "$1"
-  find_bindir
+  find_pg_bindir
   ! cluster_pid "$DIR" >/dev/null || return 0
   cd "$DIR"
   as_pg "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/postgres.log" -w -t "$START_TIMEOUT" start >"$DIR/pg_ctl.log" 2>&1 || {
@@ -366,7 +249,7 @@ psql)
   [[ $# -ge 2 ]] || usage
   started_dir "$2"
   shift 2
-  find_bindir
+  find_pg_bindir
   PGPASSFILE=$DIR/pgpass exec "$BIN/psql" "$(cat "$DIR/url")" "$@"
   ;;
 *) usage ;;

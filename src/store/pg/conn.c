@@ -88,6 +88,10 @@ void pg_conn_close(td_conn *c)
 
 int pg_conn_check(td_conn *c)
 {
+    /* Never inside a writer's transaction: a statement sent on a new session
+     * would run outside it (a COMMIT there answers "no transaction in
+     * progress", with success). The transaction fails instead. */
+    if (c->in_tx) return !c->broken && PQstatus(c->pg) == CONNECTION_OK ? 0 : -1;
     if (!c->broken && PQstatus(c->pg) == CONNECTION_OK) return 0;
     /* A new session: its prepared statements are gone. PQreset tries every
      * host of the URL again, so after a failover it finds the new primary. */
@@ -102,11 +106,24 @@ int pg_conn_check(td_conn *c)
     return 0;
 }
 
+/* A connection left idle while its server went away (a failover, a restart:
+ * the backend sent FATAL and closed the socket) shows it only when read.
+ * Reading what is waiting, without blocking, marks such a connection bad, so
+ * that it is reopened before a statement is sent on it, instead of failing
+ * the next request (or a writer's whole batch) with a 503 once the database
+ * is back. An error that arrives while idle goes to the notice processor. */
+int pg_conn_fresh(td_conn *c)
+{
+    for (int i = 0; i < 2 && !c->broken && !c->in_tx && PQstatus(c->pg) == CONNECTION_OK; i++)
+        if (!PQconsumeInput(c->pg) || PQisBusy(c->pg)) break;
+    return pg_conn_check(c);
+}
+
 td_conn *pg_reader(td_store *pub)
 {
     pg_store *s = (pg_store *)pub;
     td_conn *c = pthread_getspecific(s->reader_key);
-    if (c) return pg_conn_check(c) == 0 ? c : NULL;
+    if (c) return pg_conn_fresh(c) == 0 ? c : NULL;
     char err[512];
     c = pg_conn_open(s, err, sizeof err);
     if (!c) {

@@ -33,6 +33,7 @@ struct td_conn {
      * on this node or another, wait instead of deciding on a stale row. */
     bool in_job;
     bool broken;         /* the connection failed: reopened before its next use */
+    bool in_tx;          /* a writer's transaction is open: never reopened meanwhile */
     bool outbox_touched; /* this transaction inserted or reopened outbox rows: the writer
                           * wakes the delivery worker after the commit (set by the verbs) */
     struct td_conn *next;
@@ -105,8 +106,12 @@ typedef struct pg_store {
 
 td_conn *pg_conn_open(pg_store *s, char *err, size_t cap);
 void pg_conn_close(td_conn *c);
-/* Reconnects a broken connection (statements are prepared again lazily); 0 if usable. */
+/* Reconnects a broken connection (statements are prepared again lazily),
+ * except inside a writer's transaction; 0 if usable. */
 int pg_conn_check(td_conn *c);
+/* The same, first reading what waits on an idle connection (a server that
+ * went away meanwhile); only between transactions. */
+int pg_conn_fresh(td_conn *c);
 td_conn *pg_reader(td_store *pub);
 /* Runs SQL text without parameters (transaction control, DDL); TD_ST_* as pg_cmd. */
 td_st pg_simple(td_conn *c, const char *sql);

@@ -41,9 +41,10 @@ static td_st run_job(pg_store *s, td_conn *c, td_job *j)
 /* Runs the batch's jobs in one transaction; the commit's status. */
 static td_st run_batch(pg_store *s, td_conn *c, td_job *batch, td_st *results, bool lax)
 {
-    if (s->base.q.fault == 1 || pg_conn_check(c) != 0) return TD_ST_ERROR;
+    if (s->base.q.fault == 1 || pg_conn_fresh(c) != 0) return TD_ST_ERROR;
     const char *begin = lax ? "BEGIN; SET LOCAL synchronous_commit = off; SAVEPOINT job" : "BEGIN; SAVEPOINT job";
     if (pg_simple(c, begin) != TD_ST_OK) return TD_ST_ERROR;
+    c->in_tx = true; /* until commit_batch: no reconnection in between */
     int i = 0;
     for (td_job *j = batch; j; j = j->next, i++) {
         results[i] = run_job(s, c, j);
@@ -70,6 +71,7 @@ static void commit_batch(pg_store *s, td_conn *c, td_job *batch, int n)
     bool lax = batch_is_lax(batch);
     c->outbox_touched = false;
     td_st commit = run_batch(s, c, batch, results, lax);
+    c->in_tx = false;
     /* (A job rolled back to its savepoint may have set it: one spurious wake-up.) */
     if (commit == TD_ST_OK && c->outbox_touched && s->base.pub.on_outbox) s->base.pub.on_outbox();
     if (commit == TD_ST_OK) td_jobq_count(&s->base.q, n, lax);
