@@ -61,6 +61,11 @@ static int serve(int argc, char **argv)
     store->job_timeout_us = cfg.commit_timeout_ms * 1000;
     store->on_outbox = wake_delivery;
     td_svc svc = {.store = store, .cfg = &cfg};
+    if (td_svc_check_master_key(&svc, err, sizeof err)) {
+        td_log(TD_LOG_ERROR, "startup", "%s", err);
+        store->close(store);
+        return 1;
+    }
     /* The TSP connector: HTTP when --tsp-url is set, else the built-in simulator. */
     svc.tsp = cfg.tsp_url[0] ? td_tsp_new_http(cfg.tsp_url, cfg.tsp_timeout_ms, cfg.tsp_retries, cfg.tsp_bearer)
                              : td_tsp_new_simulated();

@@ -9,9 +9,11 @@
 #include "api/faces.h"
 #include "util/util.h"
 
+/* The characters of a request id (':') and of a secret (base64url), and the
+ * separator; the service reads the shape (td_svc_consent_lookup). */
 static bool valid_code(const char *c)
 {
-    return td_is_id_chars(c, 16, 64, "_-");
+    return td_is_id_chars(c, 16, TD_CONSENT_CODE_MAX - 1, "_-:.");
 }
 
 /* Appends HTML-escaped text. */

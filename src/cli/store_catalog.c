@@ -8,8 +8,11 @@
 #include "util/util.h"
 
 /* Every table tokend keeps, parents first (member_keys refers to members,
- * issuer_delivery to issuers), each with its primary key: the order the
- * digests read rows in. schema_migrations is each engine's own. */
+ * issuer_delivery to issuers), each with its PostgreSQL primary key: the
+ * order the digests read rows in. Issuer-owned tables are keyed by issuer
+ * first there (pg migration 002); SQLite keeps its keys on id alone, which
+ * makes (issuer_id, id) unique too, so both engines read the same order.
+ * schema_migrations is each engine's own. */
 const table_def sc_tables[] = {
     {"members", {"id"}},
     {"member_keys", {"member_id", "key_id"}},
@@ -21,11 +24,12 @@ const table_def sc_tables[] = {
     {"token_events", {"token_id", "seq"}},
     {"idempotency", {"scope", "key"}},
     {"cards", {"issuer_id", "card_id"}},
-    {"digital_cards", {"id"}},
-    {"dcard_events", {"digital_card_id", "seq"}},
-    {"operations", {"id"}},
-    {"outbox", {"id"}},
-    {"timers", {"id"}},
+    {"digital_cards", {"issuer_id", "id"}},
+    {"dcard_events", {"issuer_id", "digital_card_id", "seq"}},
+    {"operations", {"issuer_id", "id"}},
+    {"outbox", {"issuer_id", "id"}},
+    {"timers", {"issuer_id", "id"}},
+    {"store_meta", {"name"}},
 };
 /* N_TABLES sizes the job's arrays in store_copy.h: a table added here must count there. */
 _Static_assert(sizeof sc_tables / sizeof sc_tables[0] == N_TABLES, "N_TABLES is not the number of tables");

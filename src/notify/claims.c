@@ -108,6 +108,8 @@ static void add_outcome(td_notify *d, const td_outbox_rec *o, const char *state,
     outcome *r = &os->v[os->n++];
     memset(r, 0, sizeof *r);
     r->id = o->id;
+    td_strlcpy(r->issuer_id, o->issuer_id, sizeof r->issuer_id);
+    r->lease_until_ms = o->lease_until_ms;
     td_strlcpy(r->state, state, sizeof r->state);
     r->http_status = http_status;
     td_strlcpy(r->error, error ? error : "", sizeof r->error);
@@ -221,8 +223,17 @@ static td_st run_loop_job(td_conn *c, td_write *w)
     const td_store_ops *ops = OPS(w->svc);
     for (size_t i = 0; i < j->n_outs; i++) {
         const outcome *o = &j->outs[i];
-        td_st st = ops->outbox_attempt(c, o->id, o->state, o->http_status, o->error, j->now, o->retry_at_ms);
-        if (st != TD_ST_OK && st != TD_ST_NOT_FOUND) return st;
+        td_st st = ops->outbox_attempt(c, o->issuer_id, o->id, o->lease_until_ms, o->state, o->http_status, o->error,
+                                       j->now, o->retry_at_ms);
+        /* Our lease ran out and the row was claimed again (by another node,
+         * or by this worker after a stall), or closed: its current claim
+         * decides, not this late outcome (at least once: it may be sent twice). */
+        if (st == TD_ST_NOT_FOUND)
+            td_log(TD_LOG_WARN, "notification_lease_lost",
+                   "notification %lld (issuer %s): outcome %s not recorded, its lease ran out", (long long)o->id,
+                   o->issuer_id, o->state);
+        else if (st != TD_ST_OK)
+            return st;
     }
     j->n_claimed = 0;
     if (j->limit <= 0) return TD_ST_OK;

@@ -179,11 +179,11 @@ static td_st owe_messages(td_svc *svc, td_conn *c, const td_apply_ctx *a, const 
 }
 
 /* The session is over: nothing more to deliver or to fire for it. */
-static td_st stop_stepup(td_svc *svc, td_conn *c, const char *dcard_id)
+static td_st stop_stepup(td_svc *svc, td_conn *c, const td_dcard_rec *dc)
 {
     int n = 0;
-    td_st st = OPS(svc)->outbox_cancel(c, dcard_id, "OTP,REMINDER", &n);
-    if (st == TD_ST_OK) st = OPS(svc)->timer_cancel_dcard(c, dcard_id, &n);
+    td_st st = OPS(svc)->outbox_cancel(c, dc->issuer_id, dc->id, "OTP,REMINDER", &n);
+    if (st == TD_ST_OK) st = OPS(svc)->timer_cancel_dcard(c, dc->issuer_id, dc->id, &n);
     return st;
 }
 
@@ -219,7 +219,7 @@ static td_st owe_effects(td_svc *svc, td_conn *c, const td_apply_ctx *a, char op
                                   now_of(a));
     }
     if (st == TD_ST_OK) st = owe_messages(svc, c, a, op_id);
-    if (st == TD_ST_OK && (res->effects & TD_FX_STOP_STEP_UP)) st = stop_stepup(svc, c, a->dc->id);
+    if (st == TD_ST_OK && (res->effects & TD_FX_STOP_STEP_UP)) st = stop_stepup(svc, c, a->dc);
     return st;
 }
 

@@ -136,11 +136,7 @@ td_err td_svc_get_dcard(td_svc *svc, const char *issuer_id, const char *id, td_d
 {
     td_conn *c = svc->store->reader(svc->store);
     if (!c) return store_error(e);
-    td_st st = OPS(svc)->dcard_get(c, id, out);
-    if (st == TD_ST_OK && strcmp(out->issuer_id, issuer_id) != 0) {
-        td_dcard_rec_free(out);
-        st = TD_ST_NOT_FOUND;
-    }
+    td_st st = OPS(svc)->dcard_get(c, issuer_id, id, out); /* another issuer's is not there */
     if (st == TD_ST_NOT_FOUND) return td_fail(e, TD_E_NOT_FOUND, "digital card %.64s not found", id);
     if (st != TD_ST_OK) return store_error(e);
     return TD_OK;

@@ -84,17 +84,6 @@ static td_card_op op_of(td_dcard_ev type)
     }
 }
 
-/* The issuer's digital card, or NOT_FOUND (another issuer's is not there). */
-static td_st read_dcard(td_svc *svc, td_conn *c, const char *issuer_id, const char *id, td_dcard_rec *out)
-{
-    td_st st = OPS(svc)->dcard_get(c, id, out);
-    if (st == TD_ST_OK && strcmp(out->issuer_id, issuer_id) != 0) {
-        td_dcard_rec_free(out);
-        st = TD_ST_NOT_FOUND;
-    }
-    return st;
-}
-
 /* Names the state, as D1 does: "digital card dc_x is DELETED: ...". */
 static td_err refuse(const dc_cmd *d, td_error *e)
 {
@@ -108,7 +97,7 @@ static td_err refuse(const dc_cmd *d, td_error *e)
 static td_err dc_prepare(dc_cmd *d, td_error *e)
 {
     td_conn *c = d->svc->store->reader(d->svc->store);
-    td_st st = c ? read_dcard(d->svc, c, d->issuer_id, d->dcard_id, d->rec) : TD_ST_ERROR;
+    td_st st = c ? OPS(d->svc)->dcard_get(c, d->issuer_id, d->dcard_id, d->rec) : TD_ST_ERROR;
     if (st == TD_ST_NOT_FOUND) return td_fail(e, TD_E_NOT_FOUND, "digital card %.64s not found", d->dcard_id);
     if (st != TD_ST_OK) return td_fail(e, TD_E_UNAVAILABLE, "the store is unavailable");
     td_dcard_input in = command_input(d->type, td_now_ms());
@@ -255,7 +244,7 @@ static td_st apply_outcome(td_conn *c, dc_cmd *d, td_dcard_rec *dc, const td_dca
 static td_st dc_commit(td_conn *c, dc_cmd *d, td_error *e)
 {
     td_dcard_rec fresh;
-    td_st st = read_dcard(d->svc, c, d->issuer_id, d->dcard_id, &fresh);
+    td_st st = OPS(d->svc)->dcard_get(c, d->issuer_id, d->dcard_id, &fresh);
     if (st == TD_ST_NOT_FOUND) {
         td_fail(e, TD_E_NOT_FOUND, "digital card %.64s not found", d->dcard_id);
         return TD_ST_OK;

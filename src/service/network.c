@@ -299,14 +299,10 @@ void td_svc_tokenize(td_svc *svc, td_tokenize *cmd)
 
 #define OTP_TIMES_MAX 128 /* above the largest otp.max a policy accepts */
 
-/* The issuer's digital card, read in the writer; another issuer's is unknown. */
+/* The issuer's digital card, read in the writer (another issuer's is not found). */
 static td_st read_own_dcard(td_conn *c, td_write *w, const char *issuer_id, const char *id, td_dcard_rec *dc)
 {
-    td_st st = OPS(w->svc)->dcard_get(c, id, dc);
-    if (st == TD_ST_OK && strcmp(dc->issuer_id, issuer_id) != 0) {
-        td_dcard_rec_free(dc);
-        st = TD_ST_NOT_FOUND;
-    }
+    td_st st = OPS(w->svc)->dcard_get(c, issuer_id, id, dc);
     if (st == TD_ST_NOT_FOUND) td_fail(&w->err, TD_E_NOT_FOUND, "digital card %s not found", id);
     return st;
 }
@@ -338,8 +334,9 @@ static td_st otp_rate_ok(td_conn *c, td_send_otp *cmd, const td_card_policy *p, 
 {
     int64_t times[OTP_TIMES_MAX];
     size_t n = 0;
+    int64_t since = now - p->otp.window_ms;
     td_st st =
-        OPS(cmd->w.svc)->outbox_otp_times(c, cmd->digital_card_id, now - p->otp.window_ms, times, OTP_TIMES_MAX, &n);
+        OPS(cmd->w.svc)->outbox_otp_times(c, cmd->issuer_id, cmd->digital_card_id, since, times, OTP_TIMES_MAX, &n);
     if (st != TD_ST_OK) return st;
     *ok = td_otp_rate_check(&p->otp, times, n, now, &cmd->retry_after_s);
     return TD_ST_OK;

@@ -98,18 +98,19 @@ static td_st run_authorize(td_conn *c, td_write *w)
         td_request_rec_free(&r);
         return TD_ST_OK;
     }
-    /* A new link replaces any earlier one: only the newest code works. */
-    char code[64];
-    if (td_new_secret(32, code, sizeof code)) {
+    /* A new link replaces any earlier one: only the newest secret works. */
+    char secret[64];
+    if (td_new_secret(32, secret, sizeof secret)) {
         td_request_rec_free(&r);
         return TD_ST_ERROR;
     }
-    td_api_key_hash(code, r.consent_hash);
+    td_api_key_hash(secret, r.consent_hash);
     r.consent_expires_ms = now + w->svc->cfg->consent_ttl_ms;
     if (r.consent_expires_ms > r.expires_ms) r.consent_expires_ms = r.expires_ms;
     r.consent_used = false;
     st = OPS(w)->request_update(c, &r);
-    snprintf(cmd->redirect_url, sizeof cmd->redirect_url, "%s/consent/%s", w->svc->cfg->public_url, code);
+    snprintf(cmd->redirect_url, sizeof cmd->redirect_url, "%s/consent/%s%c%s", w->svc->cfg->public_url, r.id,
+             TD_CONSENT_SEP, secret);
     td_request_rec_free(&r);
     return st;
 }
@@ -120,14 +121,37 @@ void td_svc_authorize_request(td_svc *svc, td_authorize_request *cmd)
     td_svc_submit(svc, &cmd->w);
 }
 
-/* Finds the request behind a code and checks the code is still usable. */
+/* Splits a consent code, "<requestId>.<secret>", into its request id (id,
+ * TD_ID_MAX bytes) and its secret; false for any other shape. Neither part
+ * can hold the separator (ids are base58 and ':', secrets base64url). */
+static bool consent_code_split(const char *code, char *id, const char **secret)
+{
+    const char *sep = code ? strrchr(code, TD_CONSENT_SEP) : NULL;
+    if (!sep || sep == code || !sep[1] || (size_t)(sep - code) >= TD_ID_MAX) return false;
+    memcpy(id, code, (size_t)(sep - code));
+    id[sep - code] = '\0';
+    *secret = sep + 1;
+    return true;
+}
+
+/* Finds the request behind a code and checks the code is still usable. The
+ * request is read by its id (one shard on a distributed store), then the
+ * secret's hash compared in constant time. A wrong secret, or a request
+ * without a link, answers as an unknown code does, before anything about the
+ * request's state: the link is the credential. The hash is made before the
+ * read, so that an unknown request takes the same steps. */
 static td_err consent_find(td_svc *svc, td_conn *c, const char *code, td_request_rec *out, td_error *e, td_st *st_out)
 {
-    char hash[65];
+    char id[TD_ID_MAX], hash[65];
+    const char *secret;
     *st_out = TD_ST_NOT_FOUND;
-    if (!code || !*code) return td_fail(e, TD_E_NOT_FOUND, "this consent link is not valid");
-    td_api_key_hash(code, hash);
-    td_st st = svc->store->ops->request_by_consent(c, hash, out);
+    if (!consent_code_split(code, id, &secret)) return td_fail(e, TD_E_NOT_FOUND, "this consent link is not valid");
+    td_api_key_hash(secret, hash);
+    td_st st = svc->store->ops->request_get(c, id, out);
+    if (st == TD_ST_OK && (!out->consent_hash[0] || td_ct_equal(hash, out->consent_hash) != 0)) {
+        td_request_rec_free(out);
+        st = TD_ST_NOT_FOUND;
+    }
     *st_out = st;
     if (st == TD_ST_NOT_FOUND) return td_fail(e, TD_E_NOT_FOUND, "this consent link is not valid");
     if (st != TD_ST_OK) return td_fail(e, TD_E_UNAVAILABLE, "the store is unavailable");

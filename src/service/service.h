@@ -50,6 +50,11 @@ struct td_write {
     void (*dispose)(td_write *w); /* frees what the command holds, not w itself */
 };
 
+/* At start: 0 if this node's master key is the one the store's secrets are
+ * sealed with (the first node to serve a store records a check of it), else
+ * -1 with the reason in err (service/master_key.c). */
+int td_svc_check_master_key(td_svc *svc, char *err, size_t cap);
+
 /* Queues w. If the store refuses (shutting down), completes it with 503. */
 void td_svc_submit(td_svc *svc, td_write *w);
 /* Hex SHA-256 of the parts, for idempotency request hashes. */
@@ -133,12 +138,18 @@ typedef struct {
 } td_authorize_request;
 void td_svc_authorize_request(td_svc *svc, td_authorize_request *cmd);
 
+/* A consent code is "<requestId>.<secret>" (docs/api.md): the request is read
+ * by its id, then the secret's hash compared. Codes up to this long (NUL
+ * included) are looked at; a longer one is not a code tokend made. */
+#define TD_CONSENT_SEP '.'
+#define TD_CONSENT_CODE_MAX (TD_ID_MAX + 64)
+
 /* The request behind a consent code, if the code is still usable. */
 td_err td_svc_consent_lookup(td_svc *svc, const char *code, td_request_rec *out, td_error *e);
 
 typedef struct {
     td_write w;
-    char code[128];
+    char code[TD_CONSENT_CODE_MAX];
     bool approve;
     char accounts[8][TD_ID_MAX]; /* approved accounts for access requests */
     int naccounts;

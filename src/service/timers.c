@@ -87,7 +87,7 @@ static bool commit(td_svc *svc, timer_job *j, td_st (*run)(td_conn *, td_write *
  * (cancelled, or fired by someone else): then there is nothing to do. */
 static td_st claim(td_conn *c, timer_job *j, bool *mine)
 {
-    td_st st = OPS(j->w.svc)->timer_finish(c, j->t.id, "FIRED");
+    td_st st = OPS(j->w.svc)->timer_finish(c, j->t.issuer_id, j->t.id, "FIRED");
     *mine = st == TD_ST_OK;
     return st == TD_ST_CONFLICT || st == TD_ST_NOT_FOUND ? TD_ST_OK : st;
 }
@@ -98,7 +98,7 @@ static td_st claim(td_conn *c, timer_job *j, bool *mine)
 static td_st card_then_claim(td_conn *c, timer_job *j, td_dcard_rec *dc, bool *found)
 {
     bool mine = false;
-    td_st st = OPS(j->w.svc)->dcard_get(c, j->t.digital_card_id, dc);
+    td_st st = OPS(j->w.svc)->dcard_get(c, j->t.issuer_id, j->t.digital_card_id, dc);
     *found = st == TD_ST_OK;
     if (st == TD_ST_OK || st == TD_ST_NOT_FOUND) st = claim(c, j, &mine);
     j->fired = st == TD_ST_OK && mine;
@@ -182,7 +182,7 @@ static td_st run_expire(td_conn *c, td_write *w)
 static td_st run_lease(td_conn *c, td_write *w)
 {
     timer_job *j = (timer_job *)w;
-    td_st st = OPS(w->svc)->timer_lease(c, j->t.id, j->t.due_ms, j->now + TSP_RETRY_MS);
+    td_st st = OPS(w->svc)->timer_lease(c, j->t.issuer_id, j->t.id, j->t.due_ms, j->now + TSP_RETRY_MS);
     j->fired = st == TD_ST_OK; /* ours to go on with */
     return st == TD_ST_NOT_FOUND || st == TD_ST_CONFLICT ? TD_ST_OK : st;
 }
@@ -190,7 +190,7 @@ static td_st run_lease(td_conn *c, td_write *w)
 static td_st run_reschedule(td_conn *c, td_write *w)
 {
     timer_job *j = (timer_job *)w;
-    td_st st = OPS(w->svc)->timer_reschedule(c, j->t.id, j->now + TSP_RETRY_MS);
+    td_st st = OPS(w->svc)->timer_reschedule(c, j->t.issuer_id, j->t.id, j->now + TSP_RETRY_MS);
     return st == TD_ST_NOT_FOUND || st == TD_ST_CONFLICT ? TD_ST_OK : st;
 }
 
@@ -220,7 +220,7 @@ static bool fire_expiry(td_svc *svc, timer_job *j)
     j->fired = false;
     td_conn *rd = svc->store->reader(svc->store);
     td_dcard_rec dc = {0};
-    td_st st = rd ? OPS(svc)->dcard_get(rd, j->t.digital_card_id, &dc) : TD_ST_ERROR;
+    td_st st = rd ? OPS(svc)->dcard_get(rd, j->t.issuer_id, j->t.digital_card_id, &dc) : TD_ST_ERROR;
     if (st == TD_ST_NOT_FOUND || (st == TD_ST_OK && dc.d.state != TD_DC_PENDING_IDV)) {
         td_dcard_rec_free(&dc);
         return commit(svc, j, run_finish_only);

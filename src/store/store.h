@@ -294,7 +294,6 @@ typedef struct td_store_ops {
 
     td_st (*request_insert)(td_conn *c, const td_request_rec *r);
     td_st (*request_get)(td_conn *c, const char *id, td_request_rec *out);
-    td_st (*request_by_consent)(td_conn *c, const char *consent_hash, td_request_rec *out);
     td_st (*request_update)(td_conn *c, const td_request_rec *r); /* state, token, signature, consent */
 
     td_st (*token_insert)(td_conn *c, const td_token_rec *t);
@@ -321,11 +320,17 @@ typedef struct td_store_ops {
     /* state, seq, updated_ms; only when the stored seq equals expect_seq, else CONFLICT */
     td_st (*card_update)(td_conn *c, const td_card_rec *r, int64_t expect_seq);
 
-    /* digital cards: CONFLICT on a duplicate id or (issuer, correlation id) */
+    /* Issuer-owned rows (digital cards, their events, operations, outbox rows,
+     * timers) are found by issuer and id together: another issuer's row is not
+     * there (NOT_FOUND, or nothing changed), and on a store distributed by
+     * issuer (docs/scaling.md) each such query reads one shard. */
+
+    /* digital cards: CONFLICT on a duplicate id (PostgreSQL: within the issuer) or (issuer, correlation id) */
     td_st (*dcard_insert)(td_conn *c, const td_dcard_rec *r);
-    td_st (*dcard_get)(td_conn *c, const char *id, td_dcard_rec *out); /* any issuer: callers check */
+    td_st (*dcard_get)(td_conn *c, const char *issuer_id, const char *id, td_dcard_rec *out);
     td_st (*dcard_by_correlation)(td_conn *c, const char *issuer_id, const char *correlation_id, td_dcard_rec *out);
-    /* the mutable fields (d.*, stepup_deadline_ms, updated_ms); only when the stored seq equals expect_seq */
+    /* the mutable fields (d.*, stepup_deadline_ms, updated_ms) of r's (issuer_id, id); only when the
+     * stored seq equals expect_seq, CONFLICT otherwise (or when there is no such row) */
     td_st (*dcard_update)(td_conn *c, const td_dcard_rec *r, int64_t expect_seq);
     /* a card's digital cards, oldest first (issuer_id + card_id) */
     td_st (*dcard_list_by_card)(td_conn *c, const char *issuer_id, const char *card_id,
@@ -350,10 +355,11 @@ typedef struct td_store_ops {
 
     td_st (*outbox_insert)(td_conn *c, td_outbox_rec *o); /* sets o->id */
     /* PENDING USER rows of these messages (comma-separated, e.g. "OTP,REMINDER") for a digital card → CANCELLED */
-    td_st (*outbox_cancel)(td_conn *c, const char *digital_card_id, const char *messages, int *n_cancelled);
+    td_st (*outbox_cancel)(td_conn *c, const char *issuer_id, const char *digital_card_id, const char *messages,
+                           int *n_cancelled);
     /* times of a digital card's OTP deliveries created at or after since_ms (any state), at most cap */
-    td_st (*outbox_otp_times)(td_conn *c, const char *digital_card_id, int64_t since_ms, int64_t *out, size_t cap,
-                              size_t *n);
+    td_st (*outbox_otp_times)(td_conn *c, const char *issuer_id, const char *digital_card_id, int64_t since_ms,
+                              int64_t *out, size_t cap, size_t *n);
     /* an issuer's rows, in id order, after after_id; state NULL = any */
     td_st (*outbox_list)(td_conn *c, const char *issuer_id, const char *state, int64_t after_id, int limit,
                          void (*fn)(const td_outbox_rec *, void *), void *arg);
@@ -372,9 +378,14 @@ typedef struct td_store_ops {
      * back-off comes due. 0 when none waits. */
     td_st (*outbox_next_due)(td_conn *c, int64_t now_ms, int64_t *next_due_ms);
     /* The outcome of one attempt: state DELIVERED or DEAD (done_ms = now), or
-     * PENDING again with due_ms = retry_at (attempts+1, last status/error). */
-    td_st (*outbox_attempt)(td_conn *c, int64_t id, const char *state, int http_status, const char *error,
-                            int64_t now_ms, int64_t retry_at_ms);
+     * PENDING again with due_ms = retry_at (attempts+1, last status/error).
+     * Fenced by the claim that produced it: recorded only while the row's
+     * lease_until_ms is still that claim's (lease_until_ms as claimed). Once
+     * the lease ran out and another runner (another node) claimed the row, or
+     * it was closed or replayed meanwhile, a late outcome changes nothing:
+     * NOT_FOUND. */
+    td_st (*outbox_attempt)(td_conn *c, const char *issuer_id, int64_t id, int64_t lease_until_ms, const char *state,
+                            int http_status, const char *error, int64_t now_ms, int64_t retry_at_ms);
     /* DEAD → PENDING (due now, attempts kept) for one row (id > 0) or every
      * dead row of the issuer (id 0); *n = rows replayed. */
     td_st (*outbox_replay)(td_conn *c, const char *issuer_id, int64_t id, int64_t now_ms, int *n);
@@ -387,21 +398,30 @@ typedef struct td_store_ops {
     td_st (*timer_insert)(td_conn *c, td_timer_rec *t); /* sets t->id */
     /* PENDING timers due at or before now_ms, earliest first, at most limit */
     td_st (*timer_due)(td_conn *c, int64_t now_ms, int limit, void (*fn)(const td_timer_rec *, void *), void *arg);
-    td_st (*timer_get)(td_conn *c, int64_t id, td_timer_rec *out);
+    td_st (*timer_get)(td_conn *c, const char *issuer_id, int64_t id, td_timer_rec *out);
     /* PENDING → state (FIRED or CANCELLED); CONFLICT if it was no longer PENDING */
-    td_st (*timer_finish)(td_conn *c, int64_t id, const char *state);
+    td_st (*timer_finish)(td_conn *c, const char *issuer_id, int64_t id, const char *state);
     /* all PENDING timers of a digital card → CANCELLED */
-    td_st (*timer_cancel_dcard)(td_conn *c, const char *digital_card_id, int *n_cancelled);
+    td_st (*timer_cancel_dcard)(td_conn *c, const char *issuer_id, const char *digital_card_id, int *n_cancelled);
     /* moves a PENDING timer's due time (a retry after the TSP failed) */
-    td_st (*timer_reschedule)(td_conn *c, int64_t id, int64_t due_ms);
+    td_st (*timer_reschedule)(td_conn *c, const char *issuer_id, int64_t id, int64_t due_ms);
     /* Takes a PENDING timer still due at expect_due_ms for a runner that acts
      * outside the store before finishing it (a TSP call): its due time moves
      * to until_ms, so other runners (other nodes) skip it until then, and take
      * it again if this one dies. CONFLICT when it is no longer PENDING at
      * expect_due_ms (another runner took it), NOT_FOUND if there is none. */
-    td_st (*timer_lease)(td_conn *c, int64_t id, int64_t expect_due_ms, int64_t until_ms);
+    td_st (*timer_lease)(td_conn *c, const char *issuer_id, int64_t id, int64_t expect_due_ms, int64_t until_ms);
     /* the earliest PENDING due time, NOT_FOUND if none (the runner sleeps until then) */
     td_st (*timer_next_due)(td_conn *c, int64_t *due_ms);
+
+    /* facts about the store itself, by name (store_meta): the value into
+     * value[cap], NOT_FOUND if absent, ERROR if it does not fit */
+    td_st (*meta_get)(td_conn *c, const char *name, uint8_t *value, size_t cap, size_t *len);
+    /* CONFLICT if the name is there already (two nodes starting at once) */
+    td_st (*meta_insert)(td_conn *c, const char *name, const uint8_t *value, size_t len);
+    /* one sealed member key (the oldest), NOT_FOUND in a store without any:
+     * what a store made before the master key check was sealed with */
+    td_st (*sealed_sample)(td_conn *c, uint8_t *sealed, size_t cap, size_t *len);
 } td_store_ops;
 
 /* A write job: run() executes inside the writer's transaction and returns

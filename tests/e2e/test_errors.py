@@ -5,11 +5,13 @@ Idempotency-Key replays (same stored answer, byte for byte) and reuse (409)."""
 
 import base64
 import re
+import subprocess
 import threading
 import time
 
 import pytest
 
+import tdlib
 from tdlib import (Client, assert_tokenio_error, assert_unchanged, authorize, basic_auth, consent_flow, db_snapshot,
                    decide, get_token, new_member, request_body, store_request, transfer_body)
 
@@ -128,19 +130,36 @@ def test_429_with_retry_after(tokend_factory):
     assert ac.get("/tokens", params={"page.limit": "1"}).status_code == 200
 
 
-def test_500_when_signing_keys_cannot_be_unsealed(tokend_factory, tmp_path):
-    """Members' private keys are sealed with the master key. Restarted with
-    another master key, tokend cannot sign: a cancel (which signs CANCELED)
-    answers 500 in the Token.io shape, and nothing changes; reads still work.
-    With the right key again, the cancel succeeds."""
+def set_sealed_keys(db_path, member_id, hex_by_key):
+    """Writes members' sealed private keys (hex), as a damaged store would hold them."""
+    for key_id, h in hex_by_key.items():
+        blob = f"decode('{h}', 'hex')" if db_path.startswith("postgres") else f"X'{h}'"
+        stmt = f"UPDATE member_keys SET sealed_secret = {blob} WHERE member_id = '{member_id}' AND key_id = '{key_id}'"
+        if db_path.startswith("postgres"):
+            tdlib.psql(db_path, stmt)
+        else:
+            subprocess.run(["sqlite3", db_path, stmt], check=True, timeout=60)
+
+
+def test_500_when_signing_keys_cannot_be_unsealed(tokend_factory):
+    """Members' private keys are sealed with the master key. When the members'
+    sealed keys cannot be opened (damaged in the store: a node with another
+    master key does not even start, test_master_key.py), tokend cannot sign:
+    a cancel (which signs CANCELED) answers 500 in the Token.io shape, and
+    nothing changes; reads still work. With the keys intact again, the cancel
+    succeeds."""
     srv = tokend_factory.start()
     bank = new_member(srv, "bank")
     tpp = new_member(srv, "tpp")
     flow = consent_flow(tpp.client(), tpp, bank, view_page=False)
     assert srv.stop() == 0
-    wrong = tmp_path / "other-master.key"
-    wrong.write_text("ab" * 32 + "\n")
-    bad = tokend_factory.restart(srv, settings={"master-key-file": str(wrong)})
+    sealed = {m.id: {r["key_id"]: r["h"] for r in tdlib.sql(
+        srv.db_path, f"SELECT key_id, hex(sealed_secret) AS h FROM member_keys WHERE member_id = '{m.id}' "
+                     "AND length(sealed_secret) > 0")} for m in (bank, tpp)}
+    assert all(sealed.values())
+    for member_id, keys in sealed.items():
+        set_sealed_keys(srv.db_path, member_id, {k: "00" * (len(h) // 2) for k, h in keys.items()})
+    bad = tokend_factory.restart(srv)
     tc = tpp.client(server=bad)
     token = get_token(tc, flow.token_id)
     before = db_snapshot(bad.db_path)
@@ -157,7 +176,9 @@ def test_500_when_signing_keys_cannot_be_unsealed(tokend_factory, tmp_path):
     assert get_token(tc, flow.token_id) == token
     assert_unchanged(before, db_snapshot(bad.db_path))
     assert bad.stop() == 0
-    good = tokend_factory.restart(bad, settings={})
+    for member_id, keys in sealed.items():
+        set_sealed_keys(bad.db_path, member_id, keys)
+    good = tokend_factory.restart(bad)
     r = tpp.client(server=good).put(f"/tokens/{flow.token_id}/cancel")
     assert r.status_code == 200 and r.json()["result"]["status"] == "SUCCESS", r.text
 

@@ -3,6 +3,7 @@ cancel (SUCCESS, repeat, INVALID when expired, MORE_SIGNATURES_NEEDED), tenancy,
 Bearer and Basic auth, reject, one-time consent codes."""
 
 import json
+import re
 import time
 
 import requests
@@ -320,6 +321,42 @@ def test_unknown_consent_code(tokend):
         r = requests.post(f"{tokend.url}/consent/{code}", data="decision=approve&accounts=a:1", headers=FORM,
                           timeout=HTTP_TIMEOUT, allow_redirects=False)
         assert r.status_code == 404, (r.status_code, r.text)
+
+
+def test_consent_code_names_its_request_and_a_wrong_secret_is_unknown(tokend, bank, tpp):
+    """docs/api.md: a consent code is <requestId>.<secret>. A real request id
+    with a wrong secret answers exactly as an unknown code does (before and
+    after the link is used: nothing tells which requests exist or where they
+    stand), changes nothing, and leaves the real link working once."""
+    tc = tpp.client()
+    rid = store_request(tc, request_body(tpp.id, bank.id))
+    url = authorize(tc, rid)
+    base, code = url.rsplit("/consent/", 1)
+    named, secret = code.rsplit(".", 1)
+    assert named == rid and len(secret) == 43, code
+
+    def answers(u):
+        page = requests.get(u, timeout=HTTP_TIMEOUT)
+        post = decide(u, "approve", accounts=("a:1",))
+        # the same page but for its trace id
+        return [(r.status_code, r.headers["Content-Type"], re.sub(r"trace [^<]*", "trace", r.text),
+                 r.headers.get("Location")) for r in (page, post)]
+
+    unknown = answers(f"{base}/consent/rq:{'1' * 27}:{'1' * 6}.{secret}")
+    assert [a[0] for a in unknown] == [404, 404], unknown
+    wrong = [f"{base}/consent/{rid}.{'A' * 43}", f"{base}/consent/{rid}.{secret[:-1]}", f"{base}/consent/{rid}.",
+             f"{base}/consent/{secret}", f"{base}/consent/{rid}"]
+    before = db_snapshot(tokend.db_path)
+    for u in wrong:
+        assert answers(u) == unknown, u
+    assert_unchanged(before, db_snapshot(tokend.db_path))
+    assert tc.get(f"/token-requests/{rid}/result").json() == {"status": "PENDING"}
+
+    r = decide(url, "approve", accounts=("a:1",))
+    assert r.status_code == 303, (r.status_code, r.text)
+    assert decide(url, "approve", accounts=("a:1",)).status_code == 410
+    # used: the real link says so (410), a wrong secret still knows nothing
+    assert answers(wrong[0]) == unknown
 
 
 def test_replaced_consent_code_answers_404(tokend, bank, tpp):

@@ -347,8 +347,11 @@ def test_api_key_sources(server, parties):
 
 def test_public_keys(server, parties, tmp_path):
     tpp, key = parties["tpp"], parties["tpp_key"]
-    raw = os.urandom(32)
-    b64url = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    # A word beginning "--" is an option (docs/tokenctl.md: `--` ends the
+    # options for such a key); this test's keys begin otherwise.
+    b64url = "--"
+    while b64url.startswith("--"):
+        b64url = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
     kid = server.quiet("--api-key", key, "keys", "add", tpp, b64url, "--level", "LOW")
     got = server.ok_json("--api-key", key, "keys", "get", tpp, kid)["key"][0]
     assert got["publicKey"] == b64url and got["level"] == "LOW"
@@ -357,7 +360,7 @@ def test_public_keys(server, parties, tmp_path):
     assert server.error_json("--api-key", key, "keys", "delete", tpp, kid)["errorCode"] == "NOT_FOUND"
     # Key ids and keys are base64url: one may begin with '-' and is still an argument, not an option.
     assert server.error_json("--api-key", key, "keys", "get", tpp, "-ETP340ZJ9MVpOWG")["errorCode"] == "NOT_FOUND"
-    dashed = "-" + b64url[1:]
+    dashed = "-x" + b64url[2:]  # one dash, then no second one
     assert server.ok_json("--api-key", key, "keys", "add", tpp, dashed, "--level", "LOW")["keyId"]
 
     # A PEM, read from a file with @FILE.
@@ -379,8 +382,8 @@ def test_transfer_rejected(server, parties):
     body = server.ok_json("--api-key", parties["tpp_key"], "request", "get", rid)["tokenRequest"]["requestPayload"]
     assert body["transferBody"]["lifetimeAmount"] == "10.50" and body["transferBody"]["currency"] == "EUR"
     link = server.quiet("--api-key", parties["tpp_key"], "request", "authorize", rid)
-    # The code alone is taken relative to --url; "--" ends the options, since a
-    # code (base64url) may begin with '-'.
+    # The code alone (<requestId>.<secret>) is taken relative to --url; "--"
+    # ends the options, as anywhere.
     code = link.rsplit("/", 1)[1]
     decided = server.ok_json("consent", "reject", "--", code)
     assert decided == {"location": "https://tpp.example/pay?order=7&error=access_denied", "error": "access_denied"}

@@ -371,7 +371,7 @@ static int64_t user_rows(fixture *f, const char *dc, const char *message, const 
 static td_dcard_rec get_dcard(fixture *f, const char *id)
 {
     td_dcard_rec r;
-    assert_int_equal(f->s->ops->dcard_get(rd(f), id, &r), TD_ST_OK);
+    assert_int_equal(f->s->ops->dcard_get(rd(f), ISSUER, id, &r), TD_ST_OK);
     return r;
 }
 
@@ -1151,7 +1151,7 @@ static td_st run_command(td_conn *c, td_write *w)
 {
     cmd_job *j = (cmd_job *)w;
     td_dcard_rec dc;
-    td_st st = w->svc->store->ops->dcard_get(c, j->dc, &dc);
+    td_st st = w->svc->store->ops->dcard_get(c, ISSUER, j->dc, &dc);
     if (st != TD_ST_OK) return st;
     int64_t now = td_now_ms();
     td_dcard_input in = {.type = j->type,

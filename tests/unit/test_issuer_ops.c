@@ -872,7 +872,7 @@ static td_st run_move(td_conn *c, void *arg)
 {
     move_arg *m = arg;
     td_dcard_rec dc;
-    td_st st = OPS->dcard_get(c, m->id, &dc);
+    td_st st = OPS->dcard_get(c, ISSUER, m->id, &dc);
     if (st != TD_ST_OK) return st;
     int64_t expect = dc.d.seq;
     dc.d.state = m->state;

@@ -88,13 +88,13 @@ static td_st run_outbox(td_conn *c, void *a)
     return OPS->outbox_insert(c, a);
 }
 typedef struct {
-    const char *dcard, *messages;
+    const char *issuer, *dcard, *messages;
     int n;
 } cancel_arg;
 static td_st run_outbox_cancel(td_conn *c, void *a)
 {
     cancel_arg *x = a;
-    return OPS->outbox_cancel(c, x->dcard, x->messages, &x->n);
+    return OPS->outbox_cancel(c, x->issuer, x->dcard, x->messages, &x->n);
 }
 
 static td_st run_timer(td_conn *c, void *a)
@@ -102,24 +102,30 @@ static td_st run_timer(td_conn *c, void *a)
     return OPS->timer_insert(c, a);
 }
 typedef struct {
+    const char *issuer;
     int64_t id;
     const char *state;
-    int64_t due_ms;
+    int64_t due_ms, until_ms; /* until_ms: timer_lease's */
 } timer_arg;
 static td_st run_timer_finish(td_conn *c, void *a)
 {
     timer_arg *t = a;
-    return OPS->timer_finish(c, t->id, t->state);
+    return OPS->timer_finish(c, t->issuer, t->id, t->state);
 }
 static td_st run_timer_reschedule(td_conn *c, void *a)
 {
     timer_arg *t = a;
-    return OPS->timer_reschedule(c, t->id, t->due_ms);
+    return OPS->timer_reschedule(c, t->issuer, t->id, t->due_ms);
+}
+static td_st run_timer_lease(td_conn *c, void *a)
+{
+    timer_arg *t = a;
+    return OPS->timer_lease(c, t->issuer, t->id, t->due_ms, t->until_ms);
 }
 static td_st run_timer_cancel_dcard(td_conn *c, void *a)
 {
     cancel_arg *x = a;
-    return OPS->timer_cancel_dcard(c, x->dcard, &x->n);
+    return OPS->timer_cancel_dcard(c, x->issuer, x->dcard, &x->n);
 }
 
 static void put_issuer(td_store *s, const char *id)
@@ -301,7 +307,7 @@ static void test_dcards_round_trip(void **state)
 
     td_dcard_rec got;
     memset(&got, 0xaa, sizeof got);
-    assert_int_equal(OPS->dcard_get(rd(s), "dc-1", &got), TD_ST_OK);
+    assert_int_equal(OPS->dcard_get(rd(s), "iss1", "dc-1", &got), TD_ST_OK);
     assert_string_equal(got.id, "dc-1");
     assert_string_equal(got.issuer_id, "iss1");
     assert_string_equal(got.card_id, "card-1");
@@ -335,13 +341,13 @@ static void test_dcards_round_trip(void **state)
     assert_string_equal(got.id, "dc-1");
     td_dcard_rec_free(&got);
     assert_int_equal(OPS->dcard_by_correlation(rd(s), "iss2", "corr-1", &got), TD_ST_NOT_FOUND);
-    assert_int_equal(OPS->dcard_get(rd(s), "dc-none", &got), TD_ST_NOT_FOUND);
+    assert_int_equal(OPS->dcard_get(rd(s), "iss1", "dc-none", &got), TD_ST_NOT_FOUND);
 
     /* NULL JSON is stored as the defaults; an empty suspenders set and a RED record without a card */
     td_dcard_rec red = make_dcard("dc-red", "iss1", "", "corr-red", TD_DC_DECLINED, 6000);
     red.verdict = TD_VERDICT_RED;
     assert_int_equal(s->run_sync(s, run_dcard, &red), TD_ST_OK);
-    assert_int_equal(OPS->dcard_get(rd(s), "dc-red", &got), TD_ST_OK);
+    assert_int_equal(OPS->dcard_get(rd(s), "iss1", "dc-red", &got), TD_ST_OK);
     assert_string_equal(got.device_json, "{}");
     assert_string_equal(got.idv_json, "[]");
     assert_string_equal(got.answer_json, "");
@@ -397,14 +403,14 @@ static void test_dcard_update(void **state)
     dcard_update_arg u = {&upd, 9}; /* stale */
     assert_int_equal(s->run_sync(s, run_dcard_update, &u), TD_ST_CONFLICT);
     td_dcard_rec got;
-    assert_int_equal(OPS->dcard_get(rd(s), "dc-u", &got), TD_ST_OK);
+    assert_int_equal(OPS->dcard_get(rd(s), "iss1", "dc-u", &got), TD_ST_OK);
     assert_int_equal(got.d.state, TD_DC_PENDING_IDV);
     assert_true(got.d.seq == 1);
     td_dcard_rec_free(&got);
 
     u.expect_seq = 1;
     assert_int_equal(s->run_sync(s, run_dcard_update, &u), TD_ST_OK);
-    assert_int_equal(OPS->dcard_get(rd(s), "dc-u", &got), TD_ST_OK);
+    assert_int_equal(OPS->dcard_get(rd(s), "iss1", "dc-u", &got), TD_ST_OK);
     assert_int_equal(got.d.state, TD_DC_SUSPENDED);
     assert_int_equal(got.d.suspended_by, TD_PARTY_TSP | TD_PARTY_MOBILE_PIN_LOCKED);
     assert_true(got.d.last_event_ms == 150);
@@ -444,7 +450,7 @@ static void collect_dcard(const td_dcard_rec *r, void *arg)
     if (l->reenter) {
         /* a verb on the same connection, even the same list, from inside fn */
         td_dcard_rec again;
-        if (OPS->dcard_get(l->reenter, r->id, &again) == TD_ST_OK) {
+        if (OPS->dcard_get(l->reenter, r->issuer_id, r->id, &again) == TD_ST_OK) {
             if (strcmp(again.id, r->id) == 0) l->reentered_ok++;
             td_dcard_rec_free(&again);
         }
@@ -797,22 +803,22 @@ static void test_outbox(void **state)
     /* otp times: the card's USER OTP rows, created at or after since, at most cap */
     int64_t times[8];
     size_t n = 99;
-    assert_int_equal(OPS->outbox_otp_times(rd(s), "dc-1", 0, times, 8, &n), TD_ST_OK);
+    assert_int_equal(OPS->outbox_otp_times(rd(s), "iss1", "dc-1", 0, times, 8, &n), TD_ST_OK);
     assert_int_equal(n, 2);
     assert_true(times[0] == 200 && times[1] == 600);
-    assert_int_equal(OPS->outbox_otp_times(rd(s), "dc-1", 201, times, 8, &n), TD_ST_OK);
+    assert_int_equal(OPS->outbox_otp_times(rd(s), "iss1", "dc-1", 201, times, 8, &n), TD_ST_OK);
     assert_int_equal(n, 1);
     assert_true(times[0] == 600);
-    assert_int_equal(OPS->outbox_otp_times(rd(s), "dc-1", 0, times, 1, &n), TD_ST_OK);
+    assert_int_equal(OPS->outbox_otp_times(rd(s), "iss1", "dc-1", 0, times, 1, &n), TD_ST_OK);
     assert_int_equal(n, 1);
     assert_true(times[0] == 200);
-    assert_int_equal(OPS->outbox_otp_times(rd(s), "dc-1", 0, NULL, 0, &n), TD_ST_OK);
+    assert_int_equal(OPS->outbox_otp_times(rd(s), "iss1", "dc-1", 0, NULL, 0, &n), TD_ST_OK);
     assert_int_equal(n, 0);
-    assert_int_equal(OPS->outbox_otp_times(rd(s), "dc-none", 0, times, 8, &n), TD_ST_OK);
+    assert_int_equal(OPS->outbox_otp_times(rd(s), "iss1", "dc-none", 0, times, 8, &n), TD_ST_OK);
     assert_int_equal(n, 0);
 
     /* cancel: only dc-1's PENDING USER rows of the named messages */
-    cancel_arg ca = {"dc-1", "OTP,REMINDER", -1};
+    cancel_arg ca = {"iss1", "dc-1", "OTP,REMINDER", -1};
     assert_int_equal(s->run_sync(s, run_outbox_cancel, &ca), TD_ST_OK);
     assert_int_equal(ca.n, 3); /* m[0], m[1], m[5]; not the ISSUER row, not ACTIVATION, not dc-2 */
     l.n = 0;
@@ -824,17 +830,17 @@ static void test_outbox(void **state)
     assert_int_equal(l.n, 4);
     assert_true(l.rows[0].id == n1.id && l.rows[1].id == m[2].id && l.rows[2].id == m[3].id && l.rows[3].id == m[4].id);
     /* cancelled rows still count as OTP deliveries (any state) */
-    assert_int_equal(OPS->outbox_otp_times(rd(s), "dc-1", 0, times, 8, &n), TD_ST_OK);
+    assert_int_equal(OPS->outbox_otp_times(rd(s), "iss1", "dc-1", 0, times, 8, &n), TD_ST_OK);
     assert_int_equal(n, 2);
     /* again: nothing left to cancel */
     ca.n = -1;
     assert_int_equal(s->run_sync(s, run_outbox_cancel, &ca), TD_ST_OK);
     assert_int_equal(ca.n, 0);
     /* a name is matched whole: "ACTIV" is not ACTIVATION, and no message is "" */
-    cancel_arg partial = {"dc-1", "ACTIV,,OTP", -1};
+    cancel_arg partial = {"iss1", "dc-1", "ACTIV,,OTP", -1};
     assert_int_equal(s->run_sync(s, run_outbox_cancel, &partial), TD_ST_OK);
     assert_int_equal(partial.n, 0);
-    cancel_arg one = {"dc-1", "ACTIVATION", -1};
+    cancel_arg one = {"iss1", "dc-1", "ACTIVATION", -1};
     assert_int_equal(s->run_sync(s, run_outbox_cancel, &one), TD_ST_OK);
     assert_int_equal(one.n, 1);
     /* the other issuer's rows */
@@ -869,7 +875,7 @@ static void collect_timer(const td_timer_rec *t, void *arg)
 {
     timer_rows *l = arg;
     if (l->n < 16) l->rows[l->n++] = *t;
-    if (l->finish_on && OPS->timer_finish(l->finish_on, t->id, "FIRED") == TD_ST_OK) l->finished++;
+    if (l->finish_on && OPS->timer_finish(l->finish_on, t->issuer_id, t->id, "FIRED") == TD_ST_OK) l->finished++;
 }
 
 static td_st run_fire_due(td_conn *c, void *a)
@@ -899,7 +905,7 @@ static void test_timers(void **state)
     }
     td_timer_rec got;
     memset(&got, 0xaa, sizeof got);
-    assert_int_equal(OPS->timer_get(rd(s), t[0].id, &got), TD_ST_OK);
+    assert_int_equal(OPS->timer_get(rd(s), "iss1", t[0].id, &got), TD_ST_OK);
     assert_true(got.id == t[0].id);
     assert_string_equal(got.issuer_id, "iss1");
     assert_string_equal(got.digital_card_id, "dc-1");
@@ -907,7 +913,7 @@ static void test_timers(void **state)
     assert_int_equal(got.n, 2);
     assert_true(got.due_ms == 3000);
     assert_string_equal(got.state, "PENDING");
-    assert_int_equal(OPS->timer_get(rd(s), 999999, &got), TD_ST_NOT_FOUND);
+    assert_int_equal(OPS->timer_get(rd(s), "iss1", 999999, &got), TD_ST_NOT_FOUND);
     assert_int_equal(OPS->timer_next_due(rd(s), &due), TD_ST_OK);
     assert_true(due == 1000);
 
@@ -925,26 +931,26 @@ static void test_timers(void **state)
     assert_int_equal(l.n, 0);
 
     /* finish once; the second finish is a CONFLICT; unknown ids NOT_FOUND; a bad state is a bug */
-    timer_arg fa = {.id = t[1].id, .state = "FIRED"};
+    timer_arg fa = {.issuer = "iss1", .id = t[1].id, .state = "FIRED"};
     assert_int_equal(s->run_sync(s, run_timer_finish, &fa), TD_ST_OK);
     assert_int_equal(s->run_sync(s, run_timer_finish, &fa), TD_ST_CONFLICT);
     fa.state = "CANCELLED";
     assert_int_equal(s->run_sync(s, run_timer_finish, &fa), TD_ST_CONFLICT);
-    timer_arg none = {.id = 999999, .state = "FIRED"};
+    timer_arg none = {.issuer = "iss1", .id = 999999, .state = "FIRED"};
     assert_int_equal(s->run_sync(s, run_timer_finish, &none), TD_ST_NOT_FOUND);
-    timer_arg bad = {.id = t[0].id, .state = "PENDING"};
+    timer_arg bad = {.issuer = "iss1", .id = t[0].id, .state = "PENDING"};
     assert_int_equal(s->run_sync(s, run_timer_finish, &bad), TD_ST_INTERNAL);
-    assert_int_equal(OPS->timer_get(rd(s), t[1].id, &got), TD_ST_OK);
+    assert_int_equal(OPS->timer_get(rd(s), "iss1", t[1].id, &got), TD_ST_OK);
     assert_string_equal(got.state, "FIRED");
-    assert_int_equal(OPS->timer_get(rd(s), t[0].id, &got), TD_ST_OK);
+    assert_int_equal(OPS->timer_get(rd(s), "iss1", t[0].id, &got), TD_ST_OK);
     assert_string_equal(got.state, "PENDING");
     assert_int_equal(OPS->timer_next_due(rd(s), &due), TD_ST_OK);
     assert_true(due == 2000);
 
     /* reschedule a PENDING timer; a finished one is a CONFLICT */
-    timer_arg ra = {.id = t[3].id, .due_ms = 6000};
+    timer_arg ra = {.issuer = "iss1", .id = t[3].id, .due_ms = 6000};
     assert_int_equal(s->run_sync(s, run_timer_reschedule, &ra), TD_ST_OK);
-    assert_int_equal(OPS->timer_get(rd(s), t[3].id, &got), TD_ST_OK);
+    assert_int_equal(OPS->timer_get(rd(s), "iss1", t[3].id, &got), TD_ST_OK);
     assert_true(got.due_ms == 6000);
     ra.id = t[1].id;
     assert_int_equal(s->run_sync(s, run_timer_reschedule, &ra), TD_ST_CONFLICT);
@@ -957,12 +963,12 @@ static void test_timers(void **state)
                 l.rows[3].id == t[3].id);
 
     /* cancel a card's PENDING timers (the FIRED one stays FIRED) */
-    cancel_arg cd = {.dcard = "dc-1", .n = -1};
+    cancel_arg cd = {.issuer = "iss1", .dcard = "dc-1", .n = -1};
     assert_int_equal(s->run_sync(s, run_timer_cancel_dcard, &cd), TD_ST_OK);
     assert_int_equal(cd.n, 2);
-    assert_int_equal(OPS->timer_get(rd(s), t[1].id, &got), TD_ST_OK);
+    assert_int_equal(OPS->timer_get(rd(s), "iss1", t[1].id, &got), TD_ST_OK);
     assert_string_equal(got.state, "FIRED");
-    assert_int_equal(OPS->timer_get(rd(s), t[2].id, &got), TD_ST_OK);
+    assert_int_equal(OPS->timer_get(rd(s), "iss1", t[2].id, &got), TD_ST_OK);
     assert_string_equal(got.state, "CANCELLED");
     assert_int_equal(s->run_sync(s, run_timer_cancel_dcard, &cd), TD_ST_OK);
     assert_int_equal(cd.n, 0);
@@ -981,6 +987,85 @@ static void test_timers(void **state)
     assert_int_equal(l.n, 0);
 }
 
+/* ---- tenancy: rows are found by issuer and id together ---- */
+
+typedef struct {
+    const char *issuer;
+    int64_t id;
+} attempt_arg;
+static td_st run_outbox_delivered(td_conn *c, void *a)
+{
+    attempt_arg *x = a;
+    return OPS->outbox_attempt(c, x->issuer, x->id, 0, "DELIVERED", 200, NULL, 5000, 0); /* never claimed: lease 0 */
+}
+
+/* Every verb that takes an id takes its issuer too: given another issuer, it
+ * finds nothing and changes nothing, as if the id did not exist (the rule the
+ * services rely on for "another issuer's card is NOT_FOUND"). */
+static void test_other_issuer_finds_nothing(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    td_dcard_rec dc = make_dcard("dc-1", "iss1", "card-1", "corr-1", TD_DC_PENDING_IDV, 100);
+    assert_int_equal(s->run_sync(s, run_dcard, &dc), TD_ST_OK);
+    td_outbox_rec otp = make_outbox("iss1", "USER", "dc-1", "OTP", 200);
+    assert_int_equal(s->run_sync(s, run_outbox, &otp), TD_ST_OK);
+    td_timer_rec t = make_timer("dc-1", "STEPUP_EXPIRE", 0, 3000);
+    assert_int_equal(s->run_sync(s, run_timer, &t), TD_ST_OK);
+
+    td_dcard_rec got;
+    assert_int_equal(OPS->dcard_get(rd(s), "iss2", "dc-1", &got), TD_ST_NOT_FOUND);
+    td_dcard_rec moved = dc;
+    td_strlcpy(moved.issuer_id, "iss2", sizeof moved.issuer_id);
+    moved.d.state = TD_DC_ACTIVE;
+    moved.d.seq = 2;
+    dcard_update_arg u = {&moved, 1};
+    assert_int_equal(s->run_sync(s, run_dcard_update, &u), TD_ST_CONFLICT);
+    int64_t times[4];
+    size_t n = 9;
+    assert_int_equal(OPS->outbox_otp_times(rd(s), "iss2", "dc-1", 0, times, 4, &n), TD_ST_OK);
+    assert_int_equal(n, 0);
+    cancel_arg ca = {"iss2", "dc-1", "OTP", -1};
+    assert_int_equal(s->run_sync(s, run_outbox_cancel, &ca), TD_ST_OK);
+    assert_int_equal(ca.n, 0);
+    attempt_arg aa = {"iss2", otp.id};
+    assert_int_equal(s->run_sync(s, run_outbox_delivered, &aa), TD_ST_NOT_FOUND);
+    td_timer_rec gt;
+    assert_int_equal(OPS->timer_get(rd(s), "iss2", t.id, &gt), TD_ST_NOT_FOUND);
+    timer_arg ta = {.issuer = "iss2", .id = t.id, .state = "FIRED", .due_ms = 3000, .until_ms = 8000};
+    assert_int_equal(s->run_sync(s, run_timer_finish, &ta), TD_ST_NOT_FOUND);
+    assert_int_equal(s->run_sync(s, run_timer_reschedule, &ta), TD_ST_NOT_FOUND);
+    assert_int_equal(s->run_sync(s, run_timer_lease, &ta), TD_ST_NOT_FOUND);
+    cancel_arg cd = {.issuer = "iss2", .dcard = "dc-1", .n = -1};
+    assert_int_equal(s->run_sync(s, run_timer_cancel_dcard, &cd), TD_ST_OK);
+    assert_int_equal(cd.n, 0);
+
+    /* nothing moved: the owner still finds every row as it was */
+    assert_int_equal(OPS->dcard_get(rd(s), "iss1", "dc-1", &got), TD_ST_OK);
+    assert_int_equal(got.d.state, TD_DC_PENDING_IDV);
+    assert_true(got.d.seq == 1);
+    td_dcard_rec_free(&got);
+    assert_int_equal(OPS->outbox_otp_times(rd(s), "iss1", "dc-1", 0, times, 4, &n), TD_ST_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(count_rows(f->loc, "SELECT count(*) FROM outbox WHERE state = 'PENDING' AND attempts = 0"), 1);
+    assert_int_equal(OPS->timer_get(rd(s), "iss1", t.id, &gt), TD_ST_OK);
+    assert_string_equal(gt.state, "PENDING");
+    assert_true(gt.due_ms == 3000);
+
+    /* and the owner's verbs work */
+    ta.issuer = "iss1";
+    assert_int_equal(s->run_sync(s, run_timer_lease, &ta), TD_ST_OK);
+    assert_int_equal(s->run_sync(s, run_timer_lease, &ta), TD_ST_CONFLICT); /* taken: due at 8000 now */
+    assert_int_equal(OPS->timer_get(rd(s), "iss1", t.id, &gt), TD_ST_OK);
+    assert_true(gt.due_ms == 8000);
+    aa.issuer = "iss1";
+    assert_int_equal(s->run_sync(s, run_outbox_delivered, &aa), TD_ST_OK);
+    u.r = &dc;
+    dc.d.state = TD_DC_ACTIVE;
+    dc.d.seq = 2;
+    assert_int_equal(s->run_sync(s, run_dcard_update, &u), TD_ST_OK);
+}
+
 /* ---- the writer's transaction ---- */
 
 /* A job that reads and writes in one transaction, as a use case does: read
@@ -996,7 +1081,7 @@ static td_st run_use_case(td_conn *c, void *a)
 {
     use_case_arg *u = a;
     td_dcard_rec r;
-    td_st st = OPS->dcard_get(c, u->dcard, &r);
+    td_st st = OPS->dcard_get(c, "iss1", u->dcard, &r);
     if (st != TD_ST_OK) return st;
     int attempts;
     u->seen_counts = OPS->dcard_counts(c, r.issuer_id, r.card_id, 0, &u->live, &attempts);
@@ -1040,7 +1125,7 @@ static void test_writer_transaction(void **state)
     assert_int_equal(fail.seen_answer, TD_ST_OK); /* its own event, inside the transaction */
     /* rolled back: nothing of it remains */
     td_dcard_rec got;
-    assert_int_equal(OPS->dcard_get(rd(s), "dc-j", &got), TD_ST_OK);
+    assert_int_equal(OPS->dcard_get(rd(s), "iss1", "dc-j", &got), TD_ST_OK);
     assert_int_equal(got.d.state, TD_DC_ACTIVE);
     assert_true(got.d.seq == 1);
     td_dcard_rec_free(&got);
@@ -1051,7 +1136,7 @@ static void test_writer_transaction(void **state)
 
     use_case_arg ok = {.dcard = "dc-j"};
     assert_int_equal(s->run_sync(s, run_use_case, &ok), TD_ST_OK);
-    assert_int_equal(OPS->dcard_get(rd(s), "dc-j", &got), TD_ST_OK);
+    assert_int_equal(OPS->dcard_get(rd(s), "iss1", "dc-j", &got), TD_ST_OK);
     assert_int_equal(got.d.state, TD_DC_SUSPENDED);
     assert_int_equal(got.d.suspended_by, TD_PARTY_ISSUER);
     assert_true(got.d.seq == 2);
@@ -1101,17 +1186,17 @@ static void test_fault_unreachable(void **state)
     assert_int_equal(OPS->issuer_policy_get(c, "iss1", &json), TD_ST_ERROR);
     assert_int_equal(OPS->card_get(c, "iss1", "card-1", &card), TD_ST_ERROR);
     assert_int_equal(OPS->card_by_fp(c, "iss1", "fp", &card), TD_ST_ERROR);
-    assert_int_equal(OPS->dcard_get(c, "dc", &dc), TD_ST_ERROR);
+    assert_int_equal(OPS->dcard_get(c, "iss1", "dc", &dc), TD_ST_ERROR);
     assert_int_equal(OPS->dcard_by_correlation(c, "iss1", "corr", &dc), TD_ST_ERROR);
     assert_int_equal(OPS->dcard_list_by_card(c, "iss1", "card-1", noop_dcard, NULL), TD_ST_ERROR);
     assert_int_equal(OPS->dcard_list_by_issuer(c, "iss1", 0, 0, 0, 10, noop_dcard, NULL), TD_ST_ERROR);
     assert_int_equal(OPS->dcard_counts(c, "iss1", "card-1", 0, &a, &b), TD_ST_ERROR);
     assert_int_equal(OPS->dcard_event_answer(c, "iss1", "TSP", "ev", &json), TD_ST_ERROR);
     assert_int_equal(OPS->op_get(c, "iss1", "op", &op), TD_ST_ERROR);
-    assert_int_equal(OPS->outbox_otp_times(c, "dc", 0, times, 2, &n), TD_ST_ERROR);
+    assert_int_equal(OPS->outbox_otp_times(c, "iss1", "dc", 0, times, 2, &n), TD_ST_ERROR);
     assert_int_equal(OPS->outbox_list(c, "iss1", NULL, 0, 10, noop_outbox, NULL), TD_ST_ERROR);
     assert_int_equal(OPS->timer_due(c, 0, 10, noop_timer, NULL), TD_ST_ERROR);
-    assert_int_equal(OPS->timer_get(c, 1, &tm), TD_ST_ERROR);
+    assert_int_equal(OPS->timer_get(c, "iss1", 1, &tm), TD_ST_ERROR);
     assert_int_equal(OPS->timer_next_due(c, &due), TD_ST_ERROR);
     td_card_rec c1 = make_card("iss1", "card-1", "fp-1");
     assert_int_equal(s->run_sync(s, run_card, &c1), TD_ST_ERROR);
@@ -1169,7 +1254,7 @@ static void test_durable_across_reopen(void **state)
     assert_int_equal(OPS->card_by_fp(c, "iss1", "fp-1", &gc), TD_ST_OK);
     check_card(&gc, &card);
     td_dcard_rec gd;
-    assert_int_equal(OPS->dcard_get(c, "dc-1", &gd), TD_ST_OK);
+    assert_int_equal(OPS->dcard_get(c, "iss1", "dc-1", &gd), TD_ST_OK);
     assert_int_equal(gd.d.suspended_by, TD_PARTY_WALLET | TD_PARTY_TSP);
     assert_string_equal(gd.device_json, "{\"dev\":true}");
     assert_string_equal(gd.idv_json, "[{\"id\":\"otp-email\"}]");
@@ -1192,7 +1277,7 @@ static void test_durable_across_reopen(void **state)
     assert_int_equal(OPS->timer_next_due(c, &due), TD_ST_OK);
     assert_true(due == 777);
     td_timer_rec gt;
-    assert_int_equal(OPS->timer_get(c, tm.id, &gt), TD_ST_OK);
+    assert_int_equal(OPS->timer_get(c, "iss1", tm.id, &gt), TD_ST_OK);
     assert_string_equal(gt.kind, "STEPUP_EXPIRE");
     /* ids keep increasing after a reopen (AUTOINCREMENT) */
     td_outbox_rec ob2 = make_outbox("iss1", "USER", "dc-1", "OTP", 200);
@@ -1221,6 +1306,7 @@ int main(void)
         T(test_operations),
         T(test_outbox),
         T(test_timers),
+        T(test_other_issuer_finds_nothing),
         T(test_writer_transaction),
         T(test_fault_unreachable),
         T(test_durable_across_reopen),

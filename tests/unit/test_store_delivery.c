@@ -125,7 +125,8 @@ static int claim(td_store *s, int64_t now, claim_arg *out)
 }
 
 typedef struct {
-    int64_t id;
+    char issuer[16];
+    int64_t id, lease;
     const char *state;
     int status;
     const char *error;
@@ -135,14 +136,30 @@ typedef struct {
 static td_st run_attempt(td_conn *c, void *a)
 {
     attempt_arg *x = a;
-    return OPS->outbox_attempt(c, x->id, x->state, x->status, x->error, x->now, x->retry_at);
+    return OPS->outbox_attempt(c, x->issuer, x->id, x->lease, x->state, x->status, x->error, x->now, x->retry_at);
 }
 
-static td_st attempt(td_store *s, int64_t id, const char *state, int status, const char *error, int64_t now,
+/* An outcome recorded under the row's own issuer and current lease, as the
+ * worker records the outcome of its claim (a claimed row carries both); ""
+ * and 0 for a row that does not exist. */
+static td_st attempt(fixture *f, int64_t id, const char *state, int status, const char *error, int64_t now,
                      int64_t retry_at)
 {
-    attempt_arg a = {id, state, status, error, now, retry_at};
-    return s->run_sync(s, run_attempt, &a);
+    attempt_arg a = {.id = id, .state = state, .status = status, .error = error, .now = now, .retry_at = retry_at};
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT issuer_id FROM outbox WHERE id = %lld", (long long)id);
+    db_text(f->loc, a.issuer, sizeof a.issuer, sql);
+    snprintf(sql, sizeof sql, "SELECT coalesce(max(lease_until_ms), 0) FROM outbox WHERE id = %lld", (long long)id);
+    a.lease = db_int(f->loc, sql);
+    return f->s->run_sync(f->s, run_attempt, &a);
+}
+
+/* An outcome under a lease the caller names (a worker's claim that may have run out). */
+static td_st attempt_leased(fixture *f, int64_t id, int64_t lease, const char *state, int64_t now)
+{
+    attempt_arg a = {.id = id, .lease = lease, .state = state, .status = 200, .now = now};
+    td_strlcpy(a.issuer, "iss1", sizeof a.issuer);
+    return f->s->run_sync(f->s, run_attempt, &a);
 }
 
 typedef struct {
@@ -229,7 +246,7 @@ static void test_claim_order(void **state)
     assert_int_equal(claim(s, 1001, &c), 0);
 
     /* 1 failed: retried at 5000; meanwhile nothing of dc-A goes */
-    assert_int_equal(attempt(s, r1, "PENDING", 503, "unavailable", 1100, 5000), TD_ST_OK);
+    assert_int_equal(attempt(f, r1, "PENDING", 503, "unavailable", 1100, 5000), TD_ST_OK);
     assert_int_equal(claim(s, 2000, &c), 0);
     assert_int_equal(claim(s, 4999, &c), 0);
     /* 1 is due again: claimed again (first attempt kept), 2 still waits */
@@ -238,17 +255,17 @@ static void test_claim_order(void **state)
     assert_int_equal(c.rows[0].attempts, 1);
     assert_true(c.rows[0].first_attempt_ms == 1000 && c.rows[0].lease_until_ms == 35000);
     /* 1 delivered: 2 goes */
-    assert_int_equal(attempt(s, r1, "DELIVERED", 200, NULL, 5100, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, r1, "DELIVERED", 200, NULL, 5100, 0), TD_ST_OK);
     assert_int_equal(claim(s, 5200, &c), 1);
     assert_true(c.ids[0] == r2);
     /* 2 dead: the next row of dc-A goes; so does a new row of dc-B once 3 is done */
     int64_t r4 = add_row(s, make_row("iss1", "dc-A", "card-1", 5300));
     int64_t r5 = add_row(s, make_row("iss1", "dc-B", "card-1", 5300));
     assert_int_equal(claim(s, 5400, &c), 0);
-    assert_int_equal(attempt(s, r2, "DEAD", 400, "bad request", 5500, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, r2, "DEAD", 400, "bad request", 5500, 0), TD_ST_OK);
     assert_int_equal(claim(s, 5600, &c), 1);
     assert_true(c.ids[0] == r4);
-    assert_int_equal(attempt(s, r3, "DELIVERED", 204, NULL, 5700, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, r3, "DELIVERED", 204, NULL, 5700, 0), TD_ST_OK);
     assert_int_equal(claim(s, 5800, &c), 1);
     assert_true(c.ids[0] == r5);
     assert_int_equal(bad_heads(f->loc), 0);
@@ -286,8 +303,8 @@ static void test_order_keys(void **state)
     assert_int_equal(claim(s, 1000, &c), 6);
     assert_true(c.ids[0] == k1 && c.ids[1] == k3 && c.ids[2] == k4 && c.ids[3] == k5 && c.ids[4] == k6 &&
                 c.ids[5] == k7);
-    assert_int_equal(attempt(s, k1, "DELIVERED", 200, NULL, 1100, 0), TD_ST_OK);
-    assert_int_equal(attempt(s, k4, "DELIVERED", 200, NULL, 1100, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, k1, "DELIVERED", 200, NULL, 1100, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, k4, "DELIVERED", 200, NULL, 1100, 0), TD_ST_OK);
     assert_int_equal(claim(s, 1200, &c), 1);
     assert_true(c.ids[0] == k2);
     assert_int_equal(bad_heads(f->loc), 0);
@@ -296,14 +313,14 @@ static void test_order_keys(void **state)
 /* ---- what is claimed ---- */
 
 typedef struct {
-    const char *dcard, *messages;
+    const char *issuer, *dcard, *messages;
     int n;
 } cancel_arg;
 
 static td_st run_cancel(td_conn *c, void *a)
 {
     cancel_arg *x = a;
-    return OPS->outbox_cancel(c, x->dcard, x->messages, &x->n);
+    return OPS->outbox_cancel(c, x->issuer, x->dcard, x->messages, &x->n);
 }
 
 static void test_claim_filters(void **state)
@@ -337,8 +354,8 @@ static void test_claim_filters(void **state)
     claim_arg c;
     assert_int_equal(claim(s, 1000, &c), 2); /* not iss2's, not the closed rows, not dc-3's yet */
     assert_true(c.ids[0] == reminder && c.ids[1] == r1);
-    assert_int_equal(attempt(s, reminder, "PENDING", 0, "timeout", 1000, 1500), TD_ST_OK);
-    cancel_arg ca = {"dc-2", "REMINDER", 0};
+    assert_int_equal(attempt(f, reminder, "PENDING", 0, "timeout", 1000, 1500), TD_ST_OK);
+    cancel_arg ca = {"iss1", "dc-2", "REMINDER", 0};
     assert_int_equal(s->run_sync(s, run_cancel, &ca), TD_ST_OK);
     assert_int_equal(ca.n, 1);
     assert_int_equal(claim(s, 1100, &c), 1);
@@ -402,9 +419,40 @@ static void test_lease_expiry(void **state)
     /* that lease runs out too: r1 again, r2 still waits behind it */
     assert_int_equal(claim(s, 40000, &c), 1);
     assert_true(c.ids[0] == r1);
-    assert_int_equal(attempt(s, r1, "DELIVERED", 200, NULL, 40001, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, r1, "DELIVERED", 200, NULL, 40001, 0), TD_ST_OK);
     assert_int_equal(claim(s, 40002, &c), 1);
     assert_true(c.ids[0] == r2);
+    assert_int_equal(bad_heads(f->loc), 0);
+}
+
+/* A runner whose lease ran out (a node that stalled, or died and whose
+ * outcome job is late) cannot overwrite what the row's current claim decides:
+ * its outcome is fenced by the lease it was given. */
+static void test_lease_fences_late_outcome(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    put_configured_issuer(s, "iss1");
+    int64_t r1 = add_row(s, make_row("iss1", "dc-1", "card-1", 100));
+    claim_arg first = {.now = 1000, .lease = 2000, .limit = 10};
+    assert_int_equal(s->run_sync(s, run_claim, &first), TD_ST_OK);
+    assert_true(first.n == 1 && first.rows[0].lease_until_ms == 2000);
+    /* the lease runs out; another runner claims the row */
+    claim_arg second;
+    assert_int_equal(claim(s, 2500, &second), 1);
+    assert_true(second.ids[0] == r1 && second.rows[0].lease_until_ms == 32500);
+    /* the first runner's outcome arrives late: nothing changes */
+    assert_int_equal(attempt_leased(f, r1, 2000, "DEAD", 2600), TD_ST_NOT_FOUND);
+    td_outbox_rec g = get_row(s, "iss1", r1);
+    assert_string_equal(g.state, "IN_FLIGHT");
+    assert_true(g.lease_until_ms == 32500 && g.attempts == 0);
+    /* the current claim's outcome counts, once */
+    assert_int_equal(attempt_leased(f, r1, 32500, "DELIVERED", 2700), TD_ST_OK);
+    g = get_row(s, "iss1", r1);
+    assert_string_equal(g.state, "DELIVERED");
+    assert_int_equal(g.attempts, 1);
+    assert_int_equal(attempt_leased(f, r1, 32500, "PENDING", 2800), TD_ST_NOT_FOUND); /* a repeat: closed now */
+    assert_string_equal(get_row(s, "iss1", r1).state, "DELIVERED");
     assert_int_equal(bad_heads(f->loc), 0);
 }
 
@@ -420,7 +468,7 @@ static void test_attempts(void **state)
     claim_arg c;
     assert_int_equal(claim(s, 1000, &c), 2);
 
-    assert_int_equal(attempt(s, r1, "PENDING", 500, "HTTP 500", 1100, 3100), TD_ST_OK);
+    assert_int_equal(attempt(f, r1, "PENDING", 500, "HTTP 500", 1100, 3100), TD_ST_OK);
     td_outbox_rec g = get_row(s, "iss1", r1);
     assert_string_equal(g.state, "PENDING");
     assert_int_equal(g.attempts, 1);
@@ -434,7 +482,7 @@ static void test_attempts(void **state)
     memset(longerr, 'x', sizeof longerr - 1);
     longerr[sizeof longerr - 1] = '\0';
     assert_int_equal(claim(s, 3100, &c), 1);
-    assert_int_equal(attempt(s, r1, "PENDING", 0, longerr, 3200, 9000), TD_ST_OK);
+    assert_int_equal(attempt(f, r1, "PENDING", 0, longerr, 3200, 9000), TD_ST_OK);
     g = get_row(s, "iss1", r1);
     assert_int_equal(g.attempts, 2);
     assert_int_equal(g.last_status, 0);
@@ -442,13 +490,13 @@ static void test_attempts(void **state)
     char utf8err[200];
     memset(utf8err, 'y', 158);
     memcpy(utf8err + 158, "\xc3\xa9\xc3\xa9", 5); /* "éé": the first é spans bytes 158-159 */
-    assert_int_equal(attempt(s, r1, "PENDING", 0, utf8err, 3300, 9000), TD_ST_OK);
+    assert_int_equal(attempt(f, r1, "PENDING", 0, utf8err, 3300, 9000), TD_ST_OK);
     g = get_row(s, "iss1", r1);
     assert_int_equal(strlen(g.last_error), 158);
     assert_int_equal(g.attempts, 3);
 
     /* delivered: done now; the last error is the attempt's (none) */
-    assert_int_equal(attempt(s, r2, "DELIVERED", 202, NULL, 1500, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, r2, "DELIVERED", 202, NULL, 1500, 0), TD_ST_OK);
     g = get_row(s, "iss1", r2);
     assert_string_equal(g.state, "DELIVERED");
     assert_int_equal(g.attempts, 1);
@@ -456,7 +504,7 @@ static void test_attempts(void **state)
     assert_string_equal(g.last_error, "");
     assert_true(g.done_ms == 1500 && g.due_ms == 100 && g.lease_until_ms == 0);
     /* dead */
-    assert_int_equal(attempt(s, r1, "DEAD", 404, "not found", 9500, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, r1, "DEAD", 404, "not found", 9500, 0), TD_ST_OK);
     g = get_row(s, "iss1", r1);
     assert_string_equal(g.state, "DEAD");
     assert_int_equal(g.attempts, 4);
@@ -465,10 +513,10 @@ static void test_attempts(void **state)
     assert_true(g.done_ms == 9500);
 
     /* an unknown row; a state that is not an outcome */
-    assert_int_equal(attempt(s, 999999, "DELIVERED", 200, NULL, 1, 0), TD_ST_NOT_FOUND);
-    assert_int_equal(attempt(s, r2, "IN_FLIGHT", 200, NULL, 1, 0), TD_ST_INTERNAL);
-    assert_int_equal(attempt(s, r2, "CANCELLED", 200, NULL, 1, 0), TD_ST_INTERNAL);
-    assert_int_equal(attempt(s, r2, NULL, 200, NULL, 1, 0), TD_ST_INTERNAL);
+    assert_int_equal(attempt(f, 999999, "DELIVERED", 200, NULL, 1, 0), TD_ST_NOT_FOUND);
+    assert_int_equal(attempt(f, r2, "IN_FLIGHT", 200, NULL, 1, 0), TD_ST_INTERNAL);
+    assert_int_equal(attempt(f, r2, "CANCELLED", 200, NULL, 1, 0), TD_ST_INTERNAL);
+    assert_int_equal(attempt(f, r2, NULL, 200, NULL, 1, 0), TD_ST_INTERNAL);
 }
 
 /* outbox_next_due: when the next claimable row waiting for its back-off comes
@@ -494,13 +542,13 @@ static void test_next_due(void **state)
 
     claim_arg c;
     assert_int_equal(claim(s, 1000, &c), 2);
-    assert_int_equal(attempt(s, r1, "PENDING", 500, "HTTP 500", 1100, 3100), TD_ST_OK);
-    assert_int_equal(attempt(s, r2, "PENDING", 500, "HTTP 500", 1100, 2500), TD_ST_OK);
+    assert_int_equal(attempt(f, r1, "PENDING", 500, "HTTP 500", 1100, 3100), TD_ST_OK);
+    assert_int_equal(attempt(f, r2, "PENDING", 500, "HTTP 500", 1100, 2500), TD_ST_OK);
     assert_int_equal(OPS->outbox_next_due(rd(s), 1100, &nd), TD_ST_OK);
     assert_true(nd == 2500);
     assert_int_equal(OPS->outbox_next_due(rd(s), 2500, &nd), TD_ST_OK);
     assert_true(nd == 3100); /* strictly after now */
-    assert_int_equal(attempt(s, r1, "DELIVERED", 200, NULL, 1200, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, r1, "DELIVERED", 200, NULL, 1200, 0), TD_ST_OK);
     assert_int_equal(OPS->outbox_next_due(rd(s), 2500, &nd), TD_ST_OK);
     assert_true(nd == 0);
 }
@@ -519,15 +567,15 @@ static void test_replay(void **state)
     int64_t a3 = add_row(s, make_row("iss1", "dc-3", "card-1", 100));
     claim_arg c;
     assert_int_equal(claim(s, 1000, &c), 4);
-    assert_int_equal(attempt(s, a1, "DEAD", 400, "bad", 1100, 0), TD_ST_OK);
-    assert_int_equal(attempt(s, a2, "DEAD", 404, "gone", 1100, 0), TD_ST_OK);
-    assert_int_equal(attempt(s, b1, "DEAD", 400, "bad", 1100, 0), TD_ST_OK);
-    assert_int_equal(attempt(s, a3, "DELIVERED", 200, NULL, 1100, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, a1, "DEAD", 400, "bad", 1100, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, a2, "DEAD", 404, "gone", 1100, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, b1, "DEAD", 400, "bad", 1100, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, a3, "DELIVERED", 200, NULL, 1100, 0), TD_ST_OK);
     /* a row behind the dead a1 went meanwhile */
     int64_t a1_next = add_row(s, make_row("iss1", "dc-1", "card-1", 1200));
     assert_int_equal(claim(s, 1300, &c), 1);
     assert_true(c.ids[0] == a1_next);
-    assert_int_equal(attempt(s, a1_next, "DELIVERED", 200, NULL, 1400, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, a1_next, "DELIVERED", 200, NULL, 1400, 0), TD_ST_OK);
 
     /* one: not another issuer's, not a row that is not dead, not an unknown one */
     replay_arg r = {"iss1", b1, 2000, -1};
@@ -559,7 +607,7 @@ static void test_replay(void **state)
     int64_t a1_later = add_row(s, make_row("iss1", "dc-1", "card-1", 2100));
     assert_int_equal(claim(s, 2200, &c), 1);
     assert_true(c.ids[0] == a1);
-    assert_int_equal(attempt(s, a1, "DELIVERED", 200, NULL, 2300, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, a1, "DELIVERED", 200, NULL, 2300, 0), TD_ST_OK);
     assert_int_equal(claim(s, 2400, &c), 1);
     assert_true(c.ids[0] == a1_later);
 
@@ -595,19 +643,19 @@ static void test_replay_reorders(void **state)
     int64_t r3 = add_row(s, make_row("iss1", "dc-1", "card-1", 102));
     claim_arg c;
     assert_int_equal(claim(s, 1000, &c), 1);
-    assert_int_equal(attempt(s, r1, "DEAD", 400, "bad", 1000, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, r1, "DEAD", 400, "bad", 1000, 0), TD_ST_OK);
     assert_int_equal(claim(s, 1100, &c), 1);
     assert_true(c.ids[0] == r2);
-    assert_int_equal(attempt(s, r2, "PENDING", 503, "busy", 1100, 5000), TD_ST_OK);
+    assert_int_equal(attempt(f, r2, "PENDING", 503, "busy", 1100, 5000), TD_ST_OK);
     /* r1 replayed: it is the first open row of dc-1 again */
     replay_arg r = {"iss1", r1, 1200, -1};
     assert_int_equal(s->run_sync(s, run_replay, &r), TD_ST_OK);
     assert_int_equal(claim(s, 6000, &c), 1);
     assert_true(c.ids[0] == r1);
-    assert_int_equal(attempt(s, r1, "DELIVERED", 200, NULL, 6000, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, r1, "DELIVERED", 200, NULL, 6000, 0), TD_ST_OK);
     assert_int_equal(claim(s, 6100, &c), 1);
     assert_true(c.ids[0] == r2);
-    assert_int_equal(attempt(s, r2, "DELIVERED", 200, NULL, 6100, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, r2, "DELIVERED", 200, NULL, 6100, 0), TD_ST_OK);
     assert_int_equal(claim(s, 6200, &c), 1);
     assert_true(c.ids[0] == r3);
     assert_int_equal(bad_heads(f->loc), 0);
@@ -647,8 +695,8 @@ static void test_stats(void **state)
 
     claim_arg c;
     assert_int_equal(claim(s, 1000, &c), 3);
-    assert_int_equal(attempt(s, r1, "DELIVERED", 200, NULL, 1100, 0), TD_ST_OK);
-    assert_int_equal(attempt(s, r4, "DEAD", 400, "bad", 1100, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, r1, "DELIVERED", 200, NULL, 1100, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, r4, "DEAD", 400, "bad", 1100, 0), TD_ST_OK);
     assert_int_equal(OPS->outbox_stats(rd(s), &p, &fl, &d, &oldest), TD_ST_OK);
     assert_true(p == 2 && fl == 1 && d == 1 && oldest == 600);
     (void)r3;
@@ -762,8 +810,8 @@ static void test_reopen(void **state)
     int64_t r3 = add_row(s, make_row("iss1", "dc-2", "card-1", 102));
     claim_arg c;
     assert_int_equal(claim(s, 1000, &c), 2);
-    assert_int_equal(attempt(s, r1, "PENDING", 429, "slow down", 1100, 7000), TD_ST_OK);
-    assert_int_equal(attempt(s, r3, "DEAD", 400, "bad", 1100, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, r1, "PENDING", 429, "slow down", 1100, 7000), TD_ST_OK);
+    assert_int_equal(attempt(f, r3, "DEAD", 400, "bad", 1100, 0), TD_ST_OK);
 
     s->close(s);
     f->s = s = open_store(f->loc);
@@ -790,7 +838,7 @@ static void test_reopen(void **state)
     assert_int_equal(claim(s, 6999, &c), 0);
     assert_int_equal(claim(s, 7000, &c), 1);
     assert_true(c.ids[0] == r1);
-    assert_int_equal(attempt(s, r1, "DELIVERED", 200, NULL, 7100, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, r1, "DELIVERED", 200, NULL, 7100, 0), TD_ST_OK);
     assert_int_equal(claim(s, 7200, &c), 1);
     assert_true(c.ids[0] == r2);
     assert_int_equal(bad_heads(f->loc), 0);
@@ -865,8 +913,8 @@ static void test_migration_backfill(void **state)
     claim_arg c;
     assert_int_equal(claim(s, 1000, &c), 5);
     assert_true(c.ids[0] == 1 && c.ids[1] == 2 && c.ids[2] == 3 && c.ids[3] == 6 && c.ids[4] == 7);
-    assert_int_equal(attempt(s, 1, "DELIVERED", 200, NULL, 1100, 0), TD_ST_OK);
-    assert_int_equal(attempt(s, 2, "DELIVERED", 200, NULL, 1100, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, 1, "DELIVERED", 200, NULL, 1100, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, 2, "DELIVERED", 200, NULL, 1100, 0), TD_ST_OK);
     assert_int_equal(claim(s, 1200, &c), 2);
     assert_true(c.ids[0] == 4 && c.ids[1] == r8);
     assert_int_equal(bad_heads(f->loc), 0);
@@ -978,18 +1026,21 @@ static td_st run_big_claim(td_conn *c, void *a)
     return st;
 }
 
-/* Records a failed attempt (retry in an hour) for ids [from, from + n). */
+/* Records a failed attempt (retry in an hour) for ids [from, from + n),
+ * claimed with lease until `lease`. */
 typedef struct {
+    const char *issuer;
     int64_t from;
     int n;
-    int64_t now;
+    int64_t now, lease;
 } fail_arg;
 
 static td_st run_fail(td_conn *c, void *a)
 {
     fail_arg *x = a;
     for (int i = 0; i < x->n; i++) {
-        td_st st = OPS->outbox_attempt(c, x->from + i, "PENDING", 503, "down", x->now, x->now + 3600000);
+        td_st st = OPS->outbox_attempt(c, x->issuer, x->from + i, x->lease, "PENDING", 503, "down", x->now,
+                                       x->now + 3600000);
         if (st != TD_ST_OK) return st;
     }
     return TD_ST_OK;
@@ -999,7 +1050,7 @@ static td_st run_deliver(td_conn *c, void *a)
 {
     fail_arg *x = a;
     for (int i = 0; i < x->n; i++) {
-        td_st st = OPS->outbox_attempt(c, x->from + i, "DELIVERED", 200, NULL, x->now, 0);
+        td_st st = OPS->outbox_attempt(c, x->issuer, x->from + i, x->lease, "DELIVERED", 200, NULL, x->now, 0);
         if (st != TD_ST_OK) return st;
     }
     return TD_ST_OK;
@@ -1058,7 +1109,7 @@ static void test_claim_scale(void **state)
     for (int i = 0; i < 500; i++)
         assert_true(b.ids[i] == i + 1); /* the first row of each of the first 500 keys */
     /* delivered: each key's next row becomes its head (the triggers) */
-    fail_arg fa = {.from = 1, .n = 500, .now = 5000};
+    fail_arg fa = {.issuer = "iss1", .from = 1, .n = 500, .now = 5000, .lease = b.claim.lease};
     t0 = td_mono_us();
     assert_int_equal(s->run_sync(s, run_deliver, &fa), TD_ST_OK);
     printf("record 500 deliveries in one job: %.2f ms\n", ms_since(t0));
@@ -1089,7 +1140,7 @@ static void test_claim_scale(void **state)
     /* every head (ids 501..20500) failed, recorded 500 per job as a worker would */
     t0 = td_mono_us();
     for (int64_t from = 501; from <= KEYS + 500; from += 500) {
-        fa = (fail_arg){.from = from, .n = 500, .now = 5000};
+        fa = (fail_arg){.issuer = "iss1", .from = from, .n = 500, .now = 5000, .lease = b.claim.lease};
         assert_int_equal(s->run_sync(s, run_fail, &fa), TD_ST_OK);
     }
     printf("record %d failed attempts, 500 per job: %.2f ms per job\n", KEYS, ms_since(t0) / (KEYS / 500));
@@ -1101,7 +1152,7 @@ static void test_claim_scale(void **state)
     assert_int_equal(b.n, 0);
     /* one key delivered: its next row is the only one that goes */
     b.claim.now = 70001;
-    assert_int_equal(attempt(s, 507, "DELIVERED", 200, NULL, 70001, 0), TD_ST_OK);
+    assert_int_equal(attempt(f, 507, "DELIVERED", 200, NULL, 70001, 0), TD_ST_OK);
     t0 = td_mono_us();
     assert_int_equal(s->run_sync(s, run_big_claim, &b), TD_ST_OK);
     printf("claim 1 among the waiting: %.2f ms (verb %.2f ms)\n", ms_since(t0), (double)b.verb_us / 1000.0);
@@ -1122,6 +1173,7 @@ int main(void)
         T(test_order_keys),
         T(test_claim_filters),
         T(test_lease_expiry),
+        T(test_lease_fences_late_outcome),
         T(test_attempts),
         T(test_next_due),
         T(test_replay),

@@ -14,7 +14,7 @@
     "is_primary, correlation_id, digitize_op_id, last4, device_json, idv_json, answer_json, stepup_deadline_ms, "      \
     "created_ms, updated_ms"
 
-/* No conflict target: a duplicate id (the primary key) and a duplicate
+/* No conflict target: a duplicate (issuer, id) (the primary key) and a duplicate
  * (issuer, correlation id) (digital_cards_correlation) both insert nothing,
  * reported as CONFLICT without aborting the job's transaction. */
 static pg_query q_dcard_insert = {.sql = "INSERT INTO digital_cards(" DCARD_COLS
@@ -128,12 +128,14 @@ static td_st dcard_get_by(td_conn *c, pg_query *q, pg_query *q_lock, const pg_pa
     return st;
 }
 
-static pg_query q_dcard_get = {.sql = "SELECT " DCARD_COLS " FROM digital_cards WHERE id = $1"};
-static pg_query q_dcard_get_lock = {.sql = "SELECT " DCARD_COLS " FROM digital_cards WHERE id = $1 FOR UPDATE"};
+static pg_query q_dcard_get = {.sql = "SELECT " DCARD_COLS " FROM digital_cards WHERE issuer_id = $1 AND id = $2"};
+static pg_query q_dcard_get_lock = {.sql = "SELECT " DCARD_COLS
+                                           " FROM digital_cards WHERE issuer_id = $1 AND id = $2 FOR UPDATE"};
 
-static td_st v_dcard_get(td_conn *c, const char *id, td_dcard_rec *out)
+static td_st v_dcard_get(td_conn *c, const char *issuer_id, const char *id, td_dcard_rec *out)
 {
     pg_params p = {0};
+    pg_p_text(&p, issuer_id);
     pg_p_text(&p, id);
     return dcard_get_by(c, &q_dcard_get, &q_dcard_get_lock, &p, out);
 }
@@ -154,7 +156,7 @@ static td_st v_dcard_by_correlation(td_conn *c, const char *issuer_id, const cha
 static pg_query q_dcard_update = {
     .sql = "UPDATE digital_cards SET state = $2, suspended_by = $3, last_event_ms = $4, seq = $5, "
            "stepup_open = $6, idv_failures = $7, revivable_until_ms = $8, stepup_deadline_ms = $9, "
-           "updated_ms = $10 WHERE id = $1 AND seq = $11"};
+           "updated_ms = $10 WHERE id = $1 AND seq = $11 AND issuer_id = $12"};
 
 static td_st v_dcard_update(td_conn *c, const td_dcard_rec *r, int64_t expect_seq)
 {
@@ -172,6 +174,7 @@ static td_st v_dcard_update(td_conn *c, const td_dcard_rec *r, int64_t expect_se
     pg_p_int(&p, r->stepup_deadline_ms);
     pg_p_int(&p, r->updated_ms);
     pg_p_int(&p, expect_seq);
+    pg_p_text(&p, r->issuer_id);
     int64_t n = 0;
     td_st st = pg_cmd(c, &q_dcard_update, &p, &n);
     if (st == TD_ST_OK && n == 0) st = TD_ST_CONFLICT;

@@ -101,16 +101,18 @@ static td_st v_outbox_insert(td_conn *c, td_outbox_rec *o)
  * same strings (",A,B," for ",A,"), so the meaning is SQLite's to the byte,
  * even for a name with a comma in it. */
 static pg_query q_outbox_cancel = {
-    .sql = "UPDATE outbox SET state = 'CANCELLED' WHERE digital_card_id = $1 AND channel = 'USER' "
+    .sql = "UPDATE outbox SET state = 'CANCELLED' WHERE digital_card_id = $1 AND issuer_id = $3 AND channel = 'USER' "
            "AND state = 'PENDING' AND message <> '' "
            "AND strpos(',' || replace($2, ' ', '') || ',', ',' || message || ',') > 0"};
 
-static td_st v_outbox_cancel(td_conn *c, const char *digital_card_id, const char *messages, int *n_cancelled)
+static td_st v_outbox_cancel(td_conn *c, const char *issuer_id, const char *digital_card_id, const char *messages,
+                             int *n_cancelled)
 {
     if (n_cancelled) *n_cancelled = 0;
     pg_params p = {0};
     pg_p_text(&p, digital_card_id);
     pg_p_text(&p, messages ? messages : "");
+    pg_p_text(&p, issuer_id);
     int64_t changed = 0;
     td_st r = pg_cmd(c, &q_outbox_cancel, &p, &changed);
     if (r == TD_ST_OK && n_cancelled) *n_cancelled = (int)changed;
@@ -118,11 +120,11 @@ static td_st v_outbox_cancel(td_conn *c, const char *digital_card_id, const char
 }
 
 static pg_query q_outbox_otp_times = {
-    .sql = "SELECT created_ms FROM outbox WHERE digital_card_id = $1 AND channel = 'USER' "
+    .sql = "SELECT created_ms FROM outbox WHERE digital_card_id = $1 AND issuer_id = $4 AND channel = 'USER' "
            "AND message = 'OTP' AND created_ms >= $2 ORDER BY id LIMIT $3"};
 
-static td_st v_outbox_otp_times(td_conn *c, const char *digital_card_id, int64_t since_ms, int64_t *out, size_t cap,
-                                size_t *n)
+static td_st v_outbox_otp_times(td_conn *c, const char *issuer_id, const char *digital_card_id, int64_t since_ms,
+                                int64_t *out, size_t cap, size_t *n)
 {
     *n = 0;
     if (cap == 0) return TD_ST_OK;
@@ -130,6 +132,7 @@ static td_st v_outbox_otp_times(td_conn *c, const char *digital_card_id, int64_t
     pg_p_text(&p, digital_card_id);
     pg_p_int(&p, since_ms);
     pg_p_int(&p, cap > (size_t)INT64_MAX ? INT64_MAX : (int64_t)cap);
+    pg_p_text(&p, issuer_id);
     PGresult *res = NULL;
     td_st r = pg_rows(c, &q_outbox_otp_times, &p, &res);
     if (r != TD_ST_OK) return r;
@@ -268,13 +271,15 @@ static int outbox_by_id(const void *a, const void *b)
  * are READ COMMITTED.
  *
  * "id = ANY (ARRAY(...))", not "id IN (...)": the picked ids are computed
- * once and found through the primary key. With IN, the prepared statement's
- * generic plan (LIMIT $2 unknown) joined them to a sequential scan of the
- * whole outbox, delivered rows included. */
+ * once and found through the primary key (issuer_id, id), hence the issuer
+ * in the outer WHERE too. With IN, the prepared statement's generic plan
+ * (LIMIT $2 unknown) joined them to a sequential scan of the whole outbox,
+ * delivered rows included. */
 static pg_query q_outbox_claim = {
     .sql = "UPDATE outbox SET state = 'IN_FLIGHT', lease_until_ms = $3, "
            "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN $1 ELSE first_attempt_ms END "
-           "WHERE id = ANY (ARRAY(SELECT o.id FROM outbox AS o WHERE o.issuer_id = $4 AND o.due_ms <= $1 "
+           "WHERE issuer_id = $4 AND id = ANY (ARRAY(SELECT o.id FROM outbox AS o WHERE o.issuer_id = $4 AND o.due_ms "
+           "<= $1 "
            "AND " O_CLAIMABLE " AND " O_IS_HEAD " ORDER BY o.due_ms, o.id LIMIT $2 "
            "FOR UPDATE OF o SKIP LOCKED)) RETURNING id, " OUTBOX_COLS};
 static pg_query q_delivery_issuers = {.sql = "SELECT issuer_id FROM issuer_delivery ORDER BY issuer_id"};
@@ -388,10 +393,12 @@ static void error_text(const char *e, char *out)
 static pg_query q_outbox_attempt = {
     .sql = "UPDATE outbox SET state = $2::text, attempts = attempts + 1, last_status = $3, last_error = $4, "
            "due_ms = CASE WHEN $2::text = 'PENDING' THEN $6::bigint ELSE due_ms END, "
-           "done_ms = CASE WHEN $2::text = 'PENDING' THEN 0 ELSE $5::bigint END, lease_until_ms = 0 WHERE id = $1"};
+           "done_ms = CASE WHEN $2::text = 'PENDING' THEN 0 ELSE $5::bigint END, lease_until_ms = 0 "
+           "WHERE issuer_id = $7 AND id = $1 AND lease_until_ms = $8"};
 
-static td_st v_outbox_attempt(td_conn *c, int64_t id, const char *state, int http_status, const char *error,
-                              int64_t now_ms, int64_t retry_at_ms)
+static td_st v_outbox_attempt(td_conn *c, const char *issuer_id, int64_t id, int64_t lease_until_ms,
+                              const char *state, int http_status, const char *error, int64_t now_ms,
+                              int64_t retry_at_ms)
 {
     if (!state || (strcmp(state, "PENDING") != 0 && strcmp(state, "DELIVERED") != 0 && strcmp(state, "DEAD") != 0))
         return TD_ST_INTERNAL;
@@ -404,6 +411,8 @@ static td_st v_outbox_attempt(td_conn *c, int64_t id, const char *state, int htt
     pg_p_text(&p, e);
     pg_p_int(&p, now_ms);
     pg_p_int(&p, retry_at_ms);
+    pg_p_text(&p, issuer_id);
+    pg_p_int(&p, lease_until_ms);
     int64_t changed = 0;
     td_st r = pg_cmd(c, &q_outbox_attempt, &p, &changed);
     if (r == TD_ST_OK && changed == 0) r = TD_ST_NOT_FOUND;

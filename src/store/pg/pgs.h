@@ -132,5 +132,6 @@ void pg_operations_verbs(td_store_ops *ops);
 void pg_outbox_verbs(td_store_ops *ops);
 void pg_delivery_verbs(td_store_ops *ops);
 void pg_timers_verbs(td_store_ops *ops);
+void pg_meta_verbs(td_store_ops *ops);
 
 #endif

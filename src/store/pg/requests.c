@@ -55,39 +55,23 @@ static void read_request(const PGresult *res, td_request_rec *r)
     r->consent_used = pg_i64(res, 0, 12) != 0;
 }
 
+static pg_query q_req_get = {.sql = "SELECT " REQ_COLS " FROM token_requests WHERE id = $1"};
+static pg_query q_req_get_locked = {.sql = "SELECT " REQ_COLS " FROM token_requests WHERE id = $1 FOR UPDATE"};
+
 /* Inside a job the row is read FOR UPDATE (`locked`): the job decides on it
- * and then updates it, and a job on another node must wait for that. */
-static td_st request_get_by(td_conn *c, pg_query *plain, pg_query *locked, const char *key, td_request_rec *out)
+ * and then updates it, and a job on another node must wait for that. So a
+ * consent code works once across nodes: a second job waits for the first's
+ * commit, then reads the row as it left it (used, or a newer code's hash). */
+static td_st v_request_get(td_conn *c, const char *id, td_request_rec *out)
 {
     pg_params p = {0};
-    pg_p_text(&p, key);
+    pg_p_text(&p, id);
     PGresult *res;
-    td_st r = pg_row(c, c->in_job ? locked : plain, &p, &res);
+    td_st r = pg_row(c, c->in_job ? &q_req_get_locked : &q_req_get, &p, &res);
     if (r != TD_ST_OK) return r;
     read_request(res, out);
     PQclear(res);
     return TD_ST_OK;
-}
-
-static pg_query q_req_get = {.sql = "SELECT " REQ_COLS " FROM token_requests WHERE id = $1"};
-static pg_query q_req_get_locked = {.sql = "SELECT " REQ_COLS " FROM token_requests WHERE id = $1 FOR UPDATE"};
-
-static td_st v_request_get(td_conn *c, const char *id, td_request_rec *out)
-{
-    return request_get_by(c, &q_req_get, &q_req_get_locked, id, out);
-}
-
-/* Locked inside a job: a consent code works once across nodes. A second job
- * waits for the first's commit, then reads the row as it left it (PostgreSQL
- * re-checks the WHERE on the new version: a replaced code finds nothing). */
-static pg_query q_req_by_consent = {.sql = "SELECT " REQ_COLS " FROM token_requests "
-                                           "WHERE consent_hash = $1 AND consent_hash <> ''"};
-static pg_query q_req_by_consent_locked = {.sql = "SELECT " REQ_COLS " FROM token_requests "
-                                                  "WHERE consent_hash = $1 AND consent_hash <> '' FOR UPDATE"};
-
-static td_st v_request_by_consent(td_conn *c, const char *hash, td_request_rec *out)
-{
-    return request_get_by(c, &q_req_by_consent, &q_req_by_consent_locked, hash, out);
 }
 
 static pg_query q_req_update = {.sql = "UPDATE token_requests SET state = $2, token_id = $3, signature_json = $4, "
@@ -113,6 +97,5 @@ void pg_requests_verbs(td_store_ops *ops)
 {
     ops->request_insert = v_request_insert;
     ops->request_get = v_request_get;
-    ops->request_by_consent = v_request_by_consent;
     ops->request_update = v_request_update;
 }

@@ -76,14 +76,16 @@ static td_st v_timer_due(td_conn *c, int64_t now_ms, int limit, void (*fn)(const
     return TD_ST_OK;
 }
 
-static pg_query q_timer_get = {.sql = "SELECT id, " TIMER_COLS " FROM timers WHERE id = $1"};
+static pg_query q_timer_get = {.sql = "SELECT id, " TIMER_COLS " FROM timers WHERE issuer_id = $1 AND id = $2"};
 /* Inside a job the read precedes timer_finish or timer_reschedule: another
  * node's job on the same timer waits for this one's commit. */
-static pg_query q_timer_get_lock = {.sql = "SELECT id, " TIMER_COLS " FROM timers WHERE id = $1 FOR UPDATE"};
+static pg_query q_timer_get_lock = {.sql = "SELECT id, " TIMER_COLS
+                                           " FROM timers WHERE issuer_id = $1 AND id = $2 FOR UPDATE"};
 
-static td_st v_timer_get(td_conn *c, int64_t id, td_timer_rec *out)
+static td_st v_timer_get(td_conn *c, const char *issuer_id, int64_t id, td_timer_rec *out)
 {
     pg_params p = {0};
+    pg_p_text(&p, issuer_id);
     pg_p_int(&p, id);
     PGresult *res = NULL;
     td_st st = pg_row(c, c->in_job ? &q_timer_get_lock : &q_timer_get, &p, &res);
@@ -92,13 +94,15 @@ static td_st v_timer_get(td_conn *c, int64_t id, td_timer_rec *out)
     return st;
 }
 
-static pg_query q_timer_exists = {.sql = "SELECT 1 FROM timers WHERE id = $1"};
+static pg_query q_timer_exists = {.sql = "SELECT 1 FROM timers WHERE issuer_id = $1 AND id = $2"};
 
 /* After a conditional timer update changed nothing: CONFLICT if the timer
- * exists (it was no longer PENDING), NOT_FOUND if it does not. */
-static td_st timer_unchanged(td_conn *c, int64_t id)
+ * exists (it was no longer PENDING), NOT_FOUND if it does not (or is another
+ * issuer's). */
+static td_st timer_unchanged(td_conn *c, const char *issuer_id, int64_t id)
 {
     pg_params p = {0};
+    pg_p_text(&p, issuer_id);
     pg_p_int(&p, id);
     PGresult *res = NULL;
     td_st st = pg_row(c, &q_timer_exists, &p, &res);
@@ -109,27 +113,30 @@ static td_st timer_unchanged(td_conn *c, int64_t id)
 /* Against another node finishing the same timer, the UPDATE waits for that
  * transaction, then reads the committed row again (READ COMMITTED): no
  * longer PENDING, it changes nothing and the verb answers CONFLICT. */
-static pg_query q_timer_finish = {.sql = "UPDATE timers SET state = $2 WHERE id = $1 AND state = 'PENDING'"};
+static pg_query q_timer_finish = {
+    .sql = "UPDATE timers SET state = $3 WHERE issuer_id = $1 AND id = $2 AND state = 'PENDING'"};
 
-static td_st v_timer_finish(td_conn *c, int64_t id, const char *state)
+static td_st v_timer_finish(td_conn *c, const char *issuer_id, int64_t id, const char *state)
 {
     if (!state || (strcmp(state, "FIRED") != 0 && strcmp(state, "CANCELLED") != 0)) return TD_ST_INTERNAL;
     pg_params p = {0};
+    pg_p_text(&p, issuer_id);
     pg_p_int(&p, id);
     pg_p_text(&p, state);
     int64_t n = 0;
     td_st st = pg_cmd(c, &q_timer_finish, &p, &n);
-    if (st == TD_ST_OK && n == 0) st = timer_unchanged(c, id);
+    if (st == TD_ST_OK && n == 0) st = timer_unchanged(c, issuer_id, id);
     return st;
 }
 
 static pg_query q_timer_cancel_dcard = {
-    .sql = "UPDATE timers SET state = 'CANCELLED' WHERE digital_card_id = $1 AND state = 'PENDING'"};
+    .sql = "UPDATE timers SET state = 'CANCELLED' WHERE issuer_id = $1 AND digital_card_id = $2 AND state = 'PENDING'"};
 
-static td_st v_timer_cancel_dcard(td_conn *c, const char *digital_card_id, int *n_cancelled)
+static td_st v_timer_cancel_dcard(td_conn *c, const char *issuer_id, const char *digital_card_id, int *n_cancelled)
 {
     if (n_cancelled) *n_cancelled = 0;
     pg_params p = {0};
+    pg_p_text(&p, issuer_id);
     pg_p_text(&p, digital_card_id);
     int64_t n = 0;
     td_st st = pg_cmd(c, &q_timer_cancel_dcard, &p, &n);
@@ -137,33 +144,36 @@ static td_st v_timer_cancel_dcard(td_conn *c, const char *digital_card_id, int *
     return st;
 }
 
-static pg_query q_timer_reschedule = {.sql = "UPDATE timers SET due_ms = $2 WHERE id = $1 AND state = 'PENDING'"};
+static pg_query q_timer_reschedule = {
+    .sql = "UPDATE timers SET due_ms = $3 WHERE issuer_id = $1 AND id = $2 AND state = 'PENDING'"};
 
-static td_st v_timer_reschedule(td_conn *c, int64_t id, int64_t due_ms)
+static td_st v_timer_reschedule(td_conn *c, const char *issuer_id, int64_t id, int64_t due_ms)
 {
     pg_params p = {0};
+    pg_p_text(&p, issuer_id);
     pg_p_int(&p, id);
     pg_p_int(&p, due_ms);
     int64_t n = 0;
     td_st st = pg_cmd(c, &q_timer_reschedule, &p, &n);
-    if (st == TD_ST_OK && n == 0) st = timer_unchanged(c, id);
+    if (st == TD_ST_OK && n == 0) st = timer_unchanged(c, issuer_id, id);
     return st;
 }
 
 /* Against another node leasing the same timer, the UPDATE waits for that
  * transaction, then sees the new due time: nothing changes, CONFLICT. */
 static pg_query q_timer_lease = {
-    .sql = "UPDATE timers SET due_ms = $3 WHERE id = $1 AND state = 'PENDING' AND due_ms = $2"};
+    .sql = "UPDATE timers SET due_ms = $4 WHERE issuer_id = $1 AND id = $2 AND state = 'PENDING' AND due_ms = $3"};
 
-static td_st v_timer_lease(td_conn *c, int64_t id, int64_t expect_due_ms, int64_t until_ms)
+static td_st v_timer_lease(td_conn *c, const char *issuer_id, int64_t id, int64_t expect_due_ms, int64_t until_ms)
 {
     pg_params p = {0};
+    pg_p_text(&p, issuer_id);
     pg_p_int(&p, id);
     pg_p_int(&p, expect_due_ms);
     pg_p_int(&p, until_ms);
     int64_t n = 0;
     td_st st = pg_cmd(c, &q_timer_lease, &p, &n);
-    if (st == TD_ST_OK && n == 0) st = timer_unchanged(c, id);
+    if (st == TD_ST_OK && n == 0) st = timer_unchanged(c, issuer_id, id);
     return st;
 }
 

@@ -107,13 +107,14 @@ static td_st dcard_get_by(sqlite3_stmt *st, td_dcard_rec *out)
     return r;
 }
 
-static sq_query q_dcard_get = {.sql = "SELECT " DCARD_COLS " FROM digital_cards WHERE id = ?1"};
+static sq_query q_dcard_get = {.sql = "SELECT " DCARD_COLS " FROM digital_cards WHERE issuer_id = ?1 AND id = ?2"};
 
-static td_st v_dcard_get(td_conn *c, const char *id, td_dcard_rec *out)
+static td_st v_dcard_get(td_conn *c, const char *issuer_id, const char *id, td_dcard_rec *out)
 {
     sqlite3_stmt *st = sq_stmt(c, &q_dcard_get);
     if (!st) return TD_ST_ERROR;
-    sq_bind_text(st, 1, id);
+    sq_bind_text(st, 1, issuer_id);
+    sq_bind_text(st, 2, id);
     return dcard_get_by(st, out);
 }
 
@@ -132,7 +133,7 @@ static td_st v_dcard_by_correlation(td_conn *c, const char *issuer_id, const cha
 static sq_query q_dcard_update = {
     .sql = "UPDATE digital_cards SET state = ?2, suspended_by = ?3, last_event_ms = ?4, seq = ?5, "
            "stepup_open = ?6, idv_failures = ?7, revivable_until_ms = ?8, stepup_deadline_ms = ?9, "
-           "updated_ms = ?10 WHERE id = ?1 AND seq = ?11"};
+           "updated_ms = ?10 WHERE id = ?1 AND seq = ?11 AND issuer_id = ?12"};
 
 static td_st v_dcard_update(td_conn *c, const td_dcard_rec *r, int64_t expect_seq)
 {
@@ -151,6 +152,7 @@ static td_st v_dcard_update(td_conn *c, const td_dcard_rec *r, int64_t expect_se
     sqlite3_bind_int64(st, 9, r->stepup_deadline_ms);
     sqlite3_bind_int64(st, 10, r->updated_ms);
     sqlite3_bind_int64(st, 11, expect_seq);
+    sq_bind_text(st, 12, r->issuer_id);
     td_st res = sq_step_done(st);
     if (res == TD_ST_OK && sqlite3_changes(c->db) == 0) res = TD_ST_CONFLICT;
     return res;

@@ -78,28 +78,30 @@ static td_st v_outbox_insert(td_conn *c, td_outbox_rec *o)
 /* ?2 is a comma-separated list of message names: an exact match of one of
  * them (instr on ",A,B," for ",A,"), not a pattern; spaces are ignored. */
 static sq_query q_outbox_cancel = {
-    .sql = "UPDATE outbox SET state = 'CANCELLED' WHERE digital_card_id = ?1 AND channel = 'USER' "
+    .sql = "UPDATE outbox SET state = 'CANCELLED' WHERE digital_card_id = ?1 AND issuer_id = ?3 AND channel = 'USER' "
            "AND state = 'PENDING' AND message <> '' "
            "AND instr(',' || replace(?2, ' ', '') || ',', ',' || message || ',') > 0"};
 
-static td_st v_outbox_cancel(td_conn *c, const char *digital_card_id, const char *messages, int *n_cancelled)
+static td_st v_outbox_cancel(td_conn *c, const char *issuer_id, const char *digital_card_id, const char *messages,
+                             int *n_cancelled)
 {
     if (n_cancelled) *n_cancelled = 0;
     sqlite3_stmt *st = sq_stmt(c, &q_outbox_cancel);
     if (!st) return TD_ST_ERROR;
     sq_bind_text(st, 1, digital_card_id);
     sq_bind_text(st, 2, messages ? messages : "");
+    sq_bind_text(st, 3, issuer_id);
     td_st r = sq_step_done(st);
     if (r == TD_ST_OK && n_cancelled) *n_cancelled = sqlite3_changes(c->db);
     return r;
 }
 
 static sq_query q_outbox_otp_times = {
-    .sql = "SELECT created_ms FROM outbox WHERE digital_card_id = ?1 AND channel = 'USER' "
+    .sql = "SELECT created_ms FROM outbox WHERE digital_card_id = ?1 AND issuer_id = ?4 AND channel = 'USER' "
            "AND message = 'OTP' AND created_ms >= ?2 ORDER BY id LIMIT ?3"};
 
-static td_st v_outbox_otp_times(td_conn *c, const char *digital_card_id, int64_t since_ms, int64_t *out, size_t cap,
-                                size_t *n)
+static td_st v_outbox_otp_times(td_conn *c, const char *issuer_id, const char *digital_card_id, int64_t since_ms,
+                                int64_t *out, size_t cap, size_t *n)
 {
     *n = 0;
     if (cap == 0) return TD_ST_OK;
@@ -108,6 +110,7 @@ static td_st v_outbox_otp_times(td_conn *c, const char *digital_card_id, int64_t
     sq_bind_text(st, 1, digital_card_id);
     sqlite3_bind_int64(st, 2, since_ms);
     sqlite3_bind_int64(st, 3, cap > (size_t)INT64_MAX ? INT64_MAX : (int64_t)cap);
+    sq_bind_text(st, 4, issuer_id);
     int rc = SQLITE_DONE;
     while (*n < cap && (rc = sqlite3_step(st)) == SQLITE_ROW)
         out[(*n)++] = sqlite3_column_int64(st, 0);
@@ -294,13 +297,16 @@ static size_t utf8_cut(const char *s, size_t max)
 /* ?2 PENDING: due again at ?6; DELIVERED or DEAD: done at ?5, and no
  * longer a head (set here rather than by outbox_head_close: one rewrite). */
 static sq_query q_outbox_attempt = {
-    .sql = "UPDATE outbox SET state = ?2, attempts = attempts + 1, last_status = ?3, last_error = ?4, "
-           "due_ms = CASE WHEN ?2 = 'PENDING' THEN ?6 ELSE due_ms END, "
-           "head = CASE WHEN ?2 = 'PENDING' THEN head ELSE 0 END, "
-           "done_ms = CASE WHEN ?2 = 'PENDING' THEN 0 ELSE ?5 END, lease_until_ms = 0 WHERE id = ?1"};
+    .sql =
+        "UPDATE outbox SET state = ?2, attempts = attempts + 1, last_status = ?3, last_error = ?4, "
+        "due_ms = CASE WHEN ?2 = 'PENDING' THEN ?6 ELSE due_ms END, "
+        "head = CASE WHEN ?2 = 'PENDING' THEN head ELSE 0 END, "
+        "done_ms = CASE WHEN ?2 = 'PENDING' THEN 0 ELSE ?5 END, lease_until_ms = 0 "
+        "WHERE id = ?1 AND issuer_id = ?7 AND lease_until_ms = ?8"};
 
-static td_st v_outbox_attempt(td_conn *c, int64_t id, const char *state, int http_status, const char *error,
-                              int64_t now_ms, int64_t retry_at_ms)
+static td_st v_outbox_attempt(td_conn *c, const char *issuer_id, int64_t id, int64_t lease_until_ms,
+                              const char *state, int http_status, const char *error, int64_t now_ms,
+                              int64_t retry_at_ms)
 {
     if (!state || (strcmp(state, "PENDING") != 0 && strcmp(state, "DELIVERED") != 0 && strcmp(state, "DEAD") != 0))
         return TD_ST_INTERNAL;
@@ -313,6 +319,8 @@ static td_st v_outbox_attempt(td_conn *c, int64_t id, const char *state, int htt
     sqlite3_bind_text(st, 4, e, (int)utf8_cut(e, OUTBOX_ERROR_MAX), SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, now_ms);
     sqlite3_bind_int64(st, 6, retry_at_ms);
+    sq_bind_text(st, 7, issuer_id);
+    sqlite3_bind_int64(st, 8, lease_until_ms);
     td_st r = sq_step_done(st);
     if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = TD_ST_NOT_FOUND;
     return r;

@@ -51,30 +51,17 @@ static void read_request(sqlite3_stmt *st, td_request_rec *r)
     r->consent_used = sqlite3_column_int(st, 12) != 0;
 }
 
-static td_st request_get_by(td_conn *c, sq_query *q, const char *key, td_request_rec *out)
-{
-    sqlite3_stmt *st = sq_stmt(c, q);
-    if (!st) return TD_ST_ERROR;
-    sq_bind_text(st, 1, key);
-    td_st r = sq_step_row(st);
-    if (r == TD_ST_OK) read_request(st, out);
-    sq_finish(st);
-    return r;
-}
-
 static sq_query q_req_get = {.sql = "SELECT " REQ_COLS " FROM token_requests WHERE id = ?1"};
 
 static td_st v_request_get(td_conn *c, const char *id, td_request_rec *out)
 {
-    return request_get_by(c, &q_req_get, id, out);
-}
-
-static sq_query q_req_by_consent = {.sql = "SELECT " REQ_COLS
-                                           " FROM token_requests WHERE consent_hash = ?1 AND consent_hash <> ''"};
-
-static td_st v_request_by_consent(td_conn *c, const char *hash, td_request_rec *out)
-{
-    return request_get_by(c, &q_req_by_consent, hash, out);
+    sqlite3_stmt *st = sq_stmt(c, &q_req_get);
+    if (!st) return TD_ST_ERROR;
+    sq_bind_text(st, 1, id);
+    td_st r = sq_step_row(st);
+    if (r == TD_ST_OK) read_request(st, out);
+    sq_finish(st);
+    return r;
 }
 
 static sq_query q_req_update = {.sql = "UPDATE token_requests SET state = ?2, token_id = ?3, signature_json = ?4, "
@@ -100,6 +87,5 @@ void sq_requests_verbs(td_store_ops *ops)
 {
     ops->request_insert = v_request_insert;
     ops->request_get = v_request_get;
-    ops->request_by_consent = v_request_by_consent;
     ops->request_update = v_request_update;
 }

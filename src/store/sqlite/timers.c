@@ -66,86 +66,95 @@ static td_st v_timer_due(td_conn *c, int64_t now_ms, int limit, void (*fn)(const
     return r;
 }
 
-static sq_query q_timer_get = {.sql = "SELECT id, " TIMER_COLS " FROM timers WHERE id = ?1"};
+static sq_query q_timer_get = {.sql = "SELECT id, " TIMER_COLS " FROM timers WHERE issuer_id = ?1 AND id = ?2"};
 
-static td_st v_timer_get(td_conn *c, int64_t id, td_timer_rec *out)
+static td_st v_timer_get(td_conn *c, const char *issuer_id, int64_t id, td_timer_rec *out)
 {
     sqlite3_stmt *st = sq_stmt(c, &q_timer_get);
     if (!st) return TD_ST_ERROR;
-    sqlite3_bind_int64(st, 1, id);
+    sq_bind_text(st, 1, issuer_id);
+    sqlite3_bind_int64(st, 2, id);
     td_st r = sq_step_row(st);
     if (r == TD_ST_OK) read_timer(st, out);
     sq_finish(st);
     return r;
 }
 
-static sq_query q_timer_exists = {.sql = "SELECT 1 FROM timers WHERE id = ?1"};
+static sq_query q_timer_exists = {.sql = "SELECT 1 FROM timers WHERE issuer_id = ?1 AND id = ?2"};
 
 /* After a conditional timer update changed nothing: CONFLICT if the timer
- * exists (it was no longer PENDING), NOT_FOUND if it does not. */
-static td_st timer_unchanged(td_conn *c, int64_t id)
+ * exists (it was no longer PENDING), NOT_FOUND if it does not (or is another
+ * issuer's). */
+static td_st timer_unchanged(td_conn *c, const char *issuer_id, int64_t id)
 {
     sqlite3_stmt *st = sq_stmt(c, &q_timer_exists);
     if (!st) return TD_ST_ERROR;
-    sqlite3_bind_int64(st, 1, id);
+    sq_bind_text(st, 1, issuer_id);
+    sqlite3_bind_int64(st, 2, id);
     td_st r = sq_step_row(st);
     sq_finish(st);
     return r == TD_ST_OK ? TD_ST_CONFLICT : r;
 }
 
-static sq_query q_timer_finish = {.sql = "UPDATE timers SET state = ?2 WHERE id = ?1 AND state = 'PENDING'"};
+static sq_query q_timer_finish = {
+    .sql = "UPDATE timers SET state = ?3 WHERE issuer_id = ?1 AND id = ?2 AND state = 'PENDING'"};
 
-static td_st v_timer_finish(td_conn *c, int64_t id, const char *state)
+static td_st v_timer_finish(td_conn *c, const char *issuer_id, int64_t id, const char *state)
 {
     if (!state || (strcmp(state, "FIRED") != 0 && strcmp(state, "CANCELLED") != 0)) return TD_ST_INTERNAL;
     sqlite3_stmt *st = sq_stmt(c, &q_timer_finish);
     if (!st) return TD_ST_ERROR;
-    sqlite3_bind_int64(st, 1, id);
-    sq_bind_text(st, 2, state);
+    sq_bind_text(st, 1, issuer_id);
+    sqlite3_bind_int64(st, 2, id);
+    sq_bind_text(st, 3, state);
     td_st r = sq_step_done(st);
-    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = timer_unchanged(c, id);
+    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = timer_unchanged(c, issuer_id, id);
     return r;
 }
 
 static sq_query q_timer_cancel_dcard = {
-    .sql = "UPDATE timers SET state = 'CANCELLED' WHERE digital_card_id = ?1 AND state = 'PENDING'"};
+    .sql = "UPDATE timers SET state = 'CANCELLED' WHERE issuer_id = ?1 AND digital_card_id = ?2 AND state = 'PENDING'"};
 
-static td_st v_timer_cancel_dcard(td_conn *c, const char *digital_card_id, int *n_cancelled)
+static td_st v_timer_cancel_dcard(td_conn *c, const char *issuer_id, const char *digital_card_id, int *n_cancelled)
 {
     if (n_cancelled) *n_cancelled = 0;
     sqlite3_stmt *st = sq_stmt(c, &q_timer_cancel_dcard);
     if (!st) return TD_ST_ERROR;
-    sq_bind_text(st, 1, digital_card_id);
+    sq_bind_text(st, 1, issuer_id);
+    sq_bind_text(st, 2, digital_card_id);
     td_st r = sq_step_done(st);
     if (r == TD_ST_OK && n_cancelled) *n_cancelled = sqlite3_changes(c->db);
     return r;
 }
 
-static sq_query q_timer_reschedule = {.sql = "UPDATE timers SET due_ms = ?2 WHERE id = ?1 AND state = 'PENDING'"};
+static sq_query q_timer_reschedule = {
+    .sql = "UPDATE timers SET due_ms = ?3 WHERE issuer_id = ?1 AND id = ?2 AND state = 'PENDING'"};
 
-static td_st v_timer_reschedule(td_conn *c, int64_t id, int64_t due_ms)
+static td_st v_timer_reschedule(td_conn *c, const char *issuer_id, int64_t id, int64_t due_ms)
 {
     sqlite3_stmt *st = sq_stmt(c, &q_timer_reschedule);
     if (!st) return TD_ST_ERROR;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, due_ms);
+    sq_bind_text(st, 1, issuer_id);
+    sqlite3_bind_int64(st, 2, id);
+    sqlite3_bind_int64(st, 3, due_ms);
     td_st r = sq_step_done(st);
-    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = timer_unchanged(c, id);
+    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = timer_unchanged(c, issuer_id, id);
     return r;
 }
 
 static sq_query q_timer_lease = {
-    .sql = "UPDATE timers SET due_ms = ?3 WHERE id = ?1 AND state = 'PENDING' AND due_ms = ?2"};
+    .sql = "UPDATE timers SET due_ms = ?4 WHERE issuer_id = ?1 AND id = ?2 AND state = 'PENDING' AND due_ms = ?3"};
 
-static td_st v_timer_lease(td_conn *c, int64_t id, int64_t expect_due_ms, int64_t until_ms)
+static td_st v_timer_lease(td_conn *c, const char *issuer_id, int64_t id, int64_t expect_due_ms, int64_t until_ms)
 {
     sqlite3_stmt *st = sq_stmt(c, &q_timer_lease);
     if (!st) return TD_ST_ERROR;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, expect_due_ms);
-    sqlite3_bind_int64(st, 3, until_ms);
+    sq_bind_text(st, 1, issuer_id);
+    sqlite3_bind_int64(st, 2, id);
+    sqlite3_bind_int64(st, 3, expect_due_ms);
+    sqlite3_bind_int64(st, 4, until_ms);
     td_st r = sq_step_done(st);
-    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = timer_unchanged(c, id);
+    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = timer_unchanged(c, issuer_id, id);
     return r;
 }
 
