@@ -40,6 +40,17 @@ static int serve(int argc, char **argv)
 {
     static td_config cfg;
     char err[512];
+    /* Block the stop signals before any thread starts (the store's writers
+     * are the first), so that every thread inherits the mask and the main
+     * thread alone takes them, in sigwait. A signal that arrives while tokend
+     * is still starting waits until then: an orderly stop, never the default
+     * action killing it from some other thread. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
     if (td_config_load(&cfg, argc, argv, err, sizeof err)) {
         if (!strcmp(err, "help")) {
             td_config_usage();
@@ -74,14 +85,6 @@ static int serve(int argc, char **argv)
         store->close(store);
         return 1;
     }
-
-    /* Block the stop signals in every thread; the main thread waits for them. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     td_server *srv = td_server_start(&svc, err, sizeof err);
     if (!srv) {
