@@ -23,8 +23,13 @@
 local threads = {}
 local nsetup = 0
 
+-- node_for(thread, k): thread k's server (WRK_NODES, bench/nodes.lua, from
+-- this script's folder).
+local node_for = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "nodes.lua")
+
 function setup(thread)
   thread:set("tid", nsetup)
+  node_for(thread, nsetup)
   nsetup = nsetup + 1
   table.insert(threads, thread)
 end

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # bench/network.sh — how fast tokend ingests network lifecycle events and how
 # quickly it decides tokenizations, against nginx as the ceiling of what an
-# HTTP server on this machine can do (the issue "network tokenization hub").
-# Not part of CI: it takes about 2 minutes (plus any wait for a quiet machine).
+# HTTP server on this machine can do (the issue "network tokenization hub");
+# with --store postgres, in the same run, SQLite against tokend on PostgreSQL
+# with one node and with two (issue 11). Not part of CI.
 #
-#   bench/network.sh [--quick]
+#   bench/network.sh [--quick] [--store sqlite|postgres]
+#   bench/network.sh --help
 #
-# What it does, in order:
+# Duration: about 2 minutes for SQLite, 2 more with --store postgres, plus any
+# wait for a quiet machine; --quick (200 cards, 4,000 digital cards, 2 s runs)
+# is a smoke test of the harness, not numbers to quote. Results:
+# bench/results/<timestamp>/ (git-ignored): summary.md, the wrk outputs,
+# tokend/nginx/PostgreSQL logs, captured bodies, profiles. It exits non-zero
+# if a correctness check fails or a run used up its planned requests.
+#
+# What it measures, in order:
 #  1. Builds a Release tokend (build-rel/), starts it on a free loopback port
 #     with a fresh temporary store and --rate-limit 0 (the default
 #     synchronous=FULL: every 200 to an event is on disk).
@@ -60,18 +69,35 @@
 #     tokenization run (BENCH_TOKENIZE/2 other bodies): perf record
 #     --call-graph dwarf if `perf stat -e instructions true` works here, else
 #     valgrind --tool=callgrind.
-# Every process it starts it stops by pid; the temp dir is removed at the end
-# (BENCH_KEEP=1 keeps it). The shell functions it shares with bench/run.sh
-# are in bench/lib.sh. Results: bench/results/<timestamp>/ (git-ignored):
-# summary.md, the wrk outputs, tokend/nginx logs, captured bodies, profiles.
+#
+# --store postgres (issue 11): after step 2, a throwaway PostgreSQL cluster
+# (scripts/pg.sh: a free loopback port, fsync and synchronous_commit on) and
+# the seeded store, before any run, copied into a template database (tokenctl
+# store copy, VACUUM ANALYZE). After step 7, for one node and then two (pg1,
+# pg2): a database copied from the template; per run a CHECKPOINT, the nodes
+# started on it (the SQLite store's keys, TD_PG_WRITERS writers each, 4 by
+# default), the same wrk command, the nodes stopped: the event run with the
+# same checks (counted in PostgreSQL with psql), then the tokenization run and
+# its check. Two nodes: wrk's thread k connects to node k mod 2
+# (bench/nodes.lua, WRK_NODES), so a digital card's events all go to one node.
+# Per run also: the CPU µs per request of the nodes and of every process of
+# the cluster, requests per tokend commit and per PostgreSQL write
+# transaction (the COMMIT records pg_waldump counts in the run's WAL), WAL
+# flushes (lib.sh, as in run.sh). Profiles, with perf: one node during 3 s of
+# events on the spare digital cards on pg1's database (perf record
+# --call-graph dwarf), then the whole machine during the same load on pg2's
+# (lib.sh profile_system). The targets of issue 11 are reported, not
+# enforced: events on one node >= 0.8 x SQLite's rate, >= 8 requests per
+# PostgreSQL transaction at 64 connections.
+#
+# Every process it starts it stops by pid, the PostgreSQL cluster too (also on
+# failure); the temp dir is removed at the end. The shell functions it shares
+# with bench/run.sh and bench/notify.sh are in bench/lib.sh.
 #
 # A shared machine: before each run it waits (up to BENCH_QUIET_WAIT s, 120)
 # until other processes use < 15 % of the CPUs, and reports for each run how
 # much of the machine wrk, other processes and steal took. Numbers with
 # "other" above a few % are disturbed: run again.
-#
-# --quick: 200 cards, 4,000 digital cards, 2 s runs — a smoke test of the
-# harness, not numbers to quote.
 #
 # Settings (environment): BENCH_CARDS (1000), BENCH_DCARDS (20000), BENCH_EVENTS
 # (200000 requests planned, duplicates included), BENCH_DUP_PCT (20),
@@ -79,7 +105,8 @@
 # and tokend --threads), BENCH_CONNECTIONS (64: the event runs),
 # BENCH_TOK_CONNECTIONS (32: the tokenization runs), BENCH_PROFILE
 # (auto|perf|callgrind|none), BENCH_PROFILE_DCARDS (4000),
-# BENCH_SEED_CONCURRENCY (64), BENCH_QUIET_WAIT (120), BENCH_KEEP (0).
+# BENCH_SEED_CONCURRENCY (64), BENCH_QUIET_WAIT (120), BENCH_KEEP (0: 1 keeps
+# the temp dir); with --store postgres the environment's TD_PG_WRITERS.
 #
 # A run that uses up its planned requests (a thread runs out) would report
 # too low a req/s: network.sh then says so and fails; raise BENCH_EVENTS or
@@ -87,23 +114,14 @@
 # rounds) or shorten BENCH_DURATION.
 #
 # Needs what run.sh needs: cmake, gcc, libcurl dev files, wrk, nginx,
-# sqlite3, curl, python3, perf or valgrind (scripts/deps.sh --bench).
+# sqlite3, curl, python3, perf or valgrind, PostgreSQL 15 (server, psql,
+# pgbench, pg_waldump) for --store postgres (scripts/deps.sh --bench).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-QUICK=0
-case "${1:-}" in
---quick) QUICK=1 ;;
-"") ;;
--h | --help)
-  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-  exit 0
-  ;;
-*)
-  echo "usage: bench/network.sh [--quick]" >&2
-  exit 2
-  ;;
-esac
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # log, die, PIDS/cleanup, CPU accounting, tokend, nginx, bench_measure, profiles, PostgreSQL
+bench_args "$@"             # QUICK, STORE_MODE
 
 if ((QUICK)); then
   : "${BENCH_CARDS:=200}" "${BENCH_DCARDS:=4000}" "${BENCH_DURATION:=2s}" "${BENCH_EVENTS:=100000}"
@@ -130,14 +148,11 @@ DUP_WINDOW=5000      # ... and at most this many
 EV_PATH=/network/v1/events
 TOK_PATH=/network/v1/tokenizations
 
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh" # log, die, PIDS/cleanup, CPU accounting, tokend, nginx, bench_measure, profiles
-
 bench_tools
 bench_dirs tokend-netbench
 
 # ---- 1. build ----
-build_tokend
+if [[ $STORE_MODE == postgres ]]; then build_tokend tokenctl; else build_tokend; fi
 build_seed_cards
 
 STORE="$WORK/store"
@@ -147,9 +162,8 @@ start_tokend main "$STORE"
 log "tokend pid $TD_PID on $TD_URL, store $DB"
 ADMIN_KEY=$(cat "$STORE/admin.key")
 
-
 # ---- 2. seed: issuer, keys, policy, cards, digital cards ----
-seed_t0=$(date +%s.%N)
+seed_t0=$EPOCHREALTIME
 api POST /admin/v1/issuers "$ADMIN_KEY" "{\"issuerId\":\"$ISSUER_ID\",\"displayName\":\"bench issuer\"}" 201 >/dev/null
 ISSUER_KEY=$(api POST "/admin/v1/issuers/$ISSUER_ID/api-keys" "$ADMIN_KEY" '{"role":"issuer"}' 201 | json_field apiKey)
 NETWORK_KEY=$(api POST "/admin/v1/issuers/$ISSUER_ID/api-keys" "$ADMIN_KEY" '{"role":"network"}' 201 | json_field apiKey)
@@ -205,7 +219,7 @@ log "$(tail -1 "$RESULTS/seed.log")"
   "$WORK/seed-answers.jsonl" "$SEED_CONC" 200 2>>"$RESULTS/seed.log" ||
   die "tokenizing failed: $(tail -3 "$RESULTS/seed.log")"
 log "$(tail -1 "$RESULTS/seed.log")"
-seed_s=$(awk -v a="$seed_t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+seed_s=$(awk -v a="$seed_t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')
 # Every answer GREEN; the digital card ids: the run's, the profile's, the capture's.
 python3 - "$WORK/seed-answers.jsonl" "$N_DCARDS" "$PROFILE_DCARDS" "$WORK" <<'PY' || die "the seeding was not all GREEN"
 import json, sys
@@ -222,6 +236,9 @@ open(work + "/dcards-profile.txt", "w").write("\n".join(ids[n:n + p]) + "\n")
 open(work + "/dcard-capture.txt", "w").write(ids[n + p] + "\n")
 PY
 log "seeded in ${seed_s}s: every tokenization GREEN"
+# With --store postgres the seeded store (before any run) becomes the
+# template of every PostgreSQL configuration's database.
+if [[ $STORE_MODE == postgres ]]; then pg_setup "$DB"; fi
 
 # ---- 3. plan the load ----
 # plan_events DCARDS_FILE PREFIX LINES BODIES_OUT PLAN_OUT: the event list laid
@@ -342,54 +359,42 @@ log "nginx pid $NG_PID on $NG_URL (2 workers) answers both POSTs with 200 and th
 WRK_EV=(wrk "-t$THREADS" "-c$CONNS" "-d$DURATION" --latency -s "$ROOT/bench/events.lua")
 WRK_TOK=(wrk "-t$THREADS" "-c$TOK_CONNS" "-d$DURATION" --latency -s "$ROOT/bench/events.lua")
 
-# served_200 ROUTE: requests tokend answered 200 on ROUTE, from its request log.
-served_200() { grep -c "\"route\":\"$1\",\"status\":200" "$RESULTS/tokend-main.log" || true; }
 dcard_seq_sum() { sql "SELECT sum(seq) FROM digital_cards WHERE correlation_id LIKE 'seed-%'"; }
 
-log "event runs: ${WRK_EV[*]} URL -- $EV_PATH BODIES KEY $THREADS once|wrap"
-bench_measure nginx-events "$(ng_pids)" "${WRK_EV[@]}" "$NG_URL" -- "$EV_PATH" "$WORK/events-bench.txt" \
-  "$NETWORK_KEY" "$THREADS" wrap
-IFS='|' read -r ops0 out0 ev0 < <(count_rows)
-seq0=$(dcard_seq_sum)
-served0=$(served_200 "$EV_PATH")
-jobs0=$(store_metric tokend_store_commit_batch_size_sum)
-commits0=$(store_metric tokend_store_commit_batch_size_count)
-bench_measure tokend-events "$TD_PID" "${WRK_EV[@]}" "$TD_URL" -- "$EV_PATH" "$WORK/events-bench.txt" \
-  "$NETWORK_KEY" "$THREADS" once
-sleep 0.5 # let the events wrk stopped waiting for reach their commit
-jobs1=$(store_metric tokend_store_commit_batch_size_sum)
-commits1=$(store_metric tokend_store_commit_batch_size_count)
-IFS='|' read -r ops1 out1 ev1 < <(count_rows)
-seq1=$(dcard_seq_sum)
-served1=$(served_200 "$EV_PATH")
-EV_BATCH=$(awk -v j=$((jobs1 - jobs0)) -v c=$((commits1 - commits0)) 'BEGIN {printf "%.1f", c ? j / c : 0}')
-EV_COMMITS=$((commits1 - commits0))
-
-log "tokenization runs: ${WRK_TOK[*]} URL -- $TOK_PATH BODIES KEY $THREADS once|wrap"
-bench_measure nginx-tokenize "$(ng_pids)" "${WRK_TOK[@]}" "$NG_URL" -- "$TOK_PATH" "$WORK/tokenize-bench.jsonl" \
-  "$NETWORK_KEY" "$THREADS" wrap
-tserved0=$(served_200 "$TOK_PATH")
-jobs0=$(store_metric tokend_store_commit_batch_size_sum)
-commits0=$(store_metric tokend_store_commit_batch_size_count)
-bench_measure tokend-tokenize "$TD_PID" "${WRK_TOK[@]}" "$TD_URL" -- "$TOK_PATH" "$WORK/tokenize-bench.jsonl" \
-  "$NETWORK_KEY" "$THREADS" once
-sleep 0.5
-jobs1=$(store_metric tokend_store_commit_batch_size_sum)
-commits1=$(store_metric tokend_store_commit_batch_size_count)
-tserved1=$(served_200 "$TOK_PATH")
-TOK_BATCH=$(awk -v j=$((jobs1 - jobs0)) -v c=$((commits1 - commits0)) 'BEGIN {printf "%.1f", c ? j / c : 0}')
+# measure_events NAME: the event run against the running nodes (NODE_*; wrk
+# to TD_URL, or WRK_ENV's nodes), then its checks (step 6): R[NAME.check] and
+# R[NAME.ev_*]; the group commit (lib.sh group_commit).
+measure_events() {
+  local name=$1 ops0 out0 ev0 seq0 served0 g0 ops1 out1 ev1
+  IFS='|' read -r ops0 out0 ev0 < <(count_rows)
+  seq0=$(dcard_seq_sum)
+  served0=$(served_200 "$EV_PATH")
+  g0=$(store_commits)
+  bench_measure "$name" "${NODE_PIDS[*]}" ${WRK_ENV[@]+"${WRK_ENV[@]}"} "${WRK_EV[@]}" "$TD_URL" -- "$EV_PATH" \
+    "$WORK/events-bench.txt" "$NETWORK_KEY" "$THREADS" once
+  sleep 0.5 # let the events wrk stopped waiting for reach their commit
+  group_commit "$name" "$g0"
+  IFS='|' read -r ops1 out1 ev1 < <(count_rows)
+  check_events "$name" "$(($(served_200 "$EV_PATH") - served0))" "$((ops1 - ops0))" "$((out1 - out0))" \
+    "$(($(dcard_seq_sum) - seq0))" "$((ev1 - ev0))"
+}
 
 # ---- 6. correctness ----
-# The event run. Sent: thread k handed out the first issued_by_thread[k] bodies
-# of its share (lines k, k+T, ...). Of those, tokend answered SERVED (its log);
-# the rest (UNANSWERED = sent - SERVED <= wrk's in flight) were closed by wrk
-# before tokend read them, and each can hide at most one distinct event.
-sql "SELECT event_id, outcome FROM dcard_events WHERE issuer_id = '$ISSUER_ID' AND source = 'WALLET'
-     AND event_id LIKE 'ev%'" >"$WORK/events-recorded.txt"
-python3 - "$WORK/events-plan.txt" "$THREADS" "${R[tokend-events.issued_by_thread]}" "$((served1 - served0))" \
-  "${R[tokend-events.requests]}" "${R[tokend-events.non2xx]}" "$WORK/events-recorded.txt" "$((ops1 - ops0))" \
-  "$((out1 - out0))" "$((seq1 - seq0))" "$((ev1 - ev0))" "$OPS_PER_EVENT" "$OUTBOX_PER_EVENT" \
-  >"$WORK/events-check.env" <<'PY'
+# check_events NAME SERVED OPS OUTBOX SEQ EVENTS: the event run NAME. Sent:
+# thread k handed out the first issued_by_thread[k] bodies of its share (lines
+# k, k+T, ...). Of those, the nodes answered SERVED (their logs); the rest
+# (UNANSWERED = sent - SERVED <= wrk's in flight) were closed by wrk before
+# tokend read them, and each can hide at most one distinct event. OPS, OUTBOX,
+# SEQ, EVENTS: the new operations, outbox rows, digital card sequence numbers
+# and dcard_events rows during the run. Sets R[NAME.ev_*] (the python's
+# variables) and R[NAME.check].
+check_events() {
+  local name=$1 kv
+  sql "SELECT event_id, outcome FROM dcard_events WHERE issuer_id = '$ISSUER_ID' AND source = 'WALLET'
+       AND event_id LIKE 'ev%'" >"$WORK/events-recorded-$name.txt"
+  python3 - "$WORK/events-plan.txt" "$THREADS" "${R[$name.issued_by_thread]}" "$2" \
+    "${R[$name.requests]}" "${R[$name.non2xx]}" "$WORK/events-recorded-$name.txt" "$3" "$4" "$5" "$6" \
+    "$OPS_PER_EVENT" "$OUTBOX_PER_EVENT" >"$WORK/events-check-$name.txt" <<'PY'
 import collections, sys
 plan = [l.split() for l in open(sys.argv[1])]
 T = int(sys.argv[2])
@@ -421,29 +426,68 @@ checks = {
     "every_event_changed_the_card": applied == recorded,
     "dups_wrote_nothing": ops == ops_per * applied and outbox == outbox_per * applied and seq == recorded,
 }
-print("EV_SENT=%d EV_SENT_DISTINCT=%d EV_SENT_DUPS=%d EV_SERVED=%d EV_UNANSWERED=%d EV_RECORDED=%d EV_APPLIED=%d"
+print("ev_sent=%d ev_sent_distinct=%d ev_sent_dups=%d ev_served=%d ev_unanswered=%d ev_recorded=%d ev_applied=%d"
       % (sent, distinct, sent_dups, served, unanswered, recorded, applied))
-print("EV_OUTCOMES='%s'" % ", ".join("%s %d" % kv for kv in sorted(outcomes.items())))
-print("EV_FAILED='%s'" % " ".join(k for k, ok in checks.items() if not ok))
-print("EV_DUPS_ANSWERED=%d" % (served - recorded))
+print("ev_outcomes=%s" % ",_".join("%s_%d" % kv for kv in sorted(outcomes.items())))
+print("ev_failed=%s" % ",".join(k for k, ok in checks.items() if not ok))
+print("ev_dups_answered=%d ev_ops=%d ev_outbox=%d ev_seq=%d" % (served - recorded, ops, outbox, seq))
 PY
-# shellcheck disable=SC1091
-source "$WORK/events-check.env"
-ev_check=PASS
-[[ -z $EV_FAILED ]] || ev_check="FAIL ($EV_FAILED)"
-EV_NEW_PER_S=$(awk -v n="$EV_RECORDED" -v d="${R[tokend-events.duration_us]}" 'BEGIN {printf "%.0f", d ? n / (d / 1e6) : 0}')
+  local kvs
+  while read -ra kvs; do
+    for kv in "${kvs[@]}"; do R[$name.${kv%%=*}]=${kv#*=}; done
+  done <"$WORK/events-check-$name.txt"
+  R[$name.check]=PASS
+  [[ -z ${R[$name.ev_failed]} ]] || R[$name.check]="FAIL (${R[$name.ev_failed]})"
+  R[$name.ev_new_per_s]=$(awk -v n="${R[$name.ev_recorded]}" -v d="${R[$name.duration_us]}" 'BEGIN {printf "%.0f", d ? n / (d / 1e6) : 0}')
+  log "$name: event check ${R[$name.check]}: sent ${R[$name.ev_sent]} (${R[$name.ev_sent_dups]} duplicates)," \
+    "answered 200 ${R[$name.ev_served]}, recorded ${R[$name.ev_recorded]}; ${R[$name.commits]} commits," \
+    "${R[$name.batch]} jobs each"
+}
 
-# The tokenization run: one digital card per 200, no other, all GREEN.
-TOK_RECORDED=$(sql "SELECT count(*) FROM digital_cards WHERE correlation_id LIKE 'lat-%'")
-TOK_GREEN=$(sql "SELECT count(*) FROM digital_cards WHERE correlation_id LIKE 'lat-%' AND answer_json LIKE '{\"decision\":\"GREEN\"%'")
-TOK_SERVED=$((tserved1 - tserved0))
-TOK_OK200=$((${R[tokend-tokenize.requests]} - ${R[tokend-tokenize.non2xx]}))
-TOK_INFLIGHT=$((${R[tokend-tokenize.issued]} - ${R[tokend-tokenize.requests]}))
-tok_check=FAIL
-if [[ ${R[tokend-tokenize.non2xx]} == 0 && $TOK_RECORDED -eq $TOK_SERVED && $TOK_GREEN -eq $TOK_RECORDED &&
-  $TOK_RECORDED -ge $TOK_OK200 && $TOK_RECORDED -le $((TOK_OK200 + TOK_INFLIGHT)) ]]; then
-  tok_check=PASS
-fi
+# measure_tokenize NAME: the tokenization run against the running nodes,
+# then its check: one digital card per tokenization answered 200, no other,
+# all GREEN, within wrk's 200s and its in-flight requests.
+measure_tokenize() {
+  local name=$1 served0 g0
+  served0=$(served_200 "$TOK_PATH")
+  g0=$(store_commits)
+  bench_measure "$name" "${NODE_PIDS[*]}" ${WRK_ENV[@]+"${WRK_ENV[@]}"} "${WRK_TOK[@]}" "$TD_URL" -- "$TOK_PATH" \
+    "$WORK/tokenize-bench.jsonl" "$NETWORK_KEY" "$THREADS" once
+  sleep 0.5
+  group_commit "$name" "$g0"
+  R[$name.tok_served]=$(($(served_200 "$TOK_PATH") - served0))
+  R[$name.tok_recorded]=$(sql "SELECT count(*) FROM digital_cards WHERE correlation_id LIKE 'lat-%'")
+  R[$name.tok_green]=$(sql "SELECT count(*) FROM digital_cards WHERE correlation_id LIKE 'lat-%' AND answer_json LIKE '{\"decision\":\"GREEN\"%'")
+  row_check "$name" "${R[$name.tok_recorded]}" "${R[$name.tok_served]}" "${R[$name.tok_green]}"
+  log "$name: tokenization check ${R[$name.check]}: ${R[$name.tok_recorded]} new digital cards" \
+    "(${R[$name.tok_green]} GREEN), ${R[$name.tok_served]} answered 200; ${R[$name.commits]} commits"
+}
+
+log "event runs: ${WRK_EV[*]} URL -- $EV_PATH BODIES KEY $THREADS once|wrap"
+bench_measure nginx-events "$(ng_pids)" "${WRK_EV[@]}" "$NG_URL" -- "$EV_PATH" "$WORK/events-bench.txt" \
+  "$NETWORK_KEY" "$THREADS" wrap
+measure_events tokend-events
+log "tokenization runs: ${WRK_TOK[*]} URL -- $TOK_PATH BODIES KEY $THREADS once|wrap"
+bench_measure nginx-tokenize "$(ng_pids)" "${WRK_TOK[@]}" "$NG_URL" -- "$TOK_PATH" "$WORK/tokenize-bench.jsonl" \
+  "$NETWORK_KEY" "$THREADS" wrap
+measure_tokenize tokend-tokenize
+
+# The SQLite runs' figures, as the summary names them.
+for k in ev_sent ev_sent_distinct ev_sent_dups ev_served ev_unanswered ev_recorded ev_applied ev_dups_answered \
+  ev_new_per_s ev_ops ev_outbox ev_seq; do
+  printf -v "${k^^}" '%s' "${R[tokend-events.$k]}"
+done
+EV_OUTCOMES=${R[tokend-events.ev_outcomes]//_/ }
+EV_BATCH=${R[tokend-events.batch]}
+EV_COMMITS=${R[tokend-events.commits]}
+TOK_BATCH=${R[tokend-tokenize.batch]}
+ev_check=${R[tokend-events.check]}
+TOK_RECORDED=${R[tokend-tokenize.tok_recorded]}
+TOK_GREEN=${R[tokend-tokenize.tok_green]}
+TOK_SERVED=${R[tokend-tokenize.tok_served]}
+TOK_OK200=${R[tokend-tokenize.ok200]}
+TOK_INFLIGHT=${R[tokend-tokenize.inflight]}
+tok_check=${R[tokend-tokenize.check]}
 log "event check: $ev_check; tokenization check: $tok_check"
 
 # ---- 7. profile ----
@@ -470,23 +514,70 @@ if kill -0 "$TD_PID" 2>/dev/null; then stop_pid "$TD_PID" TERM; fi
 stop_pid "$NG_PID" QUIT
 DB_MB=$(du -m "$DB" | cut -f1)
 
+# ---- 7b. PostgreSQL (--store postgres): one node, two nodes, the profiles ----
+# pg_configuration NAME N (called by lib.sh pg_runs): N nodes on a fresh copy
+# of the seeded store; the event run and the tokenization run with their
+# checks, each measured by pg_measured (nodes started for the run and stopped
+# after it). Two nodes: wrk's thread k goes to node k mod 2 (bench/nodes.lua,
+# WRK_NODES), each with half of the connections; a digital card's events all
+# come from one thread, so from one node.
+pg_configuration() {
+  pg_db_new "td_$1"
+  pg_measured "$1-events" "$2" measure_events
+  pg_measured "$1-tokenize" "$2" measure_tokenize
+}
+if [[ $STORE_MODE == postgres ]]; then
+  pg_runs events profile_load "$CONNS" "$EV_PATH" "$WORK/events-profile.txt"
+fi
+
 # ---- report ----
+# pg_summary: the PostgreSQL part of summary.md (--store postgres).
+pg_summary() {
+  local n r1
+  pg_summary_intro "Two nodes: the same wrk commands, thread k connected to node k mod 2 (bench/nodes.lua," \
+    "WRK_NODES): half of the connections per node."
+  echo
+  pg_table_head
+  pg_table_group events nginx-events tokend-events "nginx POST $EV_PATH (static), -c$CONNS" \
+    "SQLite: events (durable, $DUP_PCT % duplicates)"
+  pg_table_group tokenize nginx-tokenize tokend-tokenize "nginx POST $TOK_PATH (static), -c$TOK_CONNS" \
+    "SQLite: tokenizations (GREEN, durable)"
+  echo
+  echo "Checks on PostgreSQL (the same as SQLite's, on the configuration's database and the nodes' logs):"
+  for n in pg1-events pg2-events; do
+    echo "- $n (${R[$n.check]}): wrk's threads sent ${R[$n.ev_sent]} requests (${R[$n.ev_sent_distinct]} distinct" \
+      "events, ${R[$n.ev_sent_dups]} duplicates); the nodes answered ${R[$n.ev_served]} 200; ${R[$n.ev_recorded]}" \
+      "events recorded once each (${R[$n.ev_outcomes]//_/ }), ${R[$n.ev_new_per_s]} new events/s; new rows" \
+      "${R[$n.ev_ops]} operations, ${R[$n.ev_outbox]} outbox, +${R[$n.ev_seq]} sequence numbers."
+  done
+  for n in pg1-tokenize pg2-tokenize; do
+    echo "- $n (${R[$n.check]}): ${R[$n.tok_recorded]} new digital cards (${R[$n.tok_green]} GREEN), the nodes" \
+      "answered ${R[$n.tok_served]} 200; wrk ${R[$n.ok200]} 200s + ${R[$n.inflight]} in flight."
+  done
+  echo
+  echo "Write transactions and WAL per run:"
+  pg_write_details request pg1-events pg2-events pg1-tokenize pg2-tokenize
+  echo
+  echo "Bounds (lib.sh pg_bounds):"
+  echo "- $(pg_bounds pg1-events "$CONNS" "${TD_PG_WRITERS:-4}" 0)"
+  echo "- $(pg_bounds pg2-events "$CONNS" $((2 * ${TD_PG_WRITERS:-4})) 0)"
+  echo "- $(pg_bounds pg1-tokenize "$TOK_CONNS" "${TD_PG_WRITERS:-4}" 0)"
+  pg_profile_note events
+  r1=$(pct "${R[pg1-events.rps]}" "${R[tokend-events.rps]}")
+  echo
+  echo "| target (issue 11; reported, not enforced) | measured | |"
+  echo "|---|---:|---|"
+  echo "| durable events, one PostgreSQL node >= 0.8 × SQLite (same run) | ${r1} % | $(verdict "$r1" '>=' 80) |"
+  echo "| >= 8 requests per PostgreSQL transaction at $CONNS connections, one node | ${R[pg1-events.req_per_xact]} (per tokend commit: ${R[pg1-events.req_per_commit]}) | $(verdict "${R[pg1-events.req_per_xact]}" '>=' 8) |"
+}
+
 ratio_ev=$(pct "${R[tokend-events.rps]}" "${R[nginx-events.rps]}")
 ratio_tok=$(pct "${R[tokend-tokenize.rps]}" "${R[nginx-tokenize.rps]}")
-row() { # label name ratio
-  printf '| %s | %.0f | %s | %s | %s | %s | %s | %s / %s / %s |\n' "$1" "${R[$2.rps]}" "$(ms "${R[$2.p50_us]}")" \
-    "$(ms "${R[$2.p99_us]}")" "$3" "${R[$2.cpu_us]}" "${R[$2.non2xx]}" "${R[$2.wrk_cpu_pct]}" \
-    "${R[$2.other_pct]}" "${R[$2.steal_pct]}"
-}
-CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 EXHAUSTED=$((${R[tokend-events.exhausted_threads]} + ${R[tokend-tokenize.exhausted_threads]}))
 {
   echo "# tokend network benchmark $STAMP"
   echo
-  echo "Machine: $(nproc) cores, $CPU_MODEL, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo);" \
-    "kernel $(uname -r); load average before the report: $(cut -d' ' -f1-3 /proc/loadavg)."
-  echo "tokend $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo '+uncommitted') (Release)," \
-    "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(nginx -v 2>&1 | sed 's/^nginx version: //'), SQLite $(sqlite3 --version | cut -d' ' -f1)."
+  about_machine
   echo
   echo "Commands: events \`${WRK_EV[*]/#$ROOT\//} URL -- $EV_PATH BODIES NETWORK_KEY $THREADS once|wrap\`;"
   echo "tokenizations \`${WRK_TOK[*]/#$ROOT\//} URL -- $TOK_PATH BODIES NETWORK_KEY $THREADS once|wrap\`"
@@ -496,12 +587,11 @@ EXHAUSTED=$((${R[tokend-events.exhausted_threads]} + ${R[tokend-tokenize.exhaust
   echo "Bodies: event answer $EVENT_BYTES B (SUSPEND; a RESUME answer is 3 B shorter), tokenization answer $TOK_BYTES B." \
     "Store after the runs: ${DB_MB} MB."
   echo
-  echo "| run | req/s | p50 ms | p99 ms | tokend/nginx | server CPU µs/req | non-2xx | % of the machine: wrk / other / steal |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-  row "nginx POST $EV_PATH (static $EVENT_BYTES B), -c$CONNS" nginx-events "—"
-  row "tokend POST $EV_PATH (durable, $DUP_PCT % duplicates), -c$CONNS" tokend-events "${ratio_ev} %"
-  row "nginx POST $TOK_PATH (static $TOK_BYTES B), -c$TOK_CONNS" nginx-tokenize "—"
-  row "tokend POST $TOK_PATH (GREEN, durable), -c$TOK_CONNS" tokend-tokenize "${ratio_tok} %"
+  wrk_table_head
+  wrk_row "nginx POST $EV_PATH (static $EVENT_BYTES B), -c$CONNS" nginx-events "—"
+  wrk_row "tokend POST $EV_PATH (durable, $DUP_PCT % duplicates), -c$CONNS" tokend-events "${ratio_ev} %"
+  wrk_row "nginx POST $TOK_PATH (static $TOK_BYTES B), -c$TOK_CONNS" nginx-tokenize "—"
+  wrk_row "tokend POST $TOK_PATH (GREEN, durable), -c$TOK_CONNS" tokend-tokenize "${ratio_tok} %"
   echo
   echo "Events: $EV_NEW_PER_S new events recorded per second ($EV_RECORDED in the run);" \
     "group commit: $EV_COMMITS commits, $EV_BATCH requests per commit on average. Tokenizations: $TOK_BATCH per commit."
@@ -510,15 +600,15 @@ EXHAUSTED=$((${R[tokend-events.exhausted_threads]} + ${R[tokend-tokenize.exhaust
     "$EV_SENT_DUPS planned duplicates; tokend answered $EV_SERVED of them 200 (its request log), wrk counted" \
     "${R[tokend-events.requests]} answers, non-2xx ${R[tokend-events.non2xx]}; $EV_UNANSWERED request(s) were closed by wrk" \
     "before tokend read them. dcard_events got $EV_RECORDED new events, each once and each one that was sent" \
-    "($EV_OUTCOMES); tokend's other $EV_DUPS_ANSWERED 200s were duplicates. New rows: $((ops1 - ops0)) operations," \
-    "$((out1 - out0)) outbox rows, sequence numbers +$((seq1 - seq0)) — what $EV_APPLIED applied events owe" \
+    "($EV_OUTCOMES); tokend's other $EV_DUPS_ANSWERED 200s were duplicates. New rows: $EV_OPS operations," \
+    "$EV_OUTBOX outbox rows, sequence numbers +$EV_SEQ — what $EV_APPLIED applied events owe" \
     "($OPS_PER_EVENT operation and $OUTBOX_PER_EVENT outbox row each), so the duplicates wrote nothing."
   echo
   echo "Tokenization correctness ($tok_check): $TOK_RECORDED new digital cards, $TOK_GREEN of them GREEN; tokend" \
     "answered $TOK_SERVED tokenizations 200 (its log); wrk counted $TOK_OK200 answers 200, non-2xx" \
     "${R[tokend-tokenize.non2xx]}, and $TOK_INFLIGHT in flight when it stopped."
   echo
-  echo "Server CPU by thread (% of one core; tokend's unnamed thread that works is the writer):"
+  echo "Server CPU by thread (% of one core):"
   for n in nginx-events tokend-events nginx-tokenize tokend-tokenize; do echo "- $n: ${R[$n.threads]}"; done
   if ((EXHAUSTED)); then
     echo
@@ -532,18 +622,13 @@ EXHAUSTED=$((${R[tokend-events.exhausted_threads]} + ${R[tokend-tokenize.exhaust
   echo "| tokenization p99 <= 10 ms at $TOK_CONNS connections | $(ms "${R[tokend-tokenize.p99_us]}") ms | $(verdict "${R[tokend-tokenize.p99_us]}" '<=' 10000) |"
   echo
   echo "Profile ($PROFILE): profile-events-*.txt and profile-tokenize-*.txt beside this file."
+  if [[ $STORE_MODE == postgres ]]; then pg_summary; fi
 } >"$RESULTS/summary.md"
 cat "$RESULTS/summary.md"
-if [[ $PROFILE == perf || $PROFILE == callgrind ]]; then
-  for p in events tokenize; do
-    echo
-    echo "== $p profile: inclusive (children), named frames =="
-    head -40 "$RESULTS/profile-$p-inclusive-named.txt" 2>/dev/null | cut -c1-90 || true
-    echo "== $p profile: self =="
-    grep -E '^ *[0-9][0-9,.]*%? ' "$RESULTS/profile-$p-self.txt" 2>/dev/null | head -15 | cut -c1-100 || true
-  done
-fi
+show_profiles events tokenize pg1-events pg-events
 log "results in $RESULTS"
-((EXHAUSTED == 0)) || die "a run used up its planned requests: its req/s is too low (see above)"
-[[ $ev_check == PASS ]] || die "the event correctness check failed (see above)"
-[[ $tok_check == PASS ]] || die "the tokenization correctness check failed (see above)"
+if [[ $STORE_MODE == postgres ]]; then
+  check_runs tokend-events tokend-tokenize pg1-events pg2-events pg1-tokenize pg2-tokenize
+else
+  check_runs tokend-events tokend-tokenize
+fi

@@ -1,60 +1,90 @@
 #!/usr/bin/env bash
-# bench/run.sh — how fast tokend cancels and serves tokens, measured against
-# nginx as the ceiling of what an HTTP server on this machine can do. Not part
-# of CI: it takes about 2 minutes (plus any wait for a quiet machine).
+# bench/run.sh — how fast tokend cancels and serves tokens, against nginx as
+# the ceiling of what an HTTP server on this machine can do; with --store
+# postgres, in the same run, SQLite against tokend on PostgreSQL with one node
+# and with two (issue 11). Not part of CI.
 #
-#   bench/run.sh [--quick]
+#   bench/run.sh [--quick] [--store sqlite|postgres]
+#   bench/run.sh --help
 #
-# What it does, in order:
-#  1. Builds a Release tokend (build-rel/), starts it on a free loopback port
-#     with a fresh temporary store and --rate-limit 0 (the default
-#     synchronous=FULL: every 200 to a cancel is on disk).
+# Duration: about 2 minutes for SQLite, 3 more with --store postgres, plus any
+# wait for a quiet machine; --quick (50,000 tokens, 2 s runs, 200,000 tokens
+# for the memory step) is a smoke test of the harness, not numbers to quote.
+# Results: bench/results/<timestamp>/ (git-ignored): summary.md, the wrk
+# outputs, the tokend/nginx/PostgreSQL logs, the profile reports. It exits
+# non-zero if a correctness check fails or a cancel run used up its tokens.
+#
+# What it measures, in order:
+#  1. Builds a Release tokend (build-rel/; with --store postgres tokenctl too),
+#     starts it on a free loopback port with a fresh temporary SQLite store and
+#     --rate-limit 0 (the default synchronous=FULL: every 200 to a cancel is on
+#     disk).
 #  2. Seeds tokens through the real API with bench/seed.c (libcurl multi, 64
-#     flows in flight: token request -> authorization -> consent approve), and
-#     keeps a copy of the store for step 6.
-#  3. Cancels one spare token and GETs it to capture real response bodies,
-#     then starts nginx (worker_processes 2, access_log off, its own pid file,
-#     error log and temp dirs) on another free port, serving those two bodies
-#     as static files: PUT /tokens/{id}/cancel answers 200 with the cancel
-#     body (error_page 405 =200), GET /tokens/{id} the token body.
-#  4. Runs the same wrk command (wrk -t2 -c64 -d4s --latency -s tokens.lua)
-#     four times: PUT .../cancel against nginx and against tokend (each
-#     request a token never cancelled before), then GET against nginx and
-#     tokend. For each: req/s, p50, p99, tokend/nginx ratio, and server CPU
-#     microseconds per request (utime+stime from /proc/PID/stat, in CLK_TCK
-#     ticks, over the requests wrk counted; nginx: master and workers). Then
-#     checks the cancel run: wrk saw no non-2xx answer; the tokens that went
-#     to CANCELED in the SQLite file (sqlite3 CLI, tokens.state = 1) number
-#     exactly the cancels tokend answered 200 (counted in its request log);
-#     and that number is at least wrk's 200s and at most wrk's 200s plus the
-#     requests wrk had in flight when it stopped (it closes those sockets;
-#     tokend commits the ones it had already read).
+#     flows in flight: token request -> authorization -> consent approve) and
+#     keeps a copy of the store for step 6. With --store postgres: a throwaway
+#     PostgreSQL cluster (scripts/pg.sh: WORK/pg, a free loopback port, fsync
+#     and synchronous_commit on, track_wal_io_timing on), and the seeded store,
+#     before any cancel, copied into a template database (tokenctl store copy,
+#     VACUUM ANALYZE).
+#  3. Cancels one spare token and GETs it to capture real response bodies, then
+#     starts nginx (worker_processes 2, access_log off, its own pid file, error
+#     log and temp dirs) on another free port, serving those two bodies as
+#     static files: PUT /tokens/{id}/cancel answers 200 with the cancel body
+#     (error_page 405 =200), GET /tokens/{id} the token body.
+#  4. Runs one wrk command, `wrk -t2 -c64 -d4s --latency -s bench/tokens.lua URL
+#     -- cancel|get IDS KEY 2 once|wrap`, against every server: PUT .../cancel
+#     on nginx and on tokend (each request a token never cancelled before:
+#     "once"), then GET on nginx and on tokend. Per run: req/s, p50, p99, the
+#     ratio to nginx, and server CPU µs per request (utime+stime of every
+#     thread, /proc, over the requests wrk counted; nginx: master and
+#     workers). The cancel check (PASS/FAIL): wrk saw no non-2xx; the tokens
+#     that went to CANCELED in the store (tokens.state = 1) number exactly the
+#     cancels tokend answered 200 (its request log) and the new CANCELED
+#     events; and that number is at least wrk's 200s and at most wrk's 200s
+#     plus the requests wrk had in flight when it stopped (it closes those
+#     sockets; tokend commits the ones it had already read). Group commit:
+#     write jobs and commits (/metrics).
 #  5. Profiles tokend during a short cancel run (on spare tokens) and a short
 #     GET run: perf record --call-graph dwarf if `perf stat -e instructions
 #     true` works here, else valgrind --tool=callgrind.
-#  6. Grows the copied store to 1,000,000 tokens with SQL in one transaction
-#     (copies of the seeded tokens with new unique ids), starts tokend on it,
-#     runs GET load over a random sample of ids and reads VmRSS/VmHWM.
-# Every process it starts it stops by pid; the temp dir is removed at the end
-# (BENCH_KEEP=1 keeps it). The shell functions it shares with bench/network.sh
-# (CPU accounting, quiet-machine wait, tokend and nginx start, the measured
-# run, the profiles) are in bench/lib.sh. Results: bench/results/<timestamp>/ (git-ignored):
-# summary.md (the table), the wrk outputs, tokend/nginx logs, profile reports.
+#  5b. With --store postgres, for one node and then two (pg1, pg2): a database
+#     copied from the template; per run a CHECKPOINT, the nodes started on it
+#     (the SQLite store's master and admin keys, --rate-limit 0, TD_PG_WRITERS
+#     writers each, 4 by default), the same wrk command on the same ids, the
+#     nodes stopped: the cancel run with the same check (counted with psql),
+#     then the GET run. Two nodes: wrk's thread k connects to node k mod 2
+#     (bench/nodes.lua, WRK_NODES), 32 connections each. Per run, besides the
+#     columns above: the CPU µs per request of all nodes and of every process
+#     of the cluster (the postmaster, its live children and those it reaped),
+#     requests per tokend commit and per PostgreSQL write transaction (the
+#     COMMIT records pg_waldump counts in the run's WAL), WAL flushes and their
+#     mean time (pg_stat_wal), and the bounds of the machine (lib.sh
+#     pg_bounds). Profiles, with perf: one node on pg1's database (perf record
+#     --call-graph dwarf, 3 s of cancels on the spare tokens), then the whole
+#     machine while one node cancels on pg2's (lib.sh profile_system: perf
+#     record -a, the cluster's sendto/recvfrom/fdatasync, pg_stat_activity
+#     every 50 ms). BENCH_PG_SWEEP="1 8 4:8" adds a one-node cancel run per
+#     entry WRITERS[:THREADS] (TD_PG_WRITERS and tokend --threads), each on
+#     its own copy. The targets of issue 11 are reported, not enforced: cancel
+#     on one node >= 0.8 x SQLite's rate, >= 8 requests per PostgreSQL
+#     transaction at 64 connections, cancel p99 <= 20 ms.
+#  6. Grows the copied SQLite store to 1,000,000 tokens with SQL in one
+#     transaction (copies of the seeded tokens with new unique ids), starts
+#     tokend on it, runs GET load over a random sample of ids and reads
+#     VmRSS/VmHWM.
 #
 # A shared machine: before each run it waits (up to BENCH_QUIET_WAIT s, 120)
 # until other processes use < 15 % of the CPUs, and it reports for each run
 # how much of the machine wrk, other processes and the hypervisor (steal)
 # took. Numbers with "other" above a few % are disturbed: run again.
 #
-# --quick: 50,000 tokens, 2 s runs, 200,000 tokens for the memory step — a
-# smoke test of the harness, not numbers to quote.
-#
 # Settings (environment): BENCH_TOKENS (100000), BENCH_DURATION (4s: wrk -d,
 # the same for every run; see below), BENCH_THREADS (2: wrk threads and
 # tokend --threads), BENCH_CONNECTIONS (64), BENCH_RSS_TOKENS (1000000),
 # BENCH_PROFILE (auto|perf|callgrind|none), BENCH_PROFILE_TOKENS (20000),
-# BENCH_SEED_CONCURRENCY (64),
-# BENCH_QUIET_WAIT (120), BENCH_KEEP (0).
+# BENCH_SEED_CONCURRENCY (64), BENCH_QUIET_WAIT (120), BENCH_KEEP (0: 1 keeps
+# the temp dir); with --store postgres also BENCH_PG_SWEEP (empty; see 5b)
+# and the environment's TD_PG_WRITERS (the nodes' writers, 4 if unset).
 #
 # Why 4 s and not 20 s: a cancel run may not repeat a token, and tokend
 # cancels 10,000-15,000 tokens/s here, so 100,000 tokens last 7-10 s. A
@@ -62,25 +92,20 @@
 # too low: run.sh then says so and fails; raise BENCH_TOKENS (seeding costs
 # about 1 s per 5,000) or shorten BENCH_DURATION.
 #
+# Every process it starts it stops by pid, the PostgreSQL cluster too (also on
+# failure); the temp dir is removed at the end. The shell functions it shares
+# with bench/network.sh and bench/notify.sh are in bench/lib.sh.
+#
 # Needs: cmake, gcc, libcurl dev files, wrk, nginx, sqlite3, curl, python3,
-# perf or valgrind — `scripts/deps.sh --bench` installs them; run.sh calls it
-# when one is missing.
+# perf or valgrind, and for --store postgres PostgreSQL 15 (server, psql,
+# pgbench, pg_waldump) and libpq — `scripts/deps.sh --bench` installs them;
+# run.sh calls it when one is missing.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-QUICK=0
-case "${1:-}" in
---quick) QUICK=1 ;;
-"") ;;
--h | --help)
-  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-  exit 0
-  ;;
-*)
-  echo "usage: bench/run.sh [--quick]" >&2
-  exit 2
-  ;;
-esac
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # log, die, PIDS/cleanup, CPU accounting, tokend, nginx, bench_measure, profiles, PostgreSQL
+bench_args "$@"             # QUICK, STORE_MODE
 
 if ((QUICK)); then
   : "${BENCH_TOKENS:=50000}" "${BENCH_DURATION:=2s}" "${BENCH_RSS_TOKENS:=200000}" "${BENCH_PROFILE_TOKENS:=5000}"
@@ -95,18 +120,18 @@ PROFILE_TOKENS=${BENCH_PROFILE_TOKENS:-20000}
 SEED_CONC=${BENCH_SEED_CONCURRENCY:-64}
 KEEP=${BENCH_KEEP:-0}
 PROFILE_SECONDS=3
+read -r -a PG_SWEEP <<<"${BENCH_PG_SWEEP:-}"
+SWEEP_RUNS=() # the sweep's run names, pgw<WRITERS>t<THREADS>-cancel
+for c in ${PG_SWEEP[@]+"${PG_SWEEP[@]}"}; do
+  [[ $c =~ ^[0-9]+(:[0-9]+)?$ ]] || { echo "BENCH_PG_SWEEP: '$c' is not WRITERS or WRITERS:THREADS" >&2 && exit 2; }
+  if [[ $c == *:* ]]; then SWEEP_RUNS+=("pgw${c%%:*}t${c#*:}-cancel"); else SWEEP_RUNS+=("pgw${c}t$THREADS-cancel"); fi
+done
 
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh" # log, die, PIDS/cleanup, CPU accounting, tokend, nginx, bench_measure, profiles
-
-# ---- tools ----
 bench_tools
-
-# ---- work dirs and cleanup ----
 bench_dirs tokend-bench
 
 # ---- 1. build ----
-build_tokend
+if [[ $STORE_MODE == postgres ]]; then build_tokend tokenctl; else build_tokend; fi
 # shellcheck disable=SC2046 # pkg-config's flags are meant to split
 gcc -O2 -Wall -Wextra -o "$WORK/seed" "$ROOT/bench/seed.c" $(pkg-config --cflags --libs libcurl) ||
   die "cannot build bench/seed.c"
@@ -114,14 +139,15 @@ gcc -O2 -Wall -Wextra -o "$WORK/seed" "$ROOT/bench/seed.c" $(pkg-config --cflags
 # ---- 2. seed ----
 STORE="$WORK/store"
 mkdir -p "$STORE"
+DB="$STORE/tokend.db" # sql's SQLite file
 start_tokend main "$STORE"
-log "tokend pid $TD_PID on $TD_URL, store $STORE/tokend.db"
+log "tokend pid $TD_PID on $TD_URL, store $DB"
 SEED_TOTAL=$((N_TOKENS + 1 + PROFILE_TOKENS))
 log "seeding $SEED_TOTAL tokens through the API ($SEED_CONC flows in flight)"
-seed_t0=$(date +%s.%N)
+seed_t0=$EPOCHREALTIME
 "$WORK/seed" "$TD_URL" "$(cat "$STORE/admin.key")" "$SEED_TOTAL" "$SEED_CONC" "$WORK" 2>"$RESULTS/seed.log" ||
   die "seeding failed: $(tail -3 "$RESULTS/seed.log")"
-seed_s=$(awk -v a="$seed_t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+seed_s=$(awk -v a="$seed_t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')
 log "$(tail -1 "$RESULTS/seed.log")"
 # shellcheck disable=SC1091
 source "$WORK/seed.env" # TPP_KEY TPP_ID USER_ID
@@ -136,10 +162,12 @@ cp "$WORK/tokens.txt" "$RESULTS/tokens.txt"
   echo "USER_ID=$USER_ID"
 } >"$RESULTS/seed.env"
 
-# A copy of the freshly seeded store (all tokens ACTIVE) for the memory step.
+# A copy of the freshly seeded store (all tokens ACTIVE) for the memory step;
+# with --store postgres, the template of every PostgreSQL configuration.
 mkdir -p "$WORK/rss"
-sqlite3 "$STORE/tokend.db" "VACUUM INTO '$WORK/rss/tokend.db'"
+sqlite3 "$DB" "VACUUM INTO '$WORK/rss/tokend.db'"
 cp "$STORE/master.key" "$STORE/admin.key" "$WORK/rss/"
+if [[ $STORE_MODE == postgres ]]; then pg_setup "$WORK/rss/tokend.db"; fi
 
 # ---- 3. real bodies, then nginx serving bodies of the same sizes ----
 CAPTURE_ID=$(cat "$WORK/id-capture.txt")
@@ -159,7 +187,7 @@ cp "$WORK/nginx/www/token.json" "$RESULTS/body-get.json"
 log "captured bodies: cancel $CANCEL_BYTES bytes, GET (a cancelled token) $GET_BYTES bytes"
 
 NG_PORT=$(free_port)
-nginx_start <<EOF
+nginx_start <<EON
   server {
     listen 127.0.0.1:$NG_PORT;
     root $WORK/nginx/www;
@@ -174,7 +202,7 @@ nginx_start <<EOF
     }
     location = /cancel.json { internal; }
   }
-EOF
+EON
 
 check_nginx() { # method path expected_bytes
   local out
@@ -188,55 +216,54 @@ log "nginx pid $NG_PID on $NG_URL (2 workers) answers PUT and GET with 200 and t
 
 # ---- 4. the runs ----
 WRK_CMD=(wrk "-t$THREADS" "-c$CONNS" "-d$DURATION" --latency -s "$ROOT/bench/tokens.lua")
+WRK_ENV=() # (env WRK_NODES=...) when several nodes share the load (pg_measured)
 # bench_run NAME URL MODE IDS WRAP PID...
 bench_run() {
   local name=$1 url=$2 mode=$3 ids=$4 wrap=$5
   shift 5
-  bench_measure "$name" "$*" "${WRK_CMD[@]}" "$url" -- "$mode" "$ids" "$TPP_KEY" "$THREADS" "$wrap"
+  bench_measure "$name" "$*" ${WRK_ENV[@]+"${WRK_ENV[@]}"} "${WRK_CMD[@]}" "$url" -- "$mode" "$ids" "$TPP_KEY" \
+    "$THREADS" "$wrap"
 }
 
-canceled_count() { sqlite3 "$STORE/tokend.db" "SELECT count(*) FROM tokens WHERE state = 1"; }
-# Cancels tokend answered 200, from its request log (one JSON line a request).
-served_200() { grep -c '"route":"/tokens/{tokenId}/cancel","status":200' "$RESULTS/tokend-main.log" || true; }
+# The store being checked: sql reads DB (SQLite) or SQL_URL (PostgreSQL).
+canceled_count() { sql "SELECT count(*) FROM tokens WHERE state = 1"; }
+canceled_events() { sql "SELECT count(*) FROM token_events WHERE type = 'CANCELED'"; }
+
+# measure_cancel NAME: the cancel run on ids-bench against the running nodes
+# (NODE_PIDS, NODE_URLS, NODE_LOGS; wrk to TD_URL, or WRK_ENV's nodes), then
+# its check (step 4): R[NAME.check] and the counts it compared; the group
+# commit (lib.sh group_commit).
+measure_cancel() {
+  local name=$1 c0 e0 s0 g0
+  c0=$(canceled_count)
+  e0=$(canceled_events)
+  s0=$(served_200 "/tokens/{tokenId}/cancel")
+  g0=$(store_commits)
+  bench_run "$name" "$TD_URL" cancel "$WORK/ids-bench.txt" once "${NODE_PIDS[@]}"
+  sleep 0.5 # let the cancels wrk stopped waiting for reach their commit
+  group_commit "$name" "$g0"
+  R[$name.canceled]=$(($(canceled_count) - c0))
+  R[$name.events]=$(($(canceled_events) - e0))
+  R[$name.served]=$(($(served_200 "/tokens/{tokenId}/cancel") - s0))
+  row_check "$name" "${R[$name.canceled]}" "${R[$name.served]}" "${R[$name.events]}"
+  log "$name: ${R[$name.check]}: ${R[$name.canceled]} tokens CANCELED (events ${R[$name.events]}), ${R[$name.served]}" \
+    "answered 200 by tokend, wrk ${R[$name.ok200]} 200s + ${R[$name.inflight]} in flight;" \
+    "${R[$name.commits]} commits, ${R[$name.batch]} jobs per commit"
+}
+# measure_get NAME: the GET run against the running nodes.
+measure_get() { bench_run "$1" "$TD_URL" get "$WORK/ids-bench.txt" wrap "${NODE_PIDS[@]}"; }
 
 log "runs: ${WRK_CMD[*]} URL -- MODE IDS KEY $THREADS once|wrap"
 # shellcheck disable=SC2046 # one argument per pid
 bench_run nginx-put "$NG_URL" cancel "$WORK/ids-bench.txt" wrap $(ng_pids)
-canceled_before=$(canceled_count)
-served_before=$(served_200)
-jobs0=$(store_metric tokend_store_commit_batch_size_sum)
-commits0=$(store_metric tokend_store_commit_batch_size_count)
-bench_run tokend-cancel "$TD_URL" cancel "$WORK/ids-bench.txt" once "$TD_PID"
-sleep 0.5 # let the cancels wrk stopped waiting for reach their commit
-jobs1=$(store_metric tokend_store_commit_batch_size_sum)
-commits1=$(store_metric tokend_store_commit_batch_size_count)
-canceled_after=$(canceled_count)
-served_after=$(served_200)
+measure_cancel tokend-cancel
 # shellcheck disable=SC2046
 bench_run nginx-get "$NG_URL" get "$WORK/ids-bench.txt" wrap $(ng_pids)
-bench_run tokend-get "$TD_URL" get "$WORK/ids-bench.txt" wrap "$TD_PID"
-
-# Correctness of the cancel run.
-CANCELED=$((canceled_after - canceled_before))
-OK200=$((${R[tokend-cancel.requests]} - ${R[tokend-cancel.non2xx]}))
-INFLIGHT=$((${R[tokend-cancel.issued]} - ${R[tokend-cancel.requests]}))
-EVENTS=$(sqlite3 "$STORE/tokend.db" "SELECT count(*) FROM token_events WHERE type = 'CANCELED'")
-BATCH=$(awk -v j=$((jobs1 - jobs0)) -v c=$((commits1 - commits0)) 'BEGIN {printf "%.1f", c ? j / c : 0}')
-SERVED=$((served_after - served_before))
-# Exact: every cancel tokend answered 200 is in the file, and nothing else is.
-# Bounded: wrk saw every one of its 200s land; of the requests still in flight
-# when wrk closed its sockets, those tokend had read were committed, the rest
-# were discarded with the connection (a reset drops unread bytes).
-check="FAIL"
-if [[ ${R[tokend-cancel.non2xx]} == 0 && $CANCELED -eq $SERVED && $CANCELED -ge $OK200 &&
-  $CANCELED -le $((OK200 + INFLIGHT)) ]]; then
-  check="PASS"
-fi
-EXHAUSTED=${R[tokend-cancel.exhausted_threads]}
+measure_get tokend-get
 
 # ---- 5. profile ----
-# The profile's load: LOAD URL SECONDS MODE IDS WRAP (lib.sh's profile_perf and
-# profile_callgrind give URL and SECONDS).
+# The profile's load: LOAD URL SECONDS MODE IDS WRAP (lib.sh's profile_perf,
+# profile_callgrind and profile_system give URL and SECONDS).
 profile_load() {
   wrk "-t$THREADS" "-c$CONNS" "-d${2}s" --latency -s "$ROOT/bench/tokens.lua" "$1" -- \
     "$3" "$4" "$TPP_KEY" "$THREADS" "$5"
@@ -251,13 +278,46 @@ perf)
 callgrind)
   log "profiling with valgrind --tool=callgrind (cancel on spare tokens, then GET)"
   stop_pid "$TD_PID" TERM
-  profile_callgrind cancel "$STORE/tokend.db" profile_load cancel "$WORK/ids-profile.txt" once
-  profile_callgrind get "$STORE/tokend.db" profile_load get "$WORK/ids-bench.txt" wrap
+  profile_callgrind cancel "$DB" profile_load cancel "$WORK/ids-profile.txt" once
+  profile_callgrind get "$DB" profile_load get "$WORK/ids-bench.txt" wrap
   ;;
 *) log "no profiler: skipping the profile" ;;
 esac
 if kill -0 "$TD_PID" 2>/dev/null; then stop_pid "$TD_PID" TERM; fi
 stop_pid "$NG_PID" QUIT
+
+# ---- 5b. PostgreSQL (--store postgres): one node, two nodes, the profiles ----
+# pg_configuration NAME N (called by lib.sh pg_runs): N nodes on a fresh copy
+# of the seeded store; the cancel run with its check, then the GET run, each
+# measured by pg_measured (nodes started for the run and stopped after it).
+pg_configuration() {
+  pg_db_new "td_$1"
+  pg_measured "$1-cancel" "$2" measure_cancel
+  pg_measured "$1-get" "$2" measure_get
+}
+
+# W and T back from a sweep run's name.
+sweep_w() { local x=${1#pgw}; echo "${x%%t*}"; }
+sweep_t() { local x=${1#*t}; echo "${x%-cancel}"; }
+
+if [[ $STORE_MODE == postgres ]]; then
+  pg_runs cancel profile_load cancel "$WORK/ids-profile.txt" once
+  # BENCH_PG_SWEEP: one node, the cancel run only, per WRITERS[:THREADS]
+  # (TD_PG_WRITERS, and tokend --threads: the HTTP threads, which do a
+  # cancel's reads and signature before its write job).
+  MEASURE_PG=1
+  for n in ${SWEEP_RUNS[@]+"${SWEEP_RUNS[@]}"}; do
+    NODE_ENV=("TD_PG_WRITERS=$(sweep_w "$n")")
+    NODE_THREADS=$(sweep_t "$n")
+    pg_db_new "td_${n%-cancel}"
+    pg_measured "$n" 1 measure_cancel
+    "$PSQL" -X -q "$PG_BASE_URL" -c "DROP DATABASE $PG_DB"
+  done
+  NODE_ENV=()
+  NODE_THREADS=
+  MEASURE_PG=0
+  SQL_URL=
+fi
 
 # ---- 6. memory with RSS_TOKENS tokens ----
 log "growing the store copy to $RSS_TOKENS tokens (SQL, one transaction)"
@@ -265,7 +325,7 @@ RSS_DB="$WORK/rss/tokend.db"
 n0=$(sqlite3 "$RSS_DB" "SELECT count(*) FROM tokens")
 maxrow=$(sqlite3 "$RSS_DB" "SELECT max(rowid) FROM tokens")
 copies=$(((RSS_TOKENS - n0 + n0 - 1) / n0))
-gen_t0=$(date +%s.%N)
+gen_t0=$EPOCHREALTIME
 if ((RSS_TOKENS > n0)); then
   # Copy k of token T gets id "<kind>:<T's middle part>:-<7 digits>": '-' is
   # never in a generated id (base58), and the digits (k-1)*maxrow+rowid are
@@ -290,7 +350,7 @@ COMMIT;
 EOF
 fi
 RSS_COUNT=$(sqlite3 "$RSS_DB" "SELECT count(*) FROM tokens")
-gen_s=$(awk -v a="$gen_t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+gen_s=$(awk -v a="$gen_t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')
 RSS_DB_MB=$(du -m "$RSS_DB" | cut -f1)
 log "store has $RSS_COUNT tokens (${RSS_DB_MB} MB), made in ${gen_s}s"
 sample=$((RSS_COUNT < 100000 ? RSS_COUNT : 100000))
@@ -304,49 +364,80 @@ stop_pid "$TD_PID" TERM
 log "tokend with $RSS_COUNT tokens: VmRSS $RSS_KB kB after GET load (was $RSS_START kB at start), VmHWM $HWM_KB kB"
 
 # ---- report ----
+# pg_summary: the PostgreSQL part of summary.md (--store postgres).
+pg_summary() {
+  local n one=pg1-cancel two=pg2-cancel ratio1
+  pg_summary_intro "Two nodes: the same wrk command, its thread k connected to node k mod 2 (bench/nodes.lua," \
+    "WRK_NODES): $((CONNS / THREADS)) connections per node."
+  echo
+  pg_table_head
+  pg_table_group cancel nginx-put tokend-cancel "nginx PUT (static)" "SQLite: cancel (durable)"
+  for n in ${SWEEP_RUNS[@]+"${SWEEP_RUNS[@]}"}; do
+    pg_table_row "PostgreSQL, 1 node, TD_PG_WRITERS=$(sweep_w "$n"), --threads $(sweep_t "$n"): cancel" "$n" nginx-put tokend-cancel
+  done
+  pg_table_group get nginx-get tokend-get "nginx GET (static)" "SQLite: GET"
+  echo
+  echo "Cancel checks on PostgreSQL (as SQLite's: tokens CANCELED in the database = cancels the nodes answered 200" \
+    "= new CANCELED events, within wrk's 200s and its in-flight requests; no non-2xx):"
+  for n in pg1-cancel pg2-cancel ${SWEEP_RUNS[@]+"${SWEEP_RUNS[@]}"}; do
+    echo "- $n (${R[$n.check]}): ${R[$n.canceled]} CANCELED, ${R[$n.events]} events, ${R[$n.served]} answered 200," \
+      "wrk ${R[$n.ok200]} 200s + ${R[$n.inflight]} in flight, exhausted threads ${R[$n.exhausted_threads]}."
+  done
+  echo
+  echo "Write transactions and WAL per cancel run:"
+  pg_write_details request pg1-cancel pg2-cancel ${SWEEP_RUNS[@]+"${SWEEP_RUNS[@]}"}
+  echo
+  echo "Bounds (lib.sh pg_bounds; a cancel job waits for 3 round trips: UPDATE, INSERT, RELEASE+SAVEPOINT):"
+  echo "- $(pg_bounds pg1-cancel "$CONNS" "${TD_PG_WRITERS:-4}" 3)"
+  echo "- $(pg_bounds pg2-cancel "$CONNS" $((2 * ${TD_PG_WRITERS:-4})) 3)"
+  for n in ${SWEEP_RUNS[@]+"${SWEEP_RUNS[@]}"}; do echo "- $(pg_bounds "$n" "$CONNS" "$(sweep_w "$n")" 3)"; done
+  pg_profile_note cancel
+  ratio1=$(pct "${R[$one.rps]}" "${R[tokend-cancel.rps]}")
+  echo
+  echo "| target (issue 11; reported, not enforced) | measured | |"
+  echo "|---|---:|---|"
+  echo "| durable cancel, one PostgreSQL node >= 0.8 × SQLite (same run) | ${ratio1} % | $(verdict "$ratio1" '>=' 80) |"
+  echo "| >= 8 requests per PostgreSQL transaction at $CONNS connections, one node | ${R[$one.req_per_xact]} (per tokend commit: ${R[$one.req_per_commit]}) | $(verdict "${R[$one.req_per_xact]}" '>=' 8) |"
+  echo "| cancel p99 <= 20 ms, one node | $(ms "${R[$one.p99_us]}") ms | $(verdict "${R[$one.p99_us]}" '<=' 20000) |"
+  echo "| cancel p99 <= 20 ms, two nodes | $(ms "${R[$two.p99_us]}") ms | $(verdict "${R[$two.p99_us]}" '<=' 20000) |"
+}
+
 ratio_cancel=$(pct "${R[tokend-cancel.rps]}" "${R[nginx-put.rps]}")
 ratio_get=$(pct "${R[tokend-get.rps]}" "${R[nginx-get.rps]}")
-row() { # label name ratio
-  printf '| %s | %.0f | %s | %s | %s | %s | %s | %s / %s / %s |\n' "$1" "${R[$2.rps]}" "$(ms "${R[$2.p50_us]}")" \
-    "$(ms "${R[$2.p99_us]}")" "$3" "${R[$2.cpu_us]}" "${R[$2.non2xx]}" "${R[$2.wrk_cpu_pct]}" \
-    "${R[$2.other_pct]}" "${R[$2.steal_pct]}"
-}
-CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+CANCELED=${R[tokend-cancel.canceled]}
+OK200=${R[tokend-cancel.ok200]}
 {
   echo "# tokend benchmark $STAMP"
   echo
-  echo "Machine: $(nproc) cores, $CPU_MODEL, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo);" \
-    "kernel $(uname -r); load average before the report: $(cut -d' ' -f1-3 /proc/loadavg)."
-  echo "tokend $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') (Release), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)," \
-    "$(nginx -v 2>&1 | sed 's/^nginx version: //'), SQLite $(sqlite3 --version | cut -d' ' -f1)."
+  about_machine
   echo
   echo "Command for every run: \`${WRK_CMD[*]/#$ROOT\//} URL -- MODE IDS API_KEY $THREADS once|wrap\`"
   echo "(\"once\": tokend cancel, each request a token never cancelled; \"wrap\": the others)."
   echo "Seeded $SEED_TOTAL tokens through the API in ${seed_s}s ($N_TOKENS for the runs, 1 to capture bodies," \
     "$PROFILE_TOKENS for the profile). Bodies: cancel $CANCEL_BYTES B, GET $GET_BYTES B."
   echo
-  echo "| run | req/s | p50 ms | p99 ms | tokend/nginx | server CPU µs/req | non-2xx | % of the machine: wrk / other / steal |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-  row "nginx PUT /tokens/{id}/cancel (static ${CANCEL_BYTES} B)" nginx-put "—"
-  row "tokend PUT /tokens/{id}/cancel (durable)" tokend-cancel "${ratio_cancel} %"
-  row "nginx GET /tokens/{id} (static ${GET_BYTES} B)" nginx-get "—"
-  row "tokend GET /tokens/{id}" tokend-get "${ratio_get} %"
-  row "tokend GET, store of $RSS_COUNT tokens" tokend-get-1m "—"
+  wrk_table_head
+  wrk_row "nginx PUT /tokens/{id}/cancel (static ${CANCEL_BYTES} B)" nginx-put "—"
+  wrk_row "tokend PUT /tokens/{id}/cancel (durable)" tokend-cancel "${ratio_cancel} %"
+  wrk_row "nginx GET /tokens/{id} (static ${GET_BYTES} B)" nginx-get "—"
+  wrk_row "tokend GET /tokens/{id}" tokend-get "${ratio_get} %"
+  wrk_row "tokend GET, store of $RSS_COUNT tokens" tokend-get-1m "—"
   echo
-  echo "Cancel correctness ($check): $CANCELED tokens went to CANCELED (state = 1) in the SQLite file during" \
-    "the run; tokend answered $SERVED cancels 200 (its request log); wrk counted $OK200 answers 200," \
-    "non-2xx ${R[tokend-cancel.non2xx]}, and $INFLIGHT requests in flight when it stopped, of which" \
-    "$((CANCELED - OK200)) reached tokend and were committed. CANCELED events in the file: $EVENTS" \
-    "(the run's, plus 1 for the body capture)."
+  echo "Cancel correctness (${R[tokend-cancel.check]}): $CANCELED tokens went to CANCELED (state = 1) in the SQLite" \
+    "file during the run; tokend answered ${R[tokend-cancel.served]} cancels 200 (its request log); wrk counted" \
+    "$OK200 answers 200, non-2xx ${R[tokend-cancel.non2xx]}, and ${R[tokend-cancel.inflight]} requests in flight" \
+    "when it stopped, of which $((CANCELED - OK200)) reached tokend and were committed. New CANCELED events in the" \
+    "file: ${R[tokend-cancel.events]}."
   echo
-  echo "Server CPU by thread (% of one core; tokend's unnamed thread that works is the writer):"
+  echo "Server CPU by thread (% of one core):"
   for n in nginx-put tokend-cancel nginx-get tokend-get tokend-get-1m; do echo "- $n: ${R[$n.threads]}"; done
   echo
-  echo "Group commit during the cancel run: $((commits1 - commits0)) commits, $BATCH cancels per commit on average."
-  if [[ $EXHAUSTED != 0 ]]; then
+  echo "Group commit during the cancel run: ${R[tokend-cancel.commits]} commits," \
+    "${R[tokend-cancel.batch]} cancels per commit on average."
+  if [[ ${R[tokend-cancel.exhausted_threads]} != 0 ]]; then
     echo
-    echo "WARNING: $EXHAUSTED wrk thread(s) ran out of unused tokens during the cancel run, so its req/s is too low:"
-    echo "raise BENCH_TOKENS or shorten BENCH_DURATION."
+    echo "WARNING: ${R[tokend-cancel.exhausted_threads]} wrk thread(s) ran out of unused tokens during the cancel" \
+      "run, so its req/s is too low: raise BENCH_TOKENS or shorten BENCH_DURATION."
   fi
   echo
   echo "Memory: tokend serving a store of $RSS_COUNT tokens (${RSS_DB_MB} MB file, grown in ${gen_s}s):" \
@@ -361,17 +452,13 @@ CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   echo "| RSS <= 100 MB with $RSS_COUNT tokens | $((HWM_KB / 1024)) MB (VmHWM) | $(verdict "$HWM_KB" '<=' 102400) |"
   echo
   echo "Profile ($PROFILE): profile-cancel-*.txt and profile-get-*.txt beside this file."
+  if [[ $STORE_MODE == postgres ]]; then pg_summary; fi
 } >"$RESULTS/summary.md"
 cat "$RESULTS/summary.md"
-if [[ $PROFILE == perf || $PROFILE == callgrind ]]; then
-  for p in cancel get; do
-    echo
-    echo "== $p profile: inclusive (children), named frames =="
-    head -40 "$RESULTS/profile-$p-inclusive-named.txt" 2>/dev/null | cut -c1-90 || true
-    echo "== $p profile: self =="
-    grep -E '^ *[0-9][0-9,.]*%? ' "$RESULTS/profile-$p-self.txt" 2>/dev/null | head -15 | cut -c1-100 || true
-  done
-fi
+show_profiles cancel get pg1-cancel pg-cancel
 log "results in $RESULTS"
-[[ $EXHAUSTED == 0 ]] || die "the cancel run used up its tokens: its req/s is too low (see above)"
-[[ $check == PASS ]] || die "the cancel correctness check failed (see above)"
+if [[ $STORE_MODE == postgres ]]; then
+  check_runs tokend-cancel pg1-cancel pg2-cancel ${SWEEP_RUNS[@]+"${SWEEP_RUNS[@]}"}
+else
+  check_runs tokend-cancel
+fi
