@@ -195,7 +195,7 @@ td_err td_svc_get_key(td_svc *svc, const char *member_id, const char *key_id, td
 }
 
 /* Authenticated credentials, cached briefly so that a request does not pay a
- * store read for its key (16 % of a GET, docs/performance.md). Keys cannot be
+ * store read for its key (16 % of a GET, bench/HISTORY.md). Keys cannot be
  * revoked yet; when they can, revocation must clear this cache. */
 #define CRED_SLOTS 4096
 #define CRED_TTL_US (30 * 1000000LL)

@@ -83,7 +83,7 @@ td_conn *sq_conn_open(sq_store *s, char *err, size_t cap)
     /* FULL: a commit is on disk before the writer reports it, so a 2xx means
      * durable. temp_store MEMORY: the statement journal each job's savepoint
      * keeps is scratch no crash recovery needs; as a temp file it took more
-     * than half of the writer's writes (docs/performance.md). */
+     * than half of the writer's writes (bench/HISTORY.md). */
     if (sq_exec(c->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
                        "PRAGMA temp_store=MEMORY;") != SQLITE_OK) {
         if (err) snprintf(err, cap, "cannot configure %s: %s", s->path, sqlite3_errmsg(c->db));

@@ -66,7 +66,7 @@ static void make_parent_dirs(const char *path)
 td_store *td_store_sqlite_open(const char *path, char *err, size_t cap)
 {
     /* SQLite's memory statistics take a global mutex on every allocation, which
-     * the HTTP threads and the writer contended for (docs/performance.md). It
+     * the HTTP threads and the writer contended for (bench/HISTORY.md). It
      * can only be set before SQLite initialises; later calls just fail. */
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     sq_store *s = calloc(1, sizeof *s);
