@@ -309,7 +309,11 @@ static void make_works(td_notify *d, loop_job *j, int64_t claimed_at)
         if (used[i]) continue;
         used[i] = true;
         td_outbox_rec *o = &j->claimed[i];
-        if (idset_has(&d->held, o->id)) continue; /* already ours (a lease that ran out) */
+        /* Already ours (its lease ran out while a transfer held it): that
+         * transfer's outcome carries the old lease and will not count
+         * (outbox_attempt is fenced by the lease), so the row goes again once
+         * this claim's lease ends: at least once, never lost. */
+        if (idset_has(&d->held, o->id)) continue;
         issuer_ent *e = nw_issuer_get(d, o->issuer_id, claimed_at);
         if (!e) continue;
         int max = e->configured && !strcmp(e->rec.profile, "d1") ? e->rec.d1_batch_max : 1;

@@ -66,7 +66,7 @@ typedef struct {
     int64_t id;
     char issuer_id[16];     /* the row's: recorded by issuer and id (docs/scaling.md) */
     int64_t lease_until_ms; /* the claim's: the outcome counts only while it holds */
-    char state[12];     /* DELIVERED, DEAD, PENDING */
+    char state[12];         /* DELIVERED, DEAD, PENDING */
     int http_status;
     char error[160];
     int64_t retry_at_ms;
