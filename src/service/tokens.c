@@ -66,7 +66,8 @@ td_err td_svc_list_tokens(td_svc *svc, const td_list_query *q, void (*fn)(const 
  * Runs on a reader (prepare) or inside the writer's transaction (re-check). */
 static td_st prepare_cancel(td_conn *c, td_svc *svc, td_cancel *cmd, td_token_rec *t)
 {
-    td_st st = svc->store->ops->token_get(c, cmd->token_id, t);
+    td_key_rec key; /* the caller's, read with the token: one statement */
+    td_st st = svc->store->ops->token_get_signing(c, cmd->token_id, cmd->caller, cmd->level, t, &key);
     if (st == TD_ST_OK && !can_see(t, cmd->caller)) {
         td_token_rec_free(t);
         st = TD_ST_NOT_FOUND;
@@ -84,7 +85,7 @@ static td_st prepare_cancel(td_conn *c, td_svc *svc, td_cancel *cmd, td_token_re
     cmd->prepared_json = NULL;
     if (cmd->prepared != TD_CANCEL_APPLY) return TD_ST_OK;
     json_t *sig = NULL;
-    st = td_sign_as(c, svc, cmd->caller, cmd->level, t->payload_canonical, "cancelled", &sig);
+    st = td_sign_with(svc, cmd->caller, cmd->level, &key, t->payload_canonical, "cancelled", &sig);
     if (st == TD_ST_OK) {
         cmd->prepared_json = td_token_json_add_signature(t->json, "CANCELED", sig);
         json_decref(sig);
@@ -110,7 +111,7 @@ static void take_result(td_cancel *cmd, td_token_rec *t)
 }
 
 /* Writes the prepared cancel: the row, only if its sequence number is still
- * the one the decision was made on, and its event. */
+ * the one the decision was made on, with its event. */
 static td_st apply_cancel(td_conn *c, td_svc *svc, td_cancel *cmd)
 {
     td_token_rec t = {0};
@@ -120,8 +121,6 @@ static td_st apply_cancel(td_conn *c, td_svc *svc, td_cancel *cmd)
     td_strlcpy(t.replaced_by, cmd->prepared_replaced_by, sizeof t.replaced_by);
     td_strlcpy(t.canceled_by, cmd->caller, sizeof t.canceled_by);
     t.json = cmd->prepared_json;
-    td_st st = svc->store->ops->token_update(c, &t, cmd->prepared_seq);
-    if (st != TD_ST_OK) return st;
     td_event_rec ev = {.seq = t.seq, .time_ms = td_now_ms()};
     td_strlcpy(ev.token_id, t.id, sizeof ev.token_id);
     td_strlcpy(ev.type, "CANCELED", sizeof ev.type);
@@ -129,7 +128,7 @@ static td_st apply_cancel(td_conn *c, td_svc *svc, td_cancel *cmd)
     td_strlcpy(ev.customer_ip, cmd->customer_ip, sizeof ev.customer_ip);
     td_strlcpy(ev.customer_initiated, cmd->customer_initiated, sizeof ev.customer_initiated);
     td_strlcpy(ev.customer_device_id, cmd->customer_device_id, sizeof ev.customer_device_id);
-    return svc->store->ops->event_append(c, &ev);
+    return svc->store->ops->token_update(c, &t, cmd->prepared_seq, &ev);
 }
 
 /* In the writer. The decision prepared on the request's thread stands if the

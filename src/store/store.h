@@ -298,8 +298,15 @@ typedef struct td_store_ops {
 
     td_st (*token_insert)(td_conn *c, const td_token_rec *t);
     td_st (*token_get)(td_conn *c, const char *id, td_token_rec *out);
-    /* Only when the stored seq still equals expect_seq; TD_ST_CONFLICT otherwise. */
-    td_st (*token_update)(td_conn *c, const td_token_rec *t, int64_t expect_seq);
+    /* token_get, and the member's signing key at level (as key_for_level; all
+     * zero when there is none) read with it, in one statement where the
+     * engine allows: what a cancel decides on and signs with. */
+    td_st (*token_get_signing)(td_conn *c, const char *id, const char *member_id, td_level level, td_token_rec *out,
+                               td_key_rec *key);
+    /* Only when the stored seq still equals expect_seq; TD_ST_CONFLICT otherwise.
+     * With ev, also appends that event (as event_append), in one statement
+     * where the engine allows: a cancel is then one round trip. */
+    td_st (*token_update)(td_conn *c, const td_token_rec *t, int64_t expect_seq, const td_event_rec *ev);
     /* Calls fn for each matching token (json only is guaranteed filled). */
     td_st (*token_list)(td_conn *c, const td_token_filter *f, void (*fn)(const td_token_rec *, void *), void *arg);
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "crypto/crypto.h"
+#include "store/pg/pgs.h"
 #include "store/store.h"
 #include "util/util.h"
 
@@ -68,11 +69,12 @@ static td_st run_event(td_conn *c, void *a)
 typedef struct {
     const td_token_rec *t;
     int64_t expect_seq;
+    const td_event_rec *ev;
 } token_update_arg;
 static td_st run_token_update(td_conn *c, void *a)
 {
     token_update_arg *u = a;
-    return OPS->token_update(c, u->t, u->expect_seq);
+    return OPS->token_update(c, u->t, u->expect_seq, u->ev);
 }
 
 typedef struct {
@@ -579,7 +581,7 @@ static void test_tokens_insert_get_update(void **state)
     td_strlcpy(u.canceled_by, "m:to", sizeof u.canceled_by);
     u.seq = 2;
     u.json = "{\"id\":\"ta:1\",\"v\":2}";
-    token_update_arg ua = {&u, 1};
+    token_update_arg ua = {&u, 1, NULL};
     assert_int_equal(s->run_sync(s, run_token_update, &ua), TD_ST_OK);
     assert_int_equal(OPS->token_get(rd(s), "ta:1", &got), TD_ST_OK);
     assert_int_equal(got.state, TD_TS_CANCELED);
@@ -594,7 +596,7 @@ static void test_tokens_insert_get_update(void **state)
     td_strlcpy(stale.replaced_by, "ta:9", sizeof stale.replaced_by);
     stale.seq = 2;
     stale.json = "{\"id\":\"ta:1\",\"v\":\"stale\"}";
-    token_update_arg sa = {&stale, 1};
+    token_update_arg sa = {&stale, 1, NULL};
     assert_int_equal(s->run_sync(s, run_token_update, &sa), TD_ST_CONFLICT);
     sa.expect_seq = 3; /* ahead of the store is as wrong as behind it */
     assert_int_equal(s->run_sync(s, run_token_update, &sa), TD_ST_CONFLICT);
@@ -604,6 +606,27 @@ static void test_tokens_insert_get_update(void **state)
     assert_string_equal(got.canceled_by, "m:to");
     assert_true(got.seq == 2);
     assert_string_equal(got.json, "{\"id\":\"ta:1\",\"v\":2}");
+    td_token_rec_free(&got);
+
+    /* With its event: both, or (a stale seq) neither. */
+    td_event_rec ev = {.seq = 3, .time_ms = 7};
+    td_strlcpy(ev.token_id, "ta:1", sizeof ev.token_id);
+    td_strlcpy(ev.type, "REPLACED", sizeof ev.type);
+    td_strlcpy(ev.actor, "m:to", sizeof ev.actor);
+    td_token_rec r3 = stale;
+    r3.seq = 3;
+    int64_t events = -1;
+    token_update_arg ra = {&r3, 1, &ev};
+    assert_int_equal(s->run_sync(s, run_token_update, &ra), TD_ST_CONFLICT);
+    assert_int_equal(OPS->event_count(rd(s), "ta:1", &events), TD_ST_OK);
+    assert_true(events == 0);
+    ra.expect_seq = 2;
+    assert_int_equal(s->run_sync(s, run_token_update, &ra), TD_ST_OK);
+    assert_int_equal(OPS->event_count(rd(s), "ta:1", &events), TD_ST_OK);
+    assert_true(events == 1);
+    assert_int_equal(OPS->token_get(rd(s), "ta:1", &got), TD_ST_OK);
+    assert_int_equal(got.state, TD_TS_REPLACED);
+    assert_true(got.seq == 3);
     td_token_rec_free(&got);
 }
 
@@ -652,6 +675,66 @@ static void seed_list_tokens(td_store *s)
     make_token(&tfs[5], "t6", TD_KIND_ACCESS, "m:me", "m:a", NULL, 3000, "b:1", NULL, NULL); /* ties with t3 */
     for (int i = 0; i < 6; i++)
         assert_int_equal(s->run_sync(s, run_token, &tfs[i].rec), TD_ST_OK);
+}
+
+/* token_get_signing: the token with the member's newest generated key at
+ * the level, as key_for_level reads it; no key reads as all zero. */
+typedef struct {
+    td_token_rec t;
+    td_key_rec k;
+} signing_arg;
+static td_st run_token_signing(td_conn *c, void *a)
+{
+    signing_arg *g = a; /* inside a job: the row is read for update */
+    td_st st = OPS->token_get_signing(c, "ts:1", "m:s", TD_LEVEL_LOW, &g->t, &g->k);
+    if (st == TD_ST_OK) td_token_rec_free(&g->t);
+    return st;
+}
+
+static void test_token_get_signing(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    assert_int_equal(put_member(s, "m:s", 1), TD_ST_OK);
+    td_key_rec keys[] = {
+        make_key("m:s", "low-old", TD_LEVEL_LOW, 100, true),
+        make_key("m:s", "low-new", TD_LEVEL_LOW, 200, true),
+        make_key("m:s", "low-sub", TD_LEVEL_LOW, 300, false),
+        make_key("m:s", "priv-sub", TD_LEVEL_PRIVILEGED, 400, false),
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        assert_int_equal(s->run_sync(s, run_key, &keys[i]), TD_ST_OK);
+    token_fixture tf;
+    make_token(&tf, "ts:1", TD_KIND_ACCESS, "m:s", "m:to", NULL, 1000, "", "", NULL);
+    assert_int_equal(s->run_sync(s, run_token, &tf.rec), TD_ST_OK);
+
+    td_token_rec t;
+    td_key_rec k;
+    assert_int_equal(OPS->token_get_signing(rd(s), "ts:1", "m:s", TD_LEVEL_LOW, &t, &k), TD_ST_OK);
+    assert_string_equal(t.id, "ts:1");
+    assert_string_equal(t.from_id, "m:s");
+    assert_string_equal(t.json, "{\"id\":\"ts:1\"}");
+    assert_true(t.seq == 1 && t.created_ms == 1000);
+    td_token_rec_free(&t);
+    assert_string_equal(k.key_id, "low-new");
+    assert_string_equal(k.member_id, "m:s");
+    assert_int_equal(k.level, TD_LEVEL_LOW);
+    assert_int_equal(k.sealed_len, 88);
+    assert_memory_equal(k.sealed_secret, keys[1].sealed_secret, 88);
+    assert_memory_equal(k.public_key, keys[1].public_key, sizeof k.public_key);
+    assert_true(k.created_ms == 200);
+    /* only a submitted key at that level, or another member: no key, the token still */
+    assert_int_equal(OPS->token_get_signing(rd(s), "ts:1", "m:s", TD_LEVEL_PRIVILEGED, &t, &k), TD_ST_OK);
+    td_token_rec_free(&t);
+    assert_string_equal(k.key_id, "");
+    assert_int_equal(k.sealed_len, 0);
+    assert_int_equal(OPS->token_get_signing(rd(s), "ts:1", "m:nobody", TD_LEVEL_LOW, &t, &k), TD_ST_OK);
+    td_token_rec_free(&t);
+    assert_string_equal(k.key_id, "");
+    assert_int_equal(OPS->token_get_signing(rd(s), "ts:none", "m:s", TD_LEVEL_LOW, &t, &k), TD_ST_NOT_FOUND);
+    signing_arg g;
+    assert_int_equal(s->run_sync(s, run_token_signing, &g), TD_ST_OK);
+    assert_string_equal(g.k.key_id, "low-new");
 }
 
 static void test_token_list_filters(void **state)
@@ -838,7 +921,8 @@ static int done_total;
 typedef struct {
     td_job job;
     char member_id[TD_ID_MAX];
-    bool fail; /* run() inserts, then returns an error */
+    bool fail;      /* run() inserts, then returns an error */
+    bool sql_error; /* PostgreSQL: run() inserts, then runs a statement that fails */
     atomic_int runs;
     atomic_int done_calls;
     td_st status;
@@ -853,6 +937,11 @@ static td_st tj_run(td_conn *c, void *arg)
     td_strlcpy(m.display_name, "job", sizeof m.display_name);
     td_st st = OPS->member_insert(c, &m);
     if (st != TD_ST_OK) return st;
+    if (j->sql_error) {
+        PGresult *res;
+        st = pg_rows_text(c, "SELECT 1 / 0", NULL, &res); /* aborts the transaction */
+        return st == TD_ST_OK ? (PQclear(res), TD_ST_OK) : st;
+    }
     return j->fail ? TD_ST_CONFLICT : TD_ST_OK;
 }
 
@@ -1238,6 +1327,53 @@ static void test_close_drains_queue(void **state)
     test_store_remove(loc);
 }
 
+/* PostgreSQL: a statement that fails aborts the whole transaction; its job
+ * rolls back to its savepoint (sent with the next job's first statement, or
+ * with the COMMIT when it is the last) and the batch's other jobs commit. */
+static void test_pg_failed_statement_in_batch(void **state)
+{
+    PG_ONLY();
+    fixture *f = *state;
+    one_writer(f);
+    td_store *s = f->s;
+    test_job a, e1, c, e2;
+    tj_init(&a, "m:se:a", false);
+    tj_init(&e1, "m:se:e1", false);
+    e1.sql_error = true;
+    tj_init(&c, "m:se:c", false);
+    tj_init(&e2, "m:se:e2", false);
+    e2.sql_error = true; /* the last: its rollback travels with the COMMIT */
+    gate g;
+    gate_hold(s, &g);
+    td_store_stats before, after;
+    s->stats(s, &before);
+    reset_done();
+    assert_int_equal(s->submit(s, &a.job), 0);
+    assert_int_equal(s->submit(s, &e1.job), 0);
+    assert_int_equal(s->submit(s, &c.job), 0);
+    assert_int_equal(s->submit(s, &e2.job), 0);
+    gate_release(&g);
+    wait_done(4);
+    s->stats(s, &after);
+    assert_true(after.commits - before.commits == 2); /* the gate's, then the four jobs' */
+    assert_int_equal(a.status, TD_ST_OK);
+    assert_int_equal(e1.status, TD_ST_ERROR);
+    assert_int_equal(c.status, TD_ST_OK);
+    assert_int_equal(e2.status, TD_ST_ERROR);
+    td_member_rec m;
+    assert_int_equal(OPS->member_get(rd(s), "m:se:a", &m), TD_ST_OK);
+    assert_int_equal(OPS->member_get(rd(s), "m:se:c", &m), TD_ST_OK);
+    assert_int_equal(OPS->member_get(rd(s), "m:se:e1", &m), TD_ST_NOT_FOUND);
+    assert_int_equal(OPS->member_get(rd(s), "m:se:e2", &m), TD_ST_NOT_FOUND);
+    /* the writer's connection is usable for the next batch */
+    test_job d;
+    tj_init(&d, "m:se:d", false);
+    reset_done();
+    assert_int_equal(s->submit(s, &d.job), 0);
+    wait_done(1);
+    assert_int_equal(d.status, TD_ST_OK);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1258,12 +1394,14 @@ int main(void)
         T(test_issuers),
         T(test_requests),
         T(test_tokens_insert_get_update),
+        T(test_token_get_signing),
         T(test_token_list_filters),
         T(test_token_list_account_filter_exact),
         T(test_events),
         T(test_idempotency),
         T(test_group_commit_threads),
         T(test_group_commit_savepoint_rollback),
+        T(test_pg_failed_statement_in_batch),
         T(test_stats),
         T(test_lax_commits),
         T(test_fault_unreachable),

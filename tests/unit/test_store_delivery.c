@@ -245,8 +245,18 @@ static void test_claim_order(void **state)
     /* 1 and 3 are held, 2 waits behind 1 */
     assert_int_equal(claim(s, 1001, &c), 0);
 
-    /* 1 failed: retried at 5000; meanwhile nothing of dc-A goes */
+    /* 1 failed: retried at 5000; meanwhile nothing of dc-A goes. The rows
+     * waiting behind it keep their own due time (PostgreSQL notes apart that
+     * they wait: outbox.wait_ms) */
+    td_outbox_rec late = make_row("iss1", "dc-A", "card-1", 1050);
+    late.due_ms = 7000;
+    int64_t r2b = add_row(s, late);
     assert_int_equal(attempt(f, r1, "PENDING", 503, "unavailable", 1100, 5000), TD_ST_OK);
+    assert_true(get_row(s, "iss1", r2).due_ms == 110);
+    assert_true(get_row(s, "iss1", r2b).due_ms == 7000);
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT wait_ms FROM outbox WHERE id = %lld", (long long)r2);
+    if (test_pg) assert_true(db_int(f->loc, sql) == 5000);
     assert_int_equal(claim(s, 2000, &c), 0);
     assert_int_equal(claim(s, 4999, &c), 0);
     /* 1 is due again: claimed again (first attempt kept), 2 still waits */
@@ -256,17 +266,26 @@ static void test_claim_order(void **state)
     assert_true(c.rows[0].first_attempt_ms == 1000 && c.rows[0].lease_until_ms == 35000);
     /* 1 delivered: 2 goes */
     assert_int_equal(attempt(f, r1, "DELIVERED", 200, NULL, 5100, 0), TD_ST_OK);
+    if (test_pg) assert_true(db_int(f->loc, sql) <= 5100); /* its wait is over */
     assert_int_equal(claim(s, 5200, &c), 1);
     assert_true(c.ids[0] == r2);
-    /* 2 dead: the next row of dc-A goes; so does a new row of dc-B once 3 is done */
-    int64_t r4 = add_row(s, make_row("iss1", "dc-A", "card-1", 5300));
-    int64_t r5 = add_row(s, make_row("iss1", "dc-B", "card-1", 5300));
-    assert_int_equal(claim(s, 5400, &c), 0);
-    assert_int_equal(attempt(f, r2, "DEAD", 400, "bad request", 5500, 0), TD_ST_OK);
-    assert_int_equal(claim(s, 5600, &c), 1);
+    /* 2 fails in turn: what waits behind it waits for its retry */
+    assert_int_equal(attempt(f, r2, "PENDING", 503, "unavailable", 5210, 8000), TD_ST_OK);
+    assert_int_equal(claim(s, 7999, &c), 0);
+    assert_int_equal(claim(s, 8000, &c), 1);
+    assert_true(c.ids[0] == r2);
+    /* 2 dead: the next rows of dc-A go, in order; so does a new row of dc-B once 3 is done */
+    int64_t r4 = add_row(s, make_row("iss1", "dc-A", "card-1", 8100));
+    int64_t r5 = add_row(s, make_row("iss1", "dc-B", "card-1", 8100));
+    assert_int_equal(claim(s, 8200, &c), 0);
+    assert_int_equal(attempt(f, r2, "DEAD", 400, "bad request", 8300, 0), TD_ST_OK);
+    assert_int_equal(claim(s, 8400, &c), 1);
+    assert_true(c.ids[0] == r2b);
+    assert_int_equal(attempt(f, r2b, "DELIVERED", 200, NULL, 8450, 0), TD_ST_OK);
+    assert_int_equal(claim(s, 8500, &c), 1);
     assert_true(c.ids[0] == r4);
-    assert_int_equal(attempt(f, r3, "DELIVERED", 204, NULL, 5700, 0), TD_ST_OK);
-    assert_int_equal(claim(s, 5800, &c), 1);
+    assert_int_equal(attempt(f, r3, "DELIVERED", 204, NULL, 8600, 0), TD_ST_OK);
+    assert_int_equal(claim(s, 8700, &c), 1);
     assert_true(c.ids[0] == r5);
     assert_int_equal(bad_heads(f->loc), 0);
 }

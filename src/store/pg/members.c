@@ -5,7 +5,6 @@
 
 #include "store/pg/pgs.h"
 
-#define KEY_COLS "member_id, key_id, level, algorithm, public_key, sealed_secret, created_ms, expires_ms"
 
 /* Runs a write that must touch a row; `none` is the answer when it touched none. */
 static td_st cmd_one(td_conn *c, pg_query *q, const pg_params *p, td_st none)
@@ -50,7 +49,7 @@ static td_st v_member_get(td_conn *c, const char *id, td_member_rec *out)
 /* SQLite refuses a key of an unknown member with a foreign key error, which
  * reads as CONFLICT; here the EXISTS keeps that answer without a failed
  * statement (which would abort the writer's transaction). */
-static pg_query q_key_insert = {.sql = "INSERT INTO member_keys(" KEY_COLS ") "
+static pg_query q_key_insert = {.sql = "INSERT INTO member_keys(" PG_KEY_COLS ") "
                                        "SELECT $1::text, $2::text, $3::integer, $4::text, $5::bytea, $6::bytea, "
                                        "$7::bigint, $8::bigint WHERE EXISTS (SELECT 1 FROM members WHERE id = $1) "
                                        "ON CONFLICT DO NOTHING"};
@@ -69,19 +68,22 @@ static td_st v_key_insert(td_conn *c, const td_key_rec *k)
     return cmd_one(c, &q_key_insert, &p, TD_ST_CONFLICT);
 }
 
-static void read_key(const PGresult *res, int row, td_key_rec *k)
+/* The key in columns col0.. (PG_KEY_COLS); all zero when they are NULL (an
+ * outer join that found none). */
+void pg_read_key(const PGresult *res, int row, int col0, td_key_rec *k)
 {
     memset(k, 0, sizeof *k);
-    pg_copy(res, row, 0, k->member_id, sizeof k->member_id);
-    pg_copy(res, row, 1, k->key_id, sizeof k->key_id);
-    k->level = (td_level)pg_i64(res, row, 2);
-    pg_copy(res, row, 3, k->algorithm, sizeof k->algorithm);
+    if (PQgetisnull(res, row, col0)) return;
+    pg_copy(res, row, col0, k->member_id, sizeof k->member_id);
+    pg_copy(res, row, col0 + 1, k->key_id, sizeof k->key_id);
+    k->level = (td_level)pg_i64(res, row, col0 + 2);
+    pg_copy(res, row, col0 + 3, k->algorithm, sizeof k->algorithm);
     /* like SQLite: a public key of any other length reads as zeros */
-    if (pg_blob(res, row, 4, k->public_key, sizeof k->public_key) != sizeof k->public_key)
+    if (pg_blob(res, row, col0 + 4, k->public_key, sizeof k->public_key) != sizeof k->public_key)
         memset(k->public_key, 0, sizeof k->public_key);
-    k->sealed_len = pg_blob(res, row, 5, k->sealed_secret, sizeof k->sealed_secret);
-    k->created_ms = pg_i64(res, row, 6);
-    k->expires_ms = pg_i64(res, row, 7);
+    k->sealed_len = pg_blob(res, row, col0 + 5, k->sealed_secret, sizeof k->sealed_secret);
+    k->created_ms = pg_i64(res, row, col0 + 6);
+    k->expires_ms = pg_i64(res, row, col0 + 7);
 }
 
 static td_st key_one(td_conn *c, pg_query *q, const pg_params *p, td_key_rec *out)
@@ -89,12 +91,12 @@ static td_st key_one(td_conn *c, pg_query *q, const pg_params *p, td_key_rec *ou
     PGresult *res;
     td_st r = pg_row(c, q, p, &res);
     if (r != TD_ST_OK) return r;
-    read_key(res, 0, out);
+    pg_read_key(res, 0, 0, out);
     PQclear(res);
     return TD_ST_OK;
 }
 
-static pg_query q_key_get = {.sql = "SELECT " KEY_COLS " FROM member_keys WHERE member_id = $1 AND key_id = $2"};
+static pg_query q_key_get = {.sql = "SELECT " PG_KEY_COLS " FROM member_keys WHERE member_id = $1 AND key_id = $2"};
 
 static td_st v_key_get(td_conn *c, const char *member_id, const char *key_id, td_key_rec *out)
 {
@@ -107,7 +109,7 @@ static td_st v_key_get(td_conn *c, const char *member_id, const char *key_id, td
 /* Keys of one level created in the same millisecond tie: SQLite's plan then
  * returns the last inserted, which member_keys cannot tell here (no insertion
  * order column); either one is a generated key of that level. */
-static pg_query q_key_for_level = {.sql = "SELECT " KEY_COLS " FROM member_keys WHERE member_id = $1 AND level = $2 "
+static pg_query q_key_for_level = {.sql = "SELECT " PG_KEY_COLS " FROM member_keys WHERE member_id = $1 AND level = $2 "
                                           "AND sealed_secret IS NOT NULL ORDER BY created_ms DESC LIMIT 1"};
 
 static td_st v_key_for_level(td_conn *c, const char *member_id, td_level level, td_key_rec *out)
@@ -120,7 +122,7 @@ static td_st v_key_for_level(td_conn *c, const char *member_id, td_level level, 
 
 /* COLLATE "C": key ids compare bytewise, as SQLite's BINARY collation does,
  * whatever the database's locale. */
-static pg_query q_key_list = {.sql = "SELECT " KEY_COLS " FROM member_keys WHERE member_id = $1 "
+static pg_query q_key_list = {.sql = "SELECT " PG_KEY_COLS " FROM member_keys WHERE member_id = $1 "
                                      "ORDER BY created_ms, key_id COLLATE \"C\""};
 
 /* fn runs once the whole result is here: it may use this connection. */
@@ -133,7 +135,7 @@ static td_st v_key_list(td_conn *c, const char *member_id, void (*fn)(const td_k
     if (r != TD_ST_OK) return r;
     td_key_rec k;
     for (int i = 0, n = PQntuples(res); i < n; i++) {
-        read_key(res, i, &k);
+        pg_read_key(res, i, 0, &k);
         fn(&k, arg);
     }
     PQclear(res);

@@ -27,6 +27,10 @@
     "AND e.id < o.id AND e.state IN " OPEN_STATES ") IS NULL"
 /* Claimable at $1: waiting, or held by a node whose lease ran out (it died
  * mid-delivery). The IN term lets outbox_open_due's predicate serve. */
+/* When a claim looks at a row: its due time, or later while it waits behind
+ * a head that waits for its retry (wait_ms, migration 005); outbox_open_due's
+ * expression, so that rows waiting behind retrying heads are not walked. */
+#define O_DUE "GREATEST(o.due_ms, o.wait_ms)"
 #define O_CLAIMABLE "o.state IN " OPEN_STATES " AND (o.state = 'PENDING' OR o.lease_until_ms < $1)"
 
 /* The notifications of one digital card go in order; so do the card-level
@@ -100,10 +104,14 @@ static td_st v_outbox_insert(td_conn *c, td_outbox_rec *o)
  * them, not a pattern; spaces are ignored. strpos is SQLite's instr on the
  * same strings (",A,B," for ",A,"), so the meaning is SQLite's to the byte,
  * even for a name with a comma in it. */
+/* The rows that waited behind a cancelled one wait no more (wait_ms). */
 static pg_query q_outbox_cancel = {
-    .sql = "UPDATE outbox SET state = 'CANCELLED' WHERE digital_card_id = $1 AND issuer_id = $3 AND channel = 'USER' "
-           "AND state = 'PENDING' AND message <> '' "
-           "AND strpos(',' || replace($2, ' ', '') || ',', ',' || message || ',') > 0"};
+    .sql = "WITH x AS (UPDATE outbox SET state = 'CANCELLED' WHERE digital_card_id = $1 AND issuer_id = $3 "
+           "AND channel = 'USER' AND state = 'PENDING' AND message <> '' "
+           "AND strpos(',' || replace($2, ' ', '') || ',', ',' || message || ',') > 0 RETURNING id, order_key), "
+           "w AS (UPDATE outbox AS f SET wait_ms = 0 WHERE f.issuer_id = $3 AND f.order_key IN (SELECT order_key "
+           "FROM x) AND f.state = 'PENDING' AND f.wait_ms <> 0 AND f.id NOT IN (SELECT id FROM x)) "
+           "SELECT count(*) FROM x"};
 
 static td_st v_outbox_cancel(td_conn *c, const char *issuer_id, const char *digital_card_id, const char *messages,
                              int *n_cancelled)
@@ -113,9 +121,11 @@ static td_st v_outbox_cancel(td_conn *c, const char *issuer_id, const char *digi
     pg_p_text(&p, digital_card_id);
     pg_p_text(&p, messages ? messages : "");
     pg_p_text(&p, issuer_id);
-    int64_t changed = 0;
-    td_st r = pg_cmd(c, &q_outbox_cancel, &p, &changed);
-    if (r == TD_ST_OK && n_cancelled) *n_cancelled = (int)changed;
+    PGresult *res = NULL;
+    td_st r = pg_row(c, &q_outbox_cancel, &p, &res);
+    if (r != TD_ST_OK) return r;
+    if (n_cancelled) *n_cancelled = (int)pg_i64(res, 0, 0);
+    PQclear(res);
     return r;
 }
 
@@ -243,10 +253,10 @@ static int outbox_by_id(const void *a, const void *b)
  * IN_FLIGHT, return the rows as marked. It walks the issuer's open rows
  * oldest due first in outbox_open_due (rows not due, and other issuers',
  * are not read), keeps the claimable heads (O_IS_HEAD: a backward seek in
- * outbox_order each) and stops at the limit. Rows waiting behind a head are
- * read on the way, a seek each (SQLite's head index skips them): while an
- * issuer's backend is down, a claim costs ~5 us per row waiting behind its
- * retrying heads.
+ * outbox_order each) and stops at the limit. Rows waiting behind a head
+ * that waits for its retry are not read before that retry (wait_ms, in the
+ * index's order); those behind a head in flight are read on the way, a seek
+ * each (SQLite's head index skips them all).
  *
  * Why the order per order key holds with several nodes claiming at once
  * (READ COMMITTED: each statement reads a fresh snapshot):
@@ -276,11 +286,10 @@ static int outbox_by_id(const void *a, const void *b)
  * (LIMIT $2 unknown) joined them to a sequential scan of the whole outbox,
  * delivered rows included. */
 static pg_query q_outbox_claim = {
-    .sql = "UPDATE outbox SET state = 'IN_FLIGHT', lease_until_ms = $3, "
+    .sql = "UPDATE outbox SET state = 'IN_FLIGHT', lease_until_ms = $3, wait_ms = 0, "
            "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN $1 ELSE first_attempt_ms END "
-           "WHERE issuer_id = $4 AND id = ANY (ARRAY(SELECT o.id FROM outbox AS o WHERE o.issuer_id = $4 AND o.due_ms "
-           "<= $1 "
-           "AND " O_CLAIMABLE " AND " O_IS_HEAD " ORDER BY o.due_ms, o.id LIMIT $2 "
+           "WHERE issuer_id = $4 AND id = ANY (ARRAY(SELECT o.id FROM outbox AS o WHERE o.issuer_id = $4 AND " O_DUE
+           " <= $1 AND " O_CLAIMABLE " AND " O_IS_HEAD " ORDER BY " O_DUE ", o.id LIMIT $2 "
            "FOR UPDATE OF o SKIP LOCKED)) RETURNING id, " OUTBOX_COLS};
 static pg_query q_delivery_issuers = {.sql = "SELECT issuer_id FROM issuer_delivery ORDER BY issuer_id"};
 
@@ -327,9 +336,9 @@ static td_st v_outbox_claim(td_conn *c, int64_t now_ms, int64_t lease_ms, int li
 
 /* One walk per configured issuer in outbox_open_due, from now on, to its
  * first claimable head. */
-static pg_query q_outbox_next_due = {.sql = "SELECT min((SELECT o.due_ms FROM outbox AS o "
-                                            "WHERE o.issuer_id = d.issuer_id AND o.due_ms > $1 AND " O_CLAIMABLE
-                                            " AND " O_IS_HEAD " ORDER BY o.due_ms, o.id LIMIT 1)) "
+static pg_query q_outbox_next_due = {.sql = "SELECT min((SELECT " O_DUE " FROM outbox AS o "
+                                            "WHERE o.issuer_id = d.issuer_id AND " O_DUE " > $1 AND " O_CLAIMABLE
+                                            " AND " O_IS_HEAD " ORDER BY " O_DUE ", o.id LIMIT 1)) "
                                             "FROM issuer_delivery AS d"};
 
 static td_st v_outbox_next_due(td_conn *c, int64_t now_ms, int64_t *next_due_ms)
@@ -389,12 +398,22 @@ static void error_text(const char *e, char *out)
     out[n] = 0;
 }
 
-/* $2 PENDING: due again at $6; DELIVERED or DEAD: done at $5. */
+/* $2 PENDING: due again at $6; DELIVERED or DEAD: done at $5. The rows
+ * waiting behind it (its key's later PENDING rows) wait until $6 too, or no
+ * more (wait_ms, migration 005): only those whose wait has not passed are
+ * written, so a head delivered at its retry leaves them as they are. The
+ * count is of the row itself: 0 when its lease is no longer ours (and then
+ * nothing changes). */
+#define O_WAIT "CASE WHEN $2::text = 'PENDING' THEN $6::bigint ELSE 0 END"
 static pg_query q_outbox_attempt = {
-    .sql = "UPDATE outbox SET state = $2::text, attempts = attempts + 1, last_status = $3, last_error = $4, "
-           "due_ms = CASE WHEN $2::text = 'PENDING' THEN $6::bigint ELSE due_ms END, "
+    .sql = "WITH a AS (UPDATE outbox SET state = $2::text, attempts = attempts + 1, last_status = $3, "
+           "last_error = $4, due_ms = CASE WHEN $2::text = 'PENDING' THEN $6::bigint ELSE due_ms END, "
            "done_ms = CASE WHEN $2::text = 'PENDING' THEN 0 ELSE $5::bigint END, lease_until_ms = 0 "
-           "WHERE issuer_id = $7 AND id = $1 AND lease_until_ms = $8"};
+           "WHERE issuer_id = $7 AND id = $1 AND lease_until_ms = $8 RETURNING order_key), "
+           "w AS (UPDATE outbox AS f SET wait_ms = " O_WAIT " WHERE f.issuer_id = $7 AND "
+           "f.order_key = (SELECT order_key FROM a) AND f.id > $1 AND f.state = 'PENDING' AND CASE WHEN $2::text = "
+           "'PENDING' THEN f.wait_ms <> $6::bigint ELSE f.wait_ms > $5::bigint END) "
+           "SELECT count(*) FROM a"};
 
 static td_st v_outbox_attempt(td_conn *c, const char *issuer_id, int64_t id, int64_t lease_until_ms,
                               const char *state, int http_status, const char *error, int64_t now_ms,
@@ -413,17 +432,19 @@ static td_st v_outbox_attempt(td_conn *c, const char *issuer_id, int64_t id, int
     pg_p_int(&p, retry_at_ms);
     pg_p_text(&p, issuer_id);
     pg_p_int(&p, lease_until_ms);
-    int64_t changed = 0;
-    td_st r = pg_cmd(c, &q_outbox_attempt, &p, &changed);
-    if (r == TD_ST_OK && changed == 0) r = TD_ST_NOT_FOUND;
+    PGresult *res = NULL;
+    td_st r = pg_row(c, &q_outbox_attempt, &p, &res);
+    if (r != TD_ST_OK) return r;
+    if (pg_i64(res, 0, 0) == 0) r = TD_ST_NOT_FOUND;
+    PQclear(res);
     return r;
 }
 
 static pg_query q_outbox_replay_one = {
-    .sql = "UPDATE outbox SET state = 'PENDING', due_ms = $3, lease_until_ms = 0, done_ms = 0, "
+    .sql = "UPDATE outbox SET state = 'PENDING', due_ms = $3, lease_until_ms = 0, done_ms = 0, wait_ms = 0, "
            "replayed_ms = $3 WHERE id = $2 AND issuer_id = $1 AND state = 'DEAD'"};
 static pg_query q_outbox_replay_all = {
-    .sql = "UPDATE outbox SET state = 'PENDING', due_ms = $2, lease_until_ms = 0, done_ms = 0, "
+    .sql = "UPDATE outbox SET state = 'PENDING', due_ms = $2, lease_until_ms = 0, done_ms = 0, wait_ms = 0, "
            "replayed_ms = $2 WHERE issuer_id = $1 AND state = 'DEAD'"};
 
 static td_st v_outbox_replay(td_conn *c, const char *issuer_id, int64_t id, int64_t now_ms, int *n)

@@ -23,6 +23,7 @@ typedef struct {
 } pg_query;
 
 #define PG_SLOTS 128
+#define PG_DEFER_MAX 8
 
 struct td_conn {
     PGconn *pg;
@@ -36,6 +37,11 @@ struct td_conn {
     bool in_tx;          /* a writer's transaction is open: never reopened meanwhile */
     bool outbox_touched; /* this transaction inserted or reopened outbox rows: the writer
                           * wakes the delivery worker after the commit (set by the verbs) */
+    /* Transaction control (BEGIN, savepoints) waiting to go out with the next
+     * statement, in one round trip (exec.c): static strings, one statement each. */
+    const char *deferred[PG_DEFER_MAX];
+    int n_deferred;
+    int job_statements; /* statements run since the writer last reset it */
     struct td_conn *next;
 };
 
@@ -54,6 +60,16 @@ typedef struct {
 void pg_p_text(pg_params *p, const char *s);              /* NULL passes NULL */
 void pg_p_int(pg_params *p, int64_t v);                   /* any integer, bool as 0/1 */
 void pg_p_blob(pg_params *p, const void *v, size_t n);    /* bytea; n == 0 passes NULL */
+
+/* ---- deferred statements ----
+ * A writer's transaction control does not need its own round trip: pg_defer
+ * queues it, and the next statement (pg_cmd, pg_rows, pg_simple...) sends
+ * it first, in the same pipeline, its failure reported as that statement's.
+ * pg_flush sends what waits alone; pg_drop_deferred forgets it (before a
+ * ROLLBACK, which must not be skipped because a deferred statement failed). */
+void pg_defer(td_conn *c, const char *sql);
+td_st pg_flush(td_conn *c);
+void pg_drop_deferred(td_conn *c);
 
 /* ---- running a statement ----
  * Each returns TD_ST_OK, or: TD_ST_CONFLICT (a unique or exclusion violation:
@@ -102,7 +118,7 @@ typedef struct pg_store {
     unsigned claim_turn;
 } pg_store;
 
-/* ---- connections (conn.c), migrations (migrate.c), the writer (writer.c) ---- */
+/* ---- connections (conn.c), statements (exec.c), migrations (migrate.c), the writer (writer.c) ---- */
 
 td_conn *pg_conn_open(pg_store *s, char *err, size_t cap);
 void pg_conn_close(td_conn *c);
@@ -121,6 +137,10 @@ int pg_writer_start(pg_store *s, char *err, size_t cap);
 void pg_writer_stop(pg_store *s);
 
 /* ---- the verb groups: each sets its verbs in ops ---- */
+
+/* members.c's key columns and reader, which tokens.c's token_get_signing uses too */
+#define PG_KEY_COLS "member_id, key_id, level, algorithm, public_key, sealed_secret, created_ms, expires_ms"
+void pg_read_key(const PGresult *res, int row, int col0, td_key_rec *k);
 
 void pg_members_verbs(td_store_ops *ops);
 void pg_requests_verbs(td_store_ops *ops);

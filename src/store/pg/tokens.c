@@ -10,6 +10,7 @@
     "id, kind, state, from_id, to_id, issuer_id, ref_id, acting_as_ref_id, token_request_id, "                         \
     "replaced_by, canceled_by, created_ms, expires_ms, seq, json, payload_canonical, accounts_src, "                   \
     "accounts_dst"
+#define TOKEN_NCOLS 18
 
 static pg_query q_token_insert = {.sql = "INSERT INTO tokens(" TOKEN_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
                                          "$9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT DO NOTHING"};
@@ -84,10 +85,59 @@ static td_st v_token_get(td_conn *c, const char *id, td_token_rec *out)
     return TD_ST_OK;
 }
 
+/* The token and the key as one row: the key from a lateral subquery (the
+ * member's newest at the level, as key_for_level), NULL when there is none. */
+#define TOKEN_SIGNING_SQL(lock)                                                                                        \
+    "SELECT tok.*, k.* FROM (SELECT " TOKEN_COLS " FROM tokens WHERE id = $1" lock ") tok LEFT JOIN LATERAL "         \
+    "(SELECT " PG_KEY_COLS " FROM member_keys WHERE member_id = $2 AND level = $3 AND sealed_secret IS NOT NULL "     \
+    "ORDER BY created_ms DESC LIMIT 1) k ON true"
+static pg_query q_token_signing = {.sql = TOKEN_SIGNING_SQL("")};
+static pg_query q_token_signing_locked = {.sql = TOKEN_SIGNING_SQL(" FOR UPDATE")};
+
+static td_st v_token_get_signing(td_conn *c, const char *id, const char *member_id, td_level level, td_token_rec *out,
+                                 td_key_rec *key)
+{
+    pg_params p = {0};
+    pg_p_text(&p, id);
+    pg_p_text(&p, member_id);
+    pg_p_int(&p, (int)level);
+    PGresult *res;
+    td_st r = pg_row(c, c->in_job ? &q_token_signing_locked : &q_token_signing, &p, &res);
+    if (r != TD_ST_OK) return r;
+    read_token(res, 0, out);
+    pg_read_key(res, 0, TOKEN_NCOLS, key);
+    PQclear(res);
+    return TD_ST_OK;
+}
+
 static pg_query q_token_update = {.sql = "UPDATE tokens SET state = $2, replaced_by = $3, canceled_by = $4, seq = $5, "
                                          "json = $6 WHERE id = $1 AND seq = $7"};
 
-static td_st v_token_update(td_conn *c, const td_token_rec *t, int64_t expect_seq)
+#define EVENT_COLS "token_id, seq, time_ms, type, actor, customer_ip, customer_initiated, customer_device_id, detail_json"
+
+/* The update and its event in one statement: the event is inserted only for
+ * a row the update matched, so no row counts CONFLICT either way. */
+static pg_query q_token_update_event = {
+    .sql = "WITH u AS (UPDATE tokens SET state = $2, replaced_by = $3, canceled_by = $4, seq = $5, json = $6 "
+           "WHERE id = $1 AND seq = $7 RETURNING id) "
+           "INSERT INTO token_events(" EVENT_COLS ") SELECT $8, $9, $10, $11, $12, $13, $14, $15, $16 FROM u "
+           "ON CONFLICT DO NOTHING"};
+
+static void bind_event(pg_params *p, const td_event_rec *e)
+{
+    pg_p_text(p, e->token_id);
+    pg_p_int(p, e->seq);
+    pg_p_int(p, e->time_ms);
+    pg_p_text(p, e->type);
+    pg_p_text(p, e->actor);
+    /* empty optional fields are stored as NULL */
+    pg_p_text(p, e->customer_ip[0] ? e->customer_ip : NULL);
+    pg_p_text(p, e->customer_initiated[0] ? e->customer_initiated : NULL);
+    pg_p_text(p, e->customer_device_id[0] ? e->customer_device_id : NULL);
+    pg_p_text(p, e->detail_json);
+}
+
+static td_st v_token_update(td_conn *c, const td_token_rec *t, int64_t expect_seq, const td_event_rec *ev)
 {
     /* SQLite answers CONFLICT for a NULL json, matched or not (NOT NULL). */
     if (!t->json) return TD_ST_CONFLICT;
@@ -99,8 +149,9 @@ static td_st v_token_update(td_conn *c, const td_token_rec *t, int64_t expect_se
     pg_p_int(&p, t->seq);
     pg_p_text(&p, t->json);
     pg_p_int(&p, expect_seq);
+    if (ev) bind_event(&p, ev);
     int64_t changed = 0;
-    td_st r = pg_cmd(c, &q_token_update, &p, &changed);
+    td_st r = pg_cmd(c, ev ? &q_token_update_event : &q_token_update, &p, &changed);
     if (r == TD_ST_OK && changed == 0) r = TD_ST_CONFLICT;
     return r;
 }
@@ -184,23 +235,13 @@ static td_st v_token_list(td_conn *c, const td_token_filter *f, void (*fn)(const
     return TD_ST_OK;
 }
 
-static pg_query q_event_append = {.sql = "INSERT INTO token_events(token_id, seq, time_ms, type, actor, customer_ip, "
-                                         "customer_initiated, customer_device_id, detail_json) "
-                                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"};
+static pg_query q_event_append = {
+    .sql = "INSERT INTO token_events(" EVENT_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"};
 
 static td_st v_event_append(td_conn *c, const td_event_rec *e)
 {
     pg_params p = {0};
-    pg_p_text(&p, e->token_id);
-    pg_p_int(&p, e->seq);
-    pg_p_int(&p, e->time_ms);
-    pg_p_text(&p, e->type);
-    pg_p_text(&p, e->actor);
-    /* empty optional fields are stored as NULL */
-    pg_p_text(&p, e->customer_ip[0] ? e->customer_ip : NULL);
-    pg_p_text(&p, e->customer_initiated[0] ? e->customer_initiated : NULL);
-    pg_p_text(&p, e->customer_device_id[0] ? e->customer_device_id : NULL);
-    pg_p_text(&p, e->detail_json);
+    bind_event(&p, e);
     int64_t changed = 0;
     td_st r = pg_cmd(c, &q_event_append, &p, &changed);
     if (r == TD_ST_OK && changed == 0) r = TD_ST_CONFLICT;
@@ -225,6 +266,7 @@ void pg_tokens_verbs(td_store_ops *ops)
 {
     ops->token_insert = v_token_insert;
     ops->token_get = v_token_get;
+    ops->token_get_signing = v_token_get_signing;
     ops->token_update = v_token_update;
     ops->token_list = v_token_list;
     ops->event_append = v_event_append;

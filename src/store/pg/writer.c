@@ -14,10 +14,22 @@
 
 #define MAX_BATCH 256
 
-/* Savepoint bookkeeping travels with the transaction's own statements: one
- * round trip between two jobs, not two. */
-#define SQL_NEXT_JOB "RELEASE SAVEPOINT job; SAVEPOINT job"
-#define SQL_UNDO_JOB "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job; SAVEPOINT job"
+/* The transaction control around jobs is deferred (exec.c): it goes out
+ * with the next job's first statement, or with the COMMIT, so a job costs
+ * the round trips of its own statements only. A job that ran no statement
+ * leaves the savepoint as it was; one that failed rolls back to it (which
+ * keeps the savepoint for the next job). */
+static void defer_between_jobs(td_conn *c, td_st result)
+{
+    if (!c->job_statements) return;
+    c->job_statements = 0;
+    if (result == TD_ST_OK) {
+        pg_defer(c, "RELEASE SAVEPOINT job");
+        pg_defer(c, "SAVEPOINT job");
+    } else {
+        pg_defer(c, "ROLLBACK TO SAVEPOINT job");
+    }
+}
 
 /* A group of lax jobs alone (td_job.lax: delivery bookkeeping) does not wait
  * for the WAL flush (nor for the standby): losing it to a crash of the
@@ -42,23 +54,23 @@ static td_st run_job(pg_store *s, td_conn *c, td_job *j)
 static td_st run_batch(pg_store *s, td_conn *c, td_job *batch, td_st *results, bool lax)
 {
     if (s->base.q.fault == 1 || pg_conn_fresh(c) != 0) return TD_ST_ERROR;
-    const char *begin = lax ? "BEGIN; SET LOCAL synchronous_commit = off; SAVEPOINT job" : "BEGIN; SAVEPOINT job";
-    if (pg_simple(c, begin) != TD_ST_OK) return TD_ST_ERROR;
     c->in_tx = true; /* until commit_batch: no reconnection in between */
+    pg_defer(c, "BEGIN");
+    if (lax) pg_defer(c, "SET LOCAL synchronous_commit = off");
+    pg_defer(c, "SAVEPOINT job");
+    c->job_statements = 0;
     int i = 0;
     for (td_job *j = batch; j; j = j->next, i++) {
         results[i] = run_job(s, c, j);
-        const char *between = results[i] == TD_ST_OK ? SQL_NEXT_JOB : SQL_UNDO_JOB;
-        if (pg_simple(c, between) != TD_ST_OK) {
-            pg_simple(c, "ROLLBACK");
-            return TD_ST_ERROR;
-        }
+        defer_between_jobs(c, results[i]);
     }
     /* A COMMIT whose answer is lost (the connection broke, as in a failover)
      * may or may not have committed: the jobs fail as UNKNOWN, never report
-     * success (nor that nothing changed). An answered failure rolled back. */
+     * success (nor that nothing changed). An answered failure (of the COMMIT
+     * or of the savepoint bookkeeping sent with it) rolled back. */
     if (pg_simple(c, "COMMIT") != TD_ST_OK) {
         if (c->broken || PQstatus(c->pg) != CONNECTION_OK) return TD_ST_UNKNOWN;
+        pg_drop_deferred(c);
         pg_simple(c, "ROLLBACK");
         return TD_ST_ERROR;
     }

@@ -91,7 +91,7 @@ static td_st v_key_get(td_conn *c, const char *member_id, const char *key_id, td
 static sq_query q_key_for_level = {.sql = "SELECT " KEY_COLS " FROM member_keys WHERE member_id = ?1 AND level = ?2 "
                                           "AND sealed_secret IS NOT NULL ORDER BY created_ms DESC LIMIT 1"};
 
-static td_st v_key_for_level(td_conn *c, const char *member_id, td_level level, td_key_rec *out)
+td_st sq_key_for_level(td_conn *c, const char *member_id, td_level level, td_key_rec *out)
 {
     sqlite3_stmt *st = sq_stmt(c, &q_key_for_level);
     if (!st) return TD_ST_ERROR;
@@ -235,7 +235,7 @@ void sq_members_verbs(td_store_ops *ops)
     ops->member_get = v_member_get;
     ops->key_insert = v_key_insert;
     ops->key_get = v_key_get;
-    ops->key_for_level = v_key_for_level;
+    ops->key_for_level = sq_key_for_level;
     ops->key_list = v_key_list;
     ops->key_delete = v_key_delete;
     ops->cred_insert = v_cred_insert;

@@ -91,6 +91,9 @@ void sq_writer_stop(sq_store *s); /* commits what is queued, joins the writer */
 
 /* ---- the verb groups: each sets its verbs in ops ---- */
 
+/* members.c's key_for_level, which tokens.c's token_get_signing reads too */
+td_st sq_key_for_level(td_conn *c, const char *member_id, td_level level, td_key_rec *out);
+
 void sq_members_verbs(td_store_ops *ops);
 void sq_requests_verbs(td_store_ops *ops);
 void sq_tokens_verbs(td_store_ops *ops);

@@ -75,10 +75,27 @@ static td_st v_token_get(td_conn *c, const char *id, td_token_rec *out)
     return r;
 }
 
+/* In process, two reads cost no more than one. */
+static td_st v_token_get_signing(td_conn *c, const char *id, const char *member_id, td_level level, td_token_rec *out,
+                                 td_key_rec *key)
+{
+    td_st r = v_token_get(c, id, out);
+    if (r != TD_ST_OK) return r;
+    r = sq_key_for_level(c, member_id, level, key);
+    if (r == TD_ST_NOT_FOUND) {
+        memset(key, 0, sizeof *key);
+        r = TD_ST_OK;
+    }
+    if (r != TD_ST_OK) td_token_rec_free(out);
+    return r;
+}
+
 static sq_query q_token_update = {.sql = "UPDATE tokens SET state = ?2, replaced_by = ?3, canceled_by = ?4, seq = ?5, "
                                          "json = ?6 WHERE id = ?1 AND seq = ?7"};
 
-static td_st v_token_update(td_conn *c, const td_token_rec *t, int64_t expect_seq)
+static td_st v_event_append(td_conn *c, const td_event_rec *e);
+
+static td_st v_token_update(td_conn *c, const td_token_rec *t, int64_t expect_seq, const td_event_rec *ev)
 {
     sqlite3_stmt *st = sq_stmt(c, &q_token_update);
     if (!st) return TD_ST_ERROR;
@@ -91,6 +108,7 @@ static td_st v_token_update(td_conn *c, const td_token_rec *t, int64_t expect_se
     sqlite3_bind_int64(st, 7, expect_seq);
     td_st r = sq_step_done(st);
     if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = TD_ST_CONFLICT;
+    if (r == TD_ST_OK && ev) r = v_event_append(c, ev); /* in process: no round trip to save */
     return r;
 }
 
@@ -182,6 +200,7 @@ void sq_tokens_verbs(td_store_ops *ops)
 {
     ops->token_insert = v_token_insert;
     ops->token_get = v_token_get;
+    ops->token_get_signing = v_token_get_signing;
     ops->token_update = v_token_update;
     ops->token_list = v_token_list;
     ops->event_append = v_event_append;
