@@ -221,20 +221,21 @@ static td_st run_loop_job(td_conn *c, td_write *w)
 {
     loop_job *j = (loop_job *)w;
     const td_store_ops *ops = OPS(w->svc);
-    for (size_t i = 0; i < j->n_outs; i++) {
+    td_st *sts = j->n_outs ? malloc(j->n_outs * sizeof *sts) : NULL;
+    if (j->n_outs && !sts) return TD_ST_ERROR;
+    td_st r = ops->outbox_attempts(c, j->outs, j->n_outs, j->now, sts);
+    for (size_t i = 0; r == TD_ST_OK && i < j->n_outs; i++) {
         const outcome *o = &j->outs[i];
-        td_st st = ops->outbox_attempt(c, o->issuer_id, o->id, o->lease_until_ms, o->state, o->http_status, o->error,
-                                       j->now, o->retry_at_ms);
         /* Our lease ran out and the row was claimed again (by another node,
          * or by this worker after a stall), or closed: its current claim
          * decides, not this late outcome (at least once: it may be sent twice). */
-        if (st == TD_ST_NOT_FOUND)
+        if (sts[i] == TD_ST_NOT_FOUND)
             td_log(TD_LOG_WARN, "notification_lease_lost",
                    "notification %lld (issuer %s): outcome %s not recorded, its lease ran out", (long long)o->id,
                    o->issuer_id, o->state);
-        else if (st != TD_ST_OK)
-            return st;
     }
+    free(sts);
+    if (r != TD_ST_OK) return r;
     j->n_claimed = 0;
     if (j->limit <= 0) return TD_ST_OK;
     td_st st = ops->outbox_claim(c, j->now, j->lease_until, j->limit, collect_claim, j);

@@ -62,15 +62,8 @@ typedef struct work {
     struct work *aprev, *anext; /* the list of works with a transfer in flight */
 } work;
 
-typedef struct {
-    int64_t id;
-    char issuer_id[16];     /* the row's: recorded by issuer and id (docs/scaling.md) */
-    int64_t lease_until_ms; /* the claim's: the outcome counts only while it holds */
-    char state[12];         /* DELIVERED, DEAD, PENDING */
-    int http_status;
-    char error[160];
-    int64_t retry_at_ms;
-} outcome;
+/* A finished attempt, recorded by the next write job (outbox_attempts). */
+typedef td_outbox_outcome outcome;
 
 typedef struct {
     outcome *v;

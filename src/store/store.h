@@ -237,6 +237,17 @@ typedef struct {
     int dcard_state;       /* td_dc_state after the change; -1 not known (card-level rows, rows older than 007) */
 } td_outbox_rec;
 
+/* The outcome of one delivery attempt, as outbox_attempt takes it. */
+typedef struct {
+    int64_t id;
+    char issuer_id[16];     /* the row's */
+    int64_t lease_until_ms; /* the claim's: the outcome counts only while it holds */
+    char state[12];         /* DELIVERED, DEAD, PENDING */
+    int http_status;
+    char error[160];
+    int64_t retry_at_ms;
+} td_outbox_outcome;
+
 /* How an issuer's backend is reached (migration 005; docs/notifications.md). */
 typedef struct {
     char issuer_id[16];
@@ -393,6 +404,11 @@ typedef struct td_store_ops {
      * NOT_FOUND. */
     td_st (*outbox_attempt)(td_conn *c, const char *issuer_id, int64_t id, int64_t lease_until_ms, const char *state,
                             int http_status, const char *error, int64_t now_ms, int64_t retry_at_ms);
+    /* outbox_attempt for each of n outcomes, as a delivery worker's job
+     * records them: in one round trip where the engine allows. st[i] is
+     * outcome i's status (OK, NOT_FOUND); the verb fails with the first
+     * other failure, and then nothing of any is known. */
+    td_st (*outbox_attempts)(td_conn *c, const td_outbox_outcome *v, size_t n, int64_t now_ms, td_st *st);
     /* DEAD → PENDING (due now, attempts kept) for one row (id > 0) or every
      * dead row of the issuer (id 0); *n = rows replayed. */
     td_st (*outbox_replay)(td_conn *c, const char *issuer_id, int64_t id, int64_t now_ms, int *n);

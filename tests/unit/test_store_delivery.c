@@ -538,6 +538,67 @@ static void test_attempts(void **state)
     assert_int_equal(attempt(f, r2, NULL, 200, NULL, 1, 0), TD_ST_INTERNAL);
 }
 
+/* outbox_attempts: several outcomes in one call, each with its own status;
+ * a late one (its lease gone) changes nothing, the others are recorded. */
+typedef struct {
+    td_outbox_outcome v[3];
+    td_st st[3];
+} attempts_arg;
+
+static td_st run_attempts(td_conn *c, void *a)
+{
+    attempts_arg *x = a;
+    return OPS->outbox_attempts(c, x->v, 3, 2000, x->st);
+}
+
+static void test_attempts_many(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    put_configured_issuer(s, "iss1");
+    int64_t r1 = add_row(s, make_row("iss1", "dc-1", "card-1", 100));
+    int64_t r2 = add_row(s, make_row("iss1", "dc-2", "card-1", 100));
+    int64_t r3 = add_row(s, make_row("iss1", "dc-3", "card-1", 100));
+    int64_t behind = add_row(s, make_row("iss1", "dc-2", "card-1", 100));
+    claim_arg c;
+    assert_int_equal(claim(s, 1000, &c), 3);
+    attempts_arg a = {0};
+    int64_t ids[3] = {r1, r2, r3};
+    const char *states[3] = {"DELIVERED", "PENDING", "DELIVERED"};
+    for (int i = 0; i < 3; i++) {
+        a.v[i].id = ids[i];
+        td_strlcpy(a.v[i].issuer_id, "iss1", sizeof a.v[i].issuer_id);
+        a.v[i].lease_until_ms = 31000;
+        td_strlcpy(a.v[i].state, states[i], sizeof a.v[i].state);
+        a.v[i].http_status = i == 1 ? 503 : 200;
+        td_strlcpy(a.v[i].error, i == 1 ? "HTTP 503" : "", sizeof a.v[i].error);
+        a.v[i].retry_at_ms = i == 1 ? 4000 : 0;
+    }
+    a.v[2].lease_until_ms = 99; /* not the claim's lease: too late */
+    assert_int_equal(s->run_sync(s, run_attempts, &a), TD_ST_OK);
+    assert_int_equal(a.st[0], TD_ST_OK);
+    assert_int_equal(a.st[1], TD_ST_OK);
+    assert_int_equal(a.st[2], TD_ST_NOT_FOUND);
+    td_outbox_rec g = get_row(s, "iss1", r1);
+    assert_string_equal(g.state, "DELIVERED");
+    assert_true(g.done_ms == 2000 && g.attempts == 1 && g.last_status == 200);
+    g = get_row(s, "iss1", r2);
+    assert_string_equal(g.state, "PENDING");
+    assert_true(g.due_ms == 4000 && g.attempts == 1 && g.last_status == 503);
+    assert_string_equal(g.last_error, "HTTP 503");
+    g = get_row(s, "iss1", r3);
+    assert_string_equal(g.state, "IN_FLIGHT"); /* the late outcome changed nothing */
+    assert_int_equal(g.attempts, 0);
+    /* the row behind r2 waits for r2's retry; then r2 goes again, not it */
+    assert_int_equal(claim(s, 3999, &c), 0);
+    assert_int_equal(claim(s, 4000, &c), 1);
+    assert_true(c.ids[0] == r2);
+    assert_int_equal(attempt(f, r2, "DELIVERED", 200, NULL, 4100, 0), TD_ST_OK);
+    assert_int_equal(claim(s, 4200, &c), 1);
+    assert_true(c.ids[0] == behind);
+    assert_int_equal(bad_heads(f->loc), 0);
+}
+
 /* outbox_next_due: when the next claimable row waiting for its back-off comes
  * due — heads of configured issuers only, strictly after now. */
 static void test_next_due(void **state)
@@ -1194,6 +1255,7 @@ int main(void)
         T(test_lease_expiry),
         T(test_lease_fences_late_outcome),
         T(test_attempts),
+        T(test_attempts_many),
         T(test_next_due),
         T(test_replay),
         T(test_replay_reorders),

@@ -65,26 +65,29 @@ static const char *stmt_sql(const pg_stmt *s)
     return s->text ? s->text : s->prepare ? s->prepare : s->name;
 }
 
-/* Sends the deferred statements, then s if any, and one Sync: a single round
- * trip. Returns s's result (NULL without s), or NULL with *st set when any of
- * them failed: the first failure decides (those after it are skipped by the
- * server, PGRES_PIPELINE_ABORTED). *prepared tells whether s's PREPARE ran. */
-static PGresult *pipeline(td_conn *c, const pg_stmt *s, td_st *st, bool *prepared)
+/* Sends the deferred statements, then the ns statements of s (only s[0]
+ * may carry a PREPARE), and one Sync: a single round trip. out[i] gets s[i]'s
+ * result (to PQclear). On failure every out[i] is NULL and the status is the
+ * first failure's (the statements after it are skipped by the server,
+ * PGRES_PIPELINE_ABORTED). *prepared tells whether s[0]'s PREPARE ran. */
+static td_st pipeline(td_conn *c, const pg_stmt *s, size_t ns, PGresult **out, bool *prepared)
 {
-    int n = c->n_deferred;
+    size_t n = (size_t)c->n_deferred;
     c->n_deferred = 0;
-    *st = TD_ST_OK;
+    td_st st = TD_ST_OK;
     *prepared = false;
+    size_t prep = ns && s[0].prepare && !s[0].text; /* its Parse is one more query */
+    for (size_t i = 0; i < ns; i++)
+        out[i] = NULL;
     bool sent = PQenterPipelineMode(c->pg);
-    for (int i = 0; sent && i < n; i++)
+    for (size_t i = 0; sent && i < n; i++)
         sent = PQsendQueryParams(c->pg, c->deferred[i], 0, NULL, NULL, NULL, NULL, 0);
-    if (sent && s) sent = send_stmt(c, s);
+    for (size_t i = 0; sent && i < ns; i++)
+        sent = send_stmt(c, &s[i]);
     if (sent) sent = PQpipelineSync(c->pg);
-    int queries = n + (s ? 1 + (s->prepare && !s->text) : 0);
-    PGresult *out = NULL;
     /* Results arrive in order, each query's followed by a NULL, then the
      * Sync's. Two NULLs in a row, or a dead connection, end the wait. */
-    for (int q = 0, nulls = 0; sent && nulls < 2 && PQstatus(c->pg) == CONNECTION_OK;) {
+    for (size_t q = 0, nulls = 0; sent && nulls < 2 && PQstatus(c->pg) == CONNECTION_OK;) {
         PGresult *r = PQgetResult(c->pg);
         if (!r) {
             q++;
@@ -97,40 +100,39 @@ static PGresult *pipeline(td_conn *c, const pg_stmt *s, td_st *st, bool *prepare
             PQclear(r);
             break;
         }
-        bool mine = s && q == queries - 1;
+        bool is_stmt = q >= n + prep && q < n + prep + ns;
         if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK) {
-            if (s && s->prepare && !s->text && q == queries - 2) *prepared = true;
-            if (mine && *st == TD_ST_OK) {
-                PQclear(out);
-                out = r;
+            if (prep && q == n) *prepared = true;
+            if (is_stmt && !out[q - n - prep]) {
+                out[q - n - prep] = r;
                 continue;
             }
-        } else if (t != PGRES_PIPELINE_ABORTED && *st == TD_ST_OK) {
-            *st = failure_status(c, r, q < n ? c->deferred[q] : stmt_sql(s));
+        } else if (t != PGRES_PIPELINE_ABORTED && st == TD_ST_OK) {
+            st = failure_status(c, r, q < n ? c->deferred[q] : stmt_sql(&s[q < n + prep ? 0 : q - n - prep]));
         }
         PQclear(r);
     }
     /* Leaving pipeline mode fails while results are still owed: the
      * connection is then in an unknown state and is reopened before reuse. */
     if (!sent || !PQexitPipelineMode(c->pg)) {
-        if (*st == TD_ST_OK) *st = failure_status(c, NULL, "a pipeline");
+        if (st == TD_ST_OK) st = failure_status(c, NULL, "a pipeline");
         c->broken = true;
     }
-    if (*st != TD_ST_OK || (s && !out)) {
-        if (*st == TD_ST_OK) *st = failure_status(c, NULL, stmt_sql(s));
-        PQclear(out);
-        return NULL;
-    }
-    return out;
+    for (size_t i = 0; i < ns && st == TD_ST_OK; i++)
+        if (!out[i]) st = failure_status(c, NULL, stmt_sql(&s[i]));
+    if (st != TD_ST_OK)
+        for (size_t i = 0; i < ns; i++) {
+            PQclear(out[i]);
+            out[i] = NULL;
+        }
+    return st;
 }
 
 td_st pg_flush(td_conn *c)
 {
     if (!c->n_deferred) return TD_ST_OK;
-    td_st st;
     bool prepared;
-    pipeline(c, NULL, &st, &prepared);
-    return st;
+    return pipeline(c, NULL, 0, NULL, &prepared);
 }
 
 void pg_drop_deferred(td_conn *c)
@@ -143,9 +145,9 @@ void pg_drop_deferred(td_conn *c)
 td_st pg_simple(td_conn *c, const char *sql)
 {
     if (c->n_deferred) {
-        td_st st;
         bool prepared;
-        PGresult *r = pipeline(c, &(pg_stmt){.text = sql}, &st, &prepared);
+        PGresult *r;
+        td_st st = pipeline(c, &(pg_stmt){.text = sql}, 1, &r, &prepared);
         PQclear(r);
         return st;
     }
@@ -172,31 +174,35 @@ static int slot_of(pg_query *q)
     return want;
 }
 
+/* Whether q may run on c now, and the name it is prepared under there;
+ * TD_ST_OK or the status to fail with. */
+static td_st ready_to_run(td_conn *c, pg_query *q, char name[16], int *slot_out)
+{
+    if (c->owner->base.q.fault == 1) return TD_ST_ERROR;
+    /* Inside a transaction a reconnection would lose it: only between transactions. */
+    if (!c->in_job && pg_conn_check(c) != 0) return TD_ST_ERROR;
+    int slot = slot_of(q);
+    if (slot >= PG_SLOTS) {
+        td_log(TD_LOG_ERROR, "store_prepare", "more statements than PG_SLOTS (%d): raise it", PG_SLOTS);
+        return TD_ST_INTERNAL;
+    }
+    snprintf(name, 16, "q%d", slot);
+    *slot_out = slot;
+    return TD_ST_OK;
+}
+
 /* Runs q (prepared on this connection at first use), after whatever was
  * deferred; the result, or NULL with *st set when it failed. */
 static PGresult *run(td_conn *c, pg_query *q, const pg_params *p, td_st *st)
 {
-    if (c->owner->base.q.fault == 1) {
-        *st = TD_ST_ERROR;
-        return NULL;
-    }
-    /* Inside a transaction a reconnection would lose it: only between transactions. */
-    if (!c->in_job && pg_conn_check(c) != 0) {
-        *st = TD_ST_ERROR;
-        return NULL;
-    }
-    int slot = slot_of(q);
-    if (slot >= PG_SLOTS) {
-        td_log(TD_LOG_ERROR, "store_prepare", "more statements than PG_SLOTS (%d): raise it", PG_SLOTS);
-        *st = TD_ST_INTERNAL;
-        return NULL;
-    }
     char name[16];
-    snprintf(name, sizeof name, "q%d", slot);
+    int slot;
+    if ((*st = ready_to_run(c, q, name, &slot)) != TD_ST_OK) return NULL;
     c->job_statements++;
     if (c->n_deferred) {
         bool prepared;
-        PGresult *r = pipeline(c, &(pg_stmt){name, c->prepared[slot] ? NULL : q->sql, NULL, p}, st, &prepared);
+        PGresult *r;
+        *st = pipeline(c, &(pg_stmt){name, c->prepared[slot] ? NULL : q->sql, NULL, p}, 1, &r, &prepared);
         if (prepared) c->prepared[slot] = true;
         return r;
     }
@@ -220,6 +226,27 @@ static PGresult *run(td_conn *c, pg_query *q, const pg_params *p, td_st *st)
     *st = failure_status(c, r, q->sql);
     PQclear(r);
     return NULL;
+}
+
+td_st pg_rows_many(td_conn *c, pg_query *q, const pg_params *ps, size_t n, PGresult **res)
+{
+    for (size_t i = 0; i < n; i++)
+        res[i] = NULL;
+    if (n == 0) return TD_ST_OK;
+    char name[16];
+    int slot;
+    td_st st = ready_to_run(c, q, name, &slot);
+    if (st != TD_ST_OK) return st;
+    pg_stmt *v = malloc(n * sizeof *v);
+    if (!v) return TD_ST_ERROR;
+    for (size_t i = 0; i < n; i++)
+        v[i] = (pg_stmt){name, i == 0 && !c->prepared[slot] ? q->sql : NULL, NULL, &ps[i]};
+    c->job_statements += (int)n;
+    bool prepared;
+    st = pipeline(c, v, n, res, &prepared);
+    if (prepared) c->prepared[slot] = true;
+    free(v);
+    return st;
 }
 
 td_st pg_cmd(td_conn *c, pg_query *q, const pg_params *p, int64_t *changed)
@@ -261,8 +288,7 @@ td_st pg_rows_text(td_conn *c, const char *sql, const pg_params *p, PGresult **r
     td_st st;
     if (c->n_deferred) {
         bool prepared;
-        *res = pipeline(c, &(pg_stmt){.text = sql, .p = p}, &st, &prepared);
-        return st;
+        return pipeline(c, &(pg_stmt){.text = sql, .p = p}, 1, res, &prepared);
     }
     PGresult *r = PQexecParams(c->pg, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->len : NULL,
                                p ? p->fmt : NULL, 0);

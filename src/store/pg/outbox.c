@@ -415,28 +415,66 @@ static pg_query q_outbox_attempt = {
            "'PENDING' THEN f.wait_ms <> $6::bigint ELSE f.wait_ms > $5::bigint END) "
            "SELECT count(*) FROM a"};
 
+static bool outcome_state_ok(const char *state)
+{
+    return state && (!strcmp(state, "PENDING") || !strcmp(state, "DELIVERED") || !strcmp(state, "DEAD"));
+}
+
+/* q_outbox_attempt's parameters; e holds the error as stored. */
+static void attempt_params(pg_params *p, const char *issuer_id, int64_t id, int64_t lease_until_ms, const char *state,
+                           int http_status, const char *e, int64_t now_ms, int64_t retry_at_ms)
+{
+    pg_p_int(p, id);
+    pg_p_text(p, state);
+    pg_p_int(p, http_status);
+    pg_p_text(p, e);
+    pg_p_int(p, now_ms);
+    pg_p_int(p, retry_at_ms);
+    pg_p_text(p, issuer_id);
+    pg_p_int(p, lease_until_ms);
+}
+
 static td_st v_outbox_attempt(td_conn *c, const char *issuer_id, int64_t id, int64_t lease_until_ms,
                               const char *state, int http_status, const char *error, int64_t now_ms,
                               int64_t retry_at_ms)
 {
-    if (!state || (strcmp(state, "PENDING") != 0 && strcmp(state, "DELIVERED") != 0 && strcmp(state, "DEAD") != 0))
-        return TD_ST_INTERNAL;
+    if (!outcome_state_ok(state)) return TD_ST_INTERNAL;
     char e[OUTBOX_ERROR_MAX + 1];
     error_text(error ? error : "", e);
     pg_params p = {0};
-    pg_p_int(&p, id);
-    pg_p_text(&p, state);
-    pg_p_int(&p, http_status);
-    pg_p_text(&p, e);
-    pg_p_int(&p, now_ms);
-    pg_p_int(&p, retry_at_ms);
-    pg_p_text(&p, issuer_id);
-    pg_p_int(&p, lease_until_ms);
+    attempt_params(&p, issuer_id, id, lease_until_ms, state, http_status, e, now_ms, retry_at_ms);
     PGresult *res = NULL;
     td_st r = pg_row(c, &q_outbox_attempt, &p, &res);
     if (r != TD_ST_OK) return r;
     if (pg_i64(res, 0, 0) == 0) r = TD_ST_NOT_FOUND;
     PQclear(res);
+    return r;
+}
+
+/* The same statements, all in one pipeline: a job of n outcomes waits for
+ * one round trip instead of n. */
+static td_st v_outbox_attempts(td_conn *c, const td_outbox_outcome *v, size_t n, int64_t now_ms, td_st *st)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!outcome_state_ok(v[i].state)) return TD_ST_INTERNAL;
+    if (n == 0) return TD_ST_OK;
+    pg_params *ps = calloc(n, sizeof *ps);
+    char(*errs)[OUTBOX_ERROR_MAX + 1] = malloc(n * sizeof *errs);
+    PGresult **res = malloc(n * sizeof *res);
+    td_st r = ps && errs && res ? TD_ST_OK : TD_ST_ERROR;
+    for (size_t i = 0; r == TD_ST_OK && i < n; i++) {
+        error_text(v[i].error, errs[i]);
+        attempt_params(&ps[i], v[i].issuer_id, v[i].id, v[i].lease_until_ms, v[i].state, v[i].http_status, errs[i],
+                       now_ms, v[i].retry_at_ms);
+    }
+    if (r == TD_ST_OK) r = pg_rows_many(c, &q_outbox_attempt, ps, n, res);
+    for (size_t i = 0; r == TD_ST_OK && i < n; i++) {
+        st[i] = PQntuples(res[i]) == 1 && pg_i64(res[i], 0, 0) > 0 ? TD_ST_OK : TD_ST_NOT_FOUND;
+        PQclear(res[i]);
+    }
+    free(res);
+    free(errs);
+    free(ps);
     return r;
 }
 
@@ -495,6 +533,7 @@ void pg_outbox_verbs(td_store_ops *ops)
     ops->outbox_claim = v_outbox_claim;
     ops->outbox_next_due = v_outbox_next_due;
     ops->outbox_attempt = v_outbox_attempt;
+    ops->outbox_attempts = v_outbox_attempts;
     ops->outbox_replay = v_outbox_replay;
     ops->outbox_stats = v_outbox_stats;
 }

@@ -87,6 +87,10 @@ td_st pg_rows(td_conn *c, pg_query *q, const pg_params *p, PGresult **res);
  * (*res is then NULL); otherwise *res holds row 0, to PQclear. */
 td_st pg_row(td_conn *c, pg_query *q, const pg_params *p, PGresult **res);
 
+/* q once for each of n parameter sets, all in one pipeline: one round trip
+ * (after what was deferred). res[i] gets each result, to PQclear; all NULL
+ * when any failed (the first failure's status). */
+td_st pg_rows_many(td_conn *c, pg_query *q, const pg_params *ps, size_t n, PGresult **res);
 /* SQL built at run time (a list's filters): not prepared, same results as pg_rows. */
 td_st pg_rows_text(td_conn *c, const char *sql, const pg_params *p, PGresult **res);
 

@@ -326,6 +326,17 @@ static td_st v_outbox_attempt(td_conn *c, const char *issuer_id, int64_t id, int
     return r;
 }
 
+/* In process: one statement each costs no round trip. */
+static td_st v_outbox_attempts(td_conn *c, const td_outbox_outcome *v, size_t n, int64_t now_ms, td_st *st)
+{
+    for (size_t i = 0; i < n; i++) {
+        st[i] = v_outbox_attempt(c, v[i].issuer_id, v[i].id, v[i].lease_until_ms, v[i].state, v[i].http_status,
+                                 v[i].error, now_ms, v[i].retry_at_ms);
+        if (st[i] != TD_ST_OK && st[i] != TD_ST_NOT_FOUND) return st[i];
+    }
+    return TD_ST_OK;
+}
+
 static sq_query q_outbox_replay_one = {
     .sql = "UPDATE outbox SET state = 'PENDING', due_ms = ?3, lease_until_ms = 0, done_ms = 0, "
            "replayed_ms = ?3 WHERE id = ?2 AND issuer_id = ?1 AND state = 'DEAD'"};
@@ -391,6 +402,7 @@ void sq_outbox_verbs(td_store_ops *ops)
     ops->outbox_claim = v_outbox_claim;
     ops->outbox_next_due = v_outbox_next_due;
     ops->outbox_attempt = v_outbox_attempt;
+    ops->outbox_attempts = v_outbox_attempts;
     ops->outbox_replay = v_outbox_replay;
     ops->outbox_stats = v_outbox_stats;
 }
