@@ -67,7 +67,7 @@ static TEST_DB_UNUSED int count_rows(const char *loc, const char *sql)
 }
 
 /* For tests of how one writer groups jobs into transactions: the PostgreSQL
- * store runs several writers (TD_PG_WRITERS, 4 by default), each taking its
+ * store runs several writers (TD_PG_WRITERS, 2 by default), each taking its
  * own batches, so the fixture's store is reopened with one. SQLite has one
  * writer: nothing to do. */
 static TEST_DB_UNUSED void one_writer(fixture *f)

@@ -9,7 +9,12 @@
 #include "store/pg/pgs.h"
 #include "util/util.h"
 
-#define DEFAULT_WRITERS 4
+/* Writer connections per node (TD_PG_WRITERS overrides). Fewer writers find
+ * more jobs queued each, so a commit carries more requests: on the benchmark
+ * machine 2 writers beat 1 (28 requests a commit, but one connection's round
+ * trips in a row) and 4 or 8 (2-3 a commit: CPU spent on commits); a
+ * database further away (longer round trips) wants more (docs/scaling.md). */
+#define DEFAULT_WRITERS 2
 
 static pg_query q_ping = {.sql = "SELECT 1"};
 
