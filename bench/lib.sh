@@ -491,8 +491,18 @@ measure_end() {
 # "W pid ticks" for the client and, with MEASURE_PG=1, "P pid kind ticks" for
 # every process of the cluster: the postmaster, its live children ("child":
 # named afterwards by pg_procs_delta) and the children it reaped ("P exited
-# exited", its cutime+cstime). Ticks: utime+stime.
+# exited", its cutime+cstime). Ticks: utime+stime. A process that ends
+# between the glob and awk's read makes mawk fail ("read error (No such
+# process)"): the snapshot is then taken again.
 snapshot() {
+  local try
+  for try in 1 2 3; do
+    snapshot_once "$@" 2>/dev/null && return 0
+  done
+  snapshot_once "$@"
+}
+
+snapshot_once() {
   local out=$1 p
   {
     for p in $2; do printf 'T %s\n' /proc/"$p"/task/*/stat; done
@@ -977,7 +987,7 @@ pg_summary_intro() {
       "$RESULTS/pg-settings.txt" | paste -sd, | sed 's/,/, /g'))." \
     "Each configuration starts from its own copy of the seeded SQLite store (tokenctl store copy into a template," \
     "VACUUM ANALYZE, then CREATE DATABASE ... TEMPLATE; copied in ${PG_LOAD_S}s) and each run from a CHECKPOINT." \
-    "Per node: TD_PG_WRITERS ${TD_PG_WRITERS:-4 (default)} writers. Round trip of \`SELECT 1\`, one client," \
+    "Per node: TD_PG_WRITERS ${TD_PG_WRITERS:-2 (default)} writers. Round trip of \`SELECT 1\`, one client," \
     "unloaded: ${PG_RTT_US:-?} µs. $*"
 }
 

@@ -75,7 +75,7 @@
 # the seeded store, before any run, copied into a template database (tokenctl
 # store copy, VACUUM ANALYZE). After step 7, for one node and then two (pg1,
 # pg2): a database copied from the template; per run a CHECKPOINT, the nodes
-# started on it (the SQLite store's keys, TD_PG_WRITERS writers each, 4 by
+# started on it (the SQLite store's keys, TD_PG_WRITERS writers each, 2 by
 # default), the same wrk command, the nodes stopped: the event run with the
 # same checks (counted in PostgreSQL with psql), then the tokenization run and
 # its check. Two nodes: wrk's thread k connects to node k mod 2
@@ -559,9 +559,9 @@ pg_summary() {
   pg_write_details request pg1-events pg2-events pg1-tokenize pg2-tokenize
   echo
   echo "Bounds (lib.sh pg_bounds):"
-  echo "- $(pg_bounds pg1-events "$CONNS" "${TD_PG_WRITERS:-4}" 0)"
-  echo "- $(pg_bounds pg2-events "$CONNS" $((2 * ${TD_PG_WRITERS:-4})) 0)"
-  echo "- $(pg_bounds pg1-tokenize "$TOK_CONNS" "${TD_PG_WRITERS:-4}" 0)"
+  echo "- $(pg_bounds pg1-events "$CONNS" "${TD_PG_WRITERS:-2}" 0)"
+  echo "- $(pg_bounds pg2-events "$CONNS" $((2 * ${TD_PG_WRITERS:-2})) 0)"
+  echo "- $(pg_bounds pg1-tokenize "$TOK_CONNS" "${TD_PG_WRITERS:-2}" 0)"
   pg_profile_note events
   r1=$(pct "${R[pg1-events.rps]}" "${R[tokend-events.rps]}")
   echo

@@ -86,7 +86,7 @@
 # BENCH_PROFILE (auto|perf|none), BENCH_SEED_CONCURRENCY (64),
 # BENCH_DELIVER_TIMEOUT (300 s per delivery), BENCH_QUIET_WAIT (120),
 # BENCH_KEEP (0: 1 keeps the temp dir); with --store postgres the
-# environment's TD_PG_WRITERS (the nodes' writers, 4 if unset).
+# environment's TD_PG_WRITERS (the nodes' writers, 2 if unset).
 #
 # Every process it starts it stops by pid, the PostgreSQL cluster too (also on
 # failure); the temp dir is removed at the end. The shell functions it shares

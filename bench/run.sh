@@ -84,7 +84,7 @@
 # BENCH_PROFILE (auto|perf|callgrind|none), BENCH_PROFILE_TOKENS (20000),
 # BENCH_SEED_CONCURRENCY (64), BENCH_QUIET_WAIT (120), BENCH_KEEP (0: 1 keeps
 # the temp dir); with --store postgres also BENCH_PG_SWEEP (empty; see 5b)
-# and the environment's TD_PG_WRITERS (the nodes' writers, 4 if unset).
+# and the environment's TD_PG_WRITERS (the nodes' writers, 2 if unset).
 #
 # Why 4 s and not 20 s: a cancel run may not repeat a token, and tokend
 # cancels 10,000-15,000 tokens/s here, so 100,000 tokens last 7-10 s. A
@@ -390,8 +390,8 @@ pg_summary() {
   # One round trip: the UPDATE with its event in one statement, the savepoint
   # bookkeeping sent in the same pipeline (the COMMIT's is shared by the batch).
   echo "Bounds (lib.sh pg_bounds; a cancel job waits for 1 round trip: its UPDATE and event, savepoints pipelined with it):"
-  echo "- $(pg_bounds pg1-cancel "$CONNS" "${TD_PG_WRITERS:-4}" 1)"
-  echo "- $(pg_bounds pg2-cancel "$CONNS" $((2 * ${TD_PG_WRITERS:-4})) 1)"
+  echo "- $(pg_bounds pg1-cancel "$CONNS" "${TD_PG_WRITERS:-2}" 1)"
+  echo "- $(pg_bounds pg2-cancel "$CONNS" $((2 * ${TD_PG_WRITERS:-2})) 1)"
   for n in ${SWEEP_RUNS[@]+"${SWEEP_RUNS[@]}"}; do echo "- $(pg_bounds "$n" "$CONNS" "$(sweep_w "$n")" 1)"; done
   pg_profile_note cancel
   ratio1=$(pct "${R[$one.rps]}" "${R[tokend-cancel.rps]}")
