@@ -18,8 +18,8 @@
 /* SQLite keeps a `head` column by triggers; here a claim finds the heads
  * itself. Row o (open) may go when no open row of its (issuer, order key)
  * comes before it. The nearest earlier open row is sought backwards in
- * outbox_order (max: one backward index scan, stopping at the first open
- * row), so a row waiting behind another finds it at once, whatever the key's
+ * outbox_open_order (max: one backward index-only scan of the open rows
+ * alone), so a row waiting behind another finds it at once, whatever the key's
  * delivered history. NOT EXISTS became an anti-join that read the key from
  * its oldest row, delivered ones first: twice as slow with 6 per key. */
 #define O_IS_HEAD                                                                                                      \
@@ -27,11 +27,11 @@
     "AND e.id < o.id AND e.state IN " OPEN_STATES ") IS NULL"
 /* Claimable at $1: waiting, or held by a node whose lease ran out (it died
  * mid-delivery). The IN term lets outbox_open_due's predicate serve. */
+#define O_CLAIMABLE "o.state IN " OPEN_STATES " AND (o.state = 'PENDING' OR o.lease_until_ms < $1)"
 /* When a claim looks at a row: its due time, or later while it waits behind
  * a head that waits for its retry (wait_ms, migration 005); outbox_open_due's
  * expression, so that rows waiting behind retrying heads are not walked. */
 #define O_DUE "GREATEST(o.due_ms, o.wait_ms)"
-#define O_CLAIMABLE "o.state IN " OPEN_STATES " AND (o.state = 'PENDING' OR o.lease_until_ms < $1)"
 
 /* The notifications of one digital card go in order; so do the card-level
  * ones of one card. End-user messages keep their own order per digital card:
@@ -103,8 +103,8 @@ static td_st v_outbox_insert(td_conn *c, td_outbox_rec *o)
 /* $2 is a comma-separated list of message names: an exact match of one of
  * them, not a pattern; spaces are ignored. strpos is SQLite's instr on the
  * same strings (",A,B," for ",A,"), so the meaning is SQLite's to the byte,
- * even for a name with a comma in it. */
-/* The rows that waited behind a cancelled one wait no more (wait_ms). */
+ * even for a name with a comma in it. The rows that waited behind a
+ * cancelled one wait no more (wait_ms). */
 static pg_query q_outbox_cancel = {
     .sql = "WITH x AS (UPDATE outbox SET state = 'CANCELLED' WHERE digital_card_id = $1 AND issuer_id = $3 "
            "AND channel = 'USER' AND state = 'PENDING' AND message <> '' "
@@ -253,7 +253,7 @@ static int outbox_by_id(const void *a, const void *b)
  * IN_FLIGHT, return the rows as marked. It walks the issuer's open rows
  * oldest due first in outbox_open_due (rows not due, and other issuers',
  * are not read), keeps the claimable heads (O_IS_HEAD: a backward seek in
- * outbox_order each) and stops at the limit. Rows waiting behind a head
+ * outbox_open_order each) and stops at the limit. Rows waiting behind a head
  * that waits for its retry are not read before that retry (wait_ms, in the
  * index's order); those behind a head in flight are read on the way, a seek
  * each (SQLite's head index skips them all).
