@@ -1108,6 +1108,22 @@ static void gate_release(gate *g)
     pthread_cond_destroy(&g->cv);
 }
 
+/* Submits the n jobs while a gate holds the only writer, so that they
+ * commit as one batch after the gate's; the store's counters around it. */
+static void submit_as_one_batch(td_store *s, test_job *const *jobs, int n, td_store_stats *before,
+                                td_store_stats *after)
+{
+    gate g;
+    gate_hold(s, &g);
+    s->stats(s, before);
+    reset_done();
+    for (int i = 0; i < n; i++)
+        assert_int_equal(s->submit(s, &jobs[i]->job), 0);
+    gate_release(&g);
+    wait_done(n);
+    s->stats(s, after);
+}
+
 /* In one batch: the failing job's own insert is rolled back (its
  * savepoint), the others commit; each done() gets its own status. */
 static void test_group_commit_savepoint_rollback(void **state)
@@ -1121,18 +1137,8 @@ static void test_group_commit_savepoint_rollback(void **state)
     tj_init(&c, "m:sp:c", false);
     tj_init(&dup, "m:sp:a", false); /* conflicts with a, in the same transaction */
 
-    gate g;
-    gate_hold(s, &g);
     td_store_stats before, after;
-    s->stats(s, &before);
-    reset_done();
-    assert_int_equal(s->submit(s, &a.job), 0);
-    assert_int_equal(s->submit(s, &b.job), 0);
-    assert_int_equal(s->submit(s, &dup.job), 0);
-    assert_int_equal(s->submit(s, &c.job), 0);
-    gate_release(&g);
-    wait_done(4);
-    s->stats(s, &after);
+    submit_as_one_batch(s, (test_job *const[]){&a, &b, &dup, &c}, 4, &before, &after);
     /* the gate's commit, then exactly one more for the four jobs together */
     assert_true(after.commits - before.commits == 2);
     assert_true(after.jobs - before.jobs == 5);
@@ -1343,18 +1349,8 @@ static void test_pg_failed_statement_in_batch(void **state)
     tj_init(&c, "m:se:c", false);
     tj_init(&e2, "m:se:e2", false);
     e2.sql_error = true; /* the last: its rollback travels with the COMMIT */
-    gate g;
-    gate_hold(s, &g);
     td_store_stats before, after;
-    s->stats(s, &before);
-    reset_done();
-    assert_int_equal(s->submit(s, &a.job), 0);
-    assert_int_equal(s->submit(s, &e1.job), 0);
-    assert_int_equal(s->submit(s, &c.job), 0);
-    assert_int_equal(s->submit(s, &e2.job), 0);
-    gate_release(&g);
-    wait_done(4);
-    s->stats(s, &after);
+    submit_as_one_batch(s, (test_job *const[]){&a, &e1, &c, &e2}, 4, &before, &after);
     assert_true(after.commits - before.commits == 2); /* the gate's, then the four jobs' */
     assert_int_equal(a.status, TD_ST_OK);
     assert_int_equal(e1.status, TD_ST_ERROR);
