@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api/http.h"
@@ -60,7 +61,8 @@ static int serve(int argc, char **argv)
         return 2;
     }
     if (cfg.log_debug) td_log_set_level(TD_LOG_DEBUG);
-    if (td_config_load_keys(&cfg, err, sizeof err)) {
+    umask(umask(0) | 077); /* the store, its WAL and the keys are readable by tokend's user alone */
+    if (td_config_check_store_presence(&cfg, err, sizeof err) || td_config_load_keys(&cfg, err, sizeof err)) {
         td_log(TD_LOG_ERROR, "startup", "%s", err);
         return 1;
     }
@@ -70,6 +72,7 @@ static int serve(int argc, char **argv)
         return 1;
     }
     store->job_timeout_us = cfg.commit_timeout_ms * 1000;
+    store->min_free_bytes = cfg.min_free_bytes;
     store->on_outbox = wake_delivery;
     td_svc svc = {.store = store, .cfg = &cfg};
     if (td_svc_check_master_key(&svc, err, sizeof err)) {

@@ -56,6 +56,8 @@ static const command COMMANDS[] = {
     {"health", NULL, cmd_health},
     {"store", "copy", cmd_store_copy},
     {"store", "verify", cmd_store_verify},
+    {"store", "backup", cmd_store_backup},
+    {"store", "restore", cmd_store_restore},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
@@ -118,6 +120,9 @@ static const char USAGE[] =
     "Moving the store to PostgreSQL (no server involved; tokend stopped; docs/postgres.md):\n"
     "  store copy sqlite:PATH postgres://...     copy into an empty database, verified\n"
     "  store verify sqlite:PATH postgres://...   compare row counts and digests per table\n"
+    "Backing up the SQLite store (docs/operations.md):\n"
+    "  store backup sqlite:PATH FILE             a consistent copy, while tokend serves\n"
+    "  store restore FILE sqlite:PATH [--replace]  put a backup in place (tokend stopped)\n"
     "\n"
     "Options (before or after the command):\n"
     "  --url URL        tokend's base URL (default: TOKEND_URL, else " DEFAULT_URL ")\n"

@@ -1,4 +1,4 @@
-/* ops.c — operations endpoints: liveness, readiness (the store answers), and
+/* ops.c — operations endpoints: liveness, readiness (a write can commit), and
  * Prometheus metrics. */
 #include <string.h>
 
@@ -11,11 +11,12 @@ void td_ops_healthz(td_req *r)
 
 void td_ops_readyz(td_req *r)
 {
-    if (td_svc_ready(r->svc)) {
+    char why[256];
+    if (td_svc_ready(r->svc, why, sizeof why)) {
         td_reply_json_copy(r, 200, "{\"status\":\"ready\"}", 18);
         return;
     }
-    td_reply_err(r, TD_E_UNAVAILABLE, "the store is not reachable");
+    td_reply_err(r, TD_E_UNAVAILABLE, why);
 }
 
 void td_ops_metrics(td_req *r)

@@ -165,6 +165,8 @@ int cmd_listen(cli_ctx *ctx, int argc, char **argv);
 /* Moving a stopped tokend's SQLite store into PostgreSQL, and comparing the
  * two (cmd_store.c; docs/postgres.md). Talks to no server. */
 int cmd_store_copy(cli_ctx *ctx, int argc, char **argv);
+int cmd_store_backup(cli_ctx *ctx, int argc, char **argv);
+int cmd_store_restore(cli_ctx *ctx, int argc, char **argv);
 int cmd_store_verify(cli_ctx *ctx, int argc, char **argv);
 
 /* Shared by the commands (cmd_common.c): one call with the admin key or the

@@ -29,7 +29,7 @@ static const char TOKEN_CANCEL[] =
     "  -q prints only the result status (SUCCESS, MORE_SIGNATURES_NEEDED, INVALID).\n" MEMBER_AUTH;
 
 static const char HEALTH[] = "usage: tokenctl health\n"
-                             "  Checks liveness (GET /healthz) and readiness (GET /readyz: the store answers).\n"
+                             "  Checks liveness (GET /healthz) and readiness (GET /readyz: a write can commit).\n"
                              "  Exits 0 only if both are fine. -q prints only the readiness status.\n";
 
 /* Appends "&name=value" (or "?name=value" first) when value is set. */

@@ -248,8 +248,11 @@ td_err td_svc_authenticate(td_svc *svc, const char *api_key, td_cred_rec *cred, 
     return TD_OK;
 }
 
-bool td_svc_ready(td_svc *svc)
+bool td_svc_ready(td_svc *svc, char *why, size_t cap)
 {
+    if (!svc->store->writable(svc->store, why, cap)) return false;
     td_conn *c = svc->store->reader(svc->store);
-    return c && svc->store->ops->ping(c) == TD_ST_OK;
+    if (c && svc->store->ops->ping(c) == TD_ST_OK) return true;
+    snprintf(why, cap, "the store is not reachable");
+    return false;
 }

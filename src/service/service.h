@@ -111,8 +111,9 @@ td_err td_svc_get_key(td_svc *svc, const char *member_id, const char *key_id, td
 
 /* Authenticates an API key; fills cred. TD_E_UNAUTHENTICATED if unknown. */
 td_err td_svc_authenticate(td_svc *svc, const char *api_key, td_cred_rec *cred, td_error *e);
-/* Reachability of the store, for /readyz. */
-bool td_svc_ready(td_svc *svc);
+/* For /readyz: the store answers and a write can commit; else false with
+ * the reason. */
+bool td_svc_ready(td_svc *svc, char *why, size_t cap);
 
 /* ---- token requests and consent ---- */
 

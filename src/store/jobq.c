@@ -124,11 +124,37 @@ static void reap_expired(td_store_base *b)
         }
     }
     q->tail = prev;
+    if (expired) q->last_reap_us = now;
     pthread_mutex_unlock(&q->mu);
     for (td_job *j = expired, *next; j; j = next) {
         next = j->next;
         j->done(j->arg, TD_ST_BUSY);
     }
+}
+
+/* How long after a job timed out the store still says it cannot take writes:
+ * long enough for a readiness probe to see a stall that ends each write. */
+#define REAP_MEMORY_US (5 * 1000 * 1000)
+
+bool td_jobq_writable(td_store_base *b, char *why, size_t cap)
+{
+    td_jobq *q = &b->q;
+    int64_t now = td_mono_us(), limit = b->pub.job_timeout_us;
+    pthread_mutex_lock(&q->mu);
+    int64_t waited = q->head ? now - q->head->queued_us : 0;
+    bool reaped_lately = q->last_reap_us && now - q->last_reap_us < REAP_MEMORY_US;
+    pthread_mutex_unlock(&q->mu);
+    if (waited > limit / 2) {
+        snprintf(why, cap, "the store's writers are not taking writes (the oldest has waited %lld ms)",
+                 (long long)(waited / 1000));
+        return false;
+    }
+    if (reaped_lately) {
+        snprintf(why, cap, "writes timed out waiting for the store's writers in the last %d s",
+                 REAP_MEMORY_US / 1000000);
+        return false;
+    }
+    return true;
 }
 
 static void *reaper_main(void *arg)
@@ -205,6 +231,11 @@ static void inject_fault(td_store *pub, int fault)
     pthread_mutex_unlock(&q->mu);
 }
 
+static bool writable(td_store *pub, char *why, size_t cap)
+{
+    return td_jobq_writable((td_store_base *)pub, why, cap);
+}
+
 void td_jobq_setup(td_store_base *b)
 {
     pthread_mutex_init(&b->q.mu, NULL);
@@ -213,6 +244,7 @@ void td_jobq_setup(td_store_base *b)
     b->pub.run_sync = run_sync;
     b->pub.stats = stats;
     b->pub.inject_fault = inject_fault;
+    b->pub.writable = writable;
     b->pub.job_timeout_us = 10 * 1000 * 1000;
 }
 

@@ -19,6 +19,7 @@ typedef struct {
     int last_batch; /* jobs in the previous batch taken */
     bool closing;
     volatile int fault; /* td_store.inject_fault: 1 verbs fail, 2 writers stall */
+    int64_t last_reap_us; /* when the reaper last failed a job that waited too long; 0 = never */
     td_store_stats stats;
     pthread_t reaper;
     bool reaper_started;
@@ -36,6 +37,10 @@ int td_jobq_start_reaper(td_store_base *b, char *err, size_t cap);
 /* Waits for jobs and takes up to max of them (a batch, linked by next); NULL
  * once the queue is closing and empty. Called by each writer thread. */
 td_job *td_jobq_take(td_jobq *q, int max, int *n);
+/* False, with the reason, while the writers are not keeping up: the oldest
+ * queued job has waited half the commit timeout, or one timed out lately.
+ * The engines' td_store.writable starts with it. */
+bool td_jobq_writable(td_store_base *b, char *why, size_t cap);
 /* Records a committed batch of n jobs in the statistics. */
 void td_jobq_count(td_jobq *q, int n, bool lax);
 /* Refuses new jobs and wakes the writers, which drain the queue and return. */

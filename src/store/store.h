@@ -489,6 +489,11 @@ struct td_store {
      * reopened outbox rows: wakes the delivery worker instead of leaving the
      * rows to its next poll. Set once, before the first write; NULL = none. */
     void (*on_outbox)(void);
+    /* Whether a write can commit now (for /readyz): the writers are taking
+     * jobs, and for SQLite the store's files are still the ones being written
+     * and their file system has min_free_bytes left. False with the reason. */
+    bool (*writable)(td_store *s, char *why, size_t cap);
+    int64_t min_free_bytes; /* SQLite: below this, not writable (0 = no check) */
     /* Stops accepting jobs, commits what is queued, closes everything. */
     void (*close)(td_store *s);
 };

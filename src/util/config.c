@@ -78,6 +78,7 @@ INT_SETTER(set_timer_interval, timer_interval_ms, 10, 60000, 1)
 INT_SETTER(set_delivery_concurrency, delivery_concurrency, 1, 1024, 1)
 INT_SETTER(set_delivery_poll, delivery_poll_ms, 10, 10000, 1)
 INT_SETTER(set_delivery_lease, delivery_lease_ms, 1000, 3600000, 1)
+INT_SETTER(set_min_free, min_free_bytes, 0, 1LL << 30, 1LL << 20)
 
 /* Checked here so a typo fails at start, not at the first issuer operation. */
 static int set_tsp_url(td_config *c, const char *v, char *err, size_t cap)
@@ -171,6 +172,10 @@ static int set_fault(td_config *c, const char *v, char *e, size_t n)
 {
     return set_bool(&c->fault_injection, "fault-injection", v, e, n);
 }
+static int set_new_store(td_config *c, const char *v, char *e, size_t n)
+{
+    return set_bool(&c->new_store, "new-store", v, e, n);
+}
 static int set_debug(td_config *c, const char *v, char *e, size_t n)
 {
     return set_bool(&c->log_debug, "debug", v, e, n);
@@ -215,6 +220,12 @@ static const option OPTIONS[] = {
     {"delivery-lease-ms", set_delivery_lease,
      "milliseconds a claimed notification stays claimed (its attempt must end within it); after a crash it "
      "is sent again once this ran out (1000..3600000, default 60000)"},
+    {"min-free-mb", set_min_free,
+     "MiB that must stay free on the SQLite store's file system for /readyz to say ready (default 64; 0 = no "
+     "check)"},
+    {"new-store", set_new_store,
+     "true lets tokend create an empty SQLite store although the master key file exists (a store was there "
+     "before: it refuses otherwise)"},
     {"fault-injection", set_fault, "true enables POST /admin/v1/faults (tests only)"},
     {"debug", set_debug, "true logs at debug level"},
 };
@@ -313,6 +324,7 @@ static void defaults(td_config *c)
     c->delivery_concurrency = 64;
     c->delivery_poll_ms = 200;
     c->delivery_lease_ms = 60000;
+    c->min_free_bytes = 64LL << 20;
     td_policy_default(&c->policy);
 }
 
@@ -392,13 +404,7 @@ static int read_small_file(const char *path, char *buf, size_t cap)
 
 static int write_secret_file(const char *path, const char *content)
 {
-    char dir[1024];
-    td_strlcpy(dir, path, sizeof dir);
-    char *slash = strrchr(dir, '/');
-    if (slash) {
-        *slash = 0;
-        mkdir(dir, 0700);
-    }
+    td_make_parent_dirs(path);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return -1;
     size_t n = strlen(content);
@@ -407,11 +413,26 @@ static int write_secret_file(const char *path, const char *content)
     return ok ? 0 : -1;
 }
 
+/* A key file others can read (made under a loose umask by an older tokend,
+ * or by hand) is narrowed to its owner; if that is not allowed (a read-only
+ * mount of a secrets manager), the operator is told. */
+static void keep_private(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !(st.st_mode & 077)) return;
+    if (chmod(path, 0600) != 0)
+        td_log(TD_LOG_WARN, "key_file_mode", "%s can be read by other users (mode %03o) and cannot be made 0600: %s",
+               path, (unsigned)(st.st_mode & 0777), strerror(errno));
+}
+
 /* Reads a key file, or creates it with fresh random content if it does not
  * exist; returns 1 if it created it. */
 static int read_or_create(const char *path, char *buf, size_t cap, int nbytes, char *err, size_t ecap)
 {
-    if (read_small_file(path, buf, cap) == 0) return 0;
+    if (read_small_file(path, buf, cap) == 0) {
+        keep_private(path);
+        return 0;
+    }
     if (errno != ENOENT) {
         snprintf(err, ecap, "cannot read %s: %s", path, strerror(errno));
         return -1;
@@ -440,6 +461,31 @@ static int hex_decode(const char *hex, uint8_t *out, size_t n)
         out[i] = (uint8_t)v;
     }
     return 0;
+}
+
+/* The SQLite file missing while the master key is there means a store
+ * existed (the key is made with it, and nothing reads it without one): it was
+ * deleted, moved or not mounted. Creating an empty one in its place would
+ * serve empty answers as if nothing had ever been written. */
+int td_config_check_store_presence(const td_config *c, char *err, size_t cap)
+{
+    if (strncmp(c->store_url, "sqlite:", 7) != 0 || c->new_store) return 0;
+    const char *path = c->store_url + 7;
+    struct stat st;
+    if (stat(path, &st) == 0 || errno != ENOENT) return 0; /* opening it reports other errors */
+    char dir[900], key[1024];
+    store_dir(c, dir, sizeof dir);
+    if (c->master_key_file[0])
+        td_strlcpy(key, c->master_key_file, sizeof key);
+    else
+        snprintf(key, sizeof key, "%s/master.key", dir);
+    if (stat(key, &st) != 0) return 0; /* a first start: store and key are made together */
+    snprintf(err, cap,
+             "the store %s does not exist but its master key %s does: the store was deleted, moved or is not "
+             "mounted. Restore it (tokenctl store restore), or pass --new-store true to start an empty store "
+             "with this key",
+             path, key);
+    return -1;
 }
 
 int td_config_load_keys(td_config *c, char *err, size_t cap)

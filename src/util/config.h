@@ -39,6 +39,8 @@ typedef struct td_config {
     int delivery_concurrency;  /* notification transfers in flight at once */
     int64_t delivery_poll_ms;  /* how often an idle delivery worker looks for due rows */
     int64_t delivery_lease_ms; /* how long a claimed row stays IN_FLIGHT (a crash's rows go again after it) */
+    int64_t min_free_bytes;    /* SQLite: /readyz is not ready below this much free space */
+    bool new_store;            /* create an empty SQLite store even where the master key says one existed */
     bool fault_injection;      /* enables POST /admin/v1/faults, for tests only */
     bool log_debug;
 } td_config;
@@ -46,6 +48,9 @@ typedef struct td_config {
 /* Fills cfg from defaults, file, environment and argv (argv[0] is the
  * subcommand's first flag). Returns 0, or -1 with a message in err. */
 int td_config_load(td_config *cfg, int argc, char **argv, char *err, size_t cap);
+/* For a SQLite store: -1 with a message if its file is missing while its
+ * master key is there (unless new_store). Called before the keys are made. */
+int td_config_check_store_presence(const td_config *c, char *err, size_t cap);
 /* Resolves and, for the embedded default, creates the master and admin keys. */
 int td_config_load_keys(td_config *cfg, char *err, size_t cap);
 void td_config_usage(void);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "crypto/crypto.h"
@@ -272,4 +273,16 @@ int td_parse_iso8601_ms(const char *s, int64_t *out)
     int64_t secs = days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - (int64_t)off * 60;
     *out = secs * 1000 + ms;
     return 0;
+}
+
+void td_make_parent_dirs(const char *path)
+{
+    char dir[1024];
+    if (td_strlcpy(dir, path, sizeof dir)) return;
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        mkdir(dir, 0700);
+        *p = '/';
+    }
 }

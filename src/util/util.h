@@ -45,4 +45,8 @@ void td_iso8601_ms(int64_t ms, char *out, size_t cap);
 /* Parses ISO 8601 (Z or ±hh:mm offset, optional fraction) to epoch ms; 0 or -1. */
 int td_parse_iso8601_ms(const char *s, int64_t *out);
 
+/* Creates the directories leading to path, like `mkdir -p` of its parent,
+ * each new one 0700 (they hold a store or keys). */
+void td_make_parent_dirs(const char *path);
+
 #endif

@@ -1,6 +1,6 @@
 """test_docs.py — commands the documentation says run as written, run as
-written: each block marked `<!-- test_docs: NAME -->` in README.md and
-docs/postgres.md, with build/tokend, build/tokenctl and $REPO/build replaced by
+written: each block marked `<!-- test_docs: NAME -->` in README.md,
+docs/operations.md and docs/postgres.md, with build/tokend, build/tokenctl and $REPO/build replaced by
 the binaries under test. Each block starts its own PostgreSQL (scripts/pg.sh,
 scripts/pgaf.sh or pg_autoctl by hand), so they run once, in the SQLite run of
 the suite; a block that fails half-way is cleaned up after."""
@@ -47,6 +47,17 @@ def run_block(path, name, timeout=300):
             p.wait()
     assert p.returncode == 0, f"{path} block {name} failed:\n" + out[-3000:] + err[-4000:]
     return out
+
+
+def test_operations_md_backup_restore():
+    try:
+        out = run_block("docs/operations.md", "backup-restore", timeout=120)
+    finally:
+        shutil.rmtree("/tmp/td-ops", ignore_errors=True)
+    lines = out.strip().splitlines()
+    assert lines[-1] == "Before the backup", out  # the member made after the backup is not in it
+    assert any("one snapshot, integrity checked" in line for line in lines), out
+    assert any("the store that was there is in /tmp/td-ops/tokend.db.before-restore-" in line for line in lines), out
 
 
 def test_readme_several_nodes_on_postgres():

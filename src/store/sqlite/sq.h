@@ -42,7 +42,24 @@ typedef struct sq_store {
     pthread_mutex_t readers_mu;
     td_conn *readers; /* every reader ever opened, closed at the end */
     pthread_key_t reader_key;
+    int db_fd, wal_fd; /* the files the guard watches (guard.c); -1 = not watched */
+    bool lost;         /* the guard found them deleted or replaced: writes are refused */
 } sq_store;
+
+/* ---- the store file's guard (guard.c) ---- */
+
+/* Opens (creating it if need be) and locks the database file: -1 with a
+ * message if another tokend holds it. */
+int sq_guard_lock(sq_store *s, char *err, size_t cap);
+/* Once the writer connection is in WAL mode: makes the files private and
+ * starts watching the WAL too. */
+int sq_guard_watch(sq_store *s, char *err, size_t cap);
+void sq_guard_release(sq_store *s);
+/* False (and logged once, and for good) when the path no longer names the
+ * database or WAL being written. */
+bool sq_guard_intact(sq_store *s);
+/* Bytes free to tokend on the store's file system; -1 if unknown. */
+int64_t sq_guard_free_bytes(sq_store *s);
 
 /* ---- connections (conn.c) ---- */
 

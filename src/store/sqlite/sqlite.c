@@ -4,7 +4,6 @@
  * whose SQL lives in one file per entity group beside this one. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 
 #include "store/sqlite/sq.h"
 #include "util/util.h"
@@ -44,23 +43,29 @@ static void store_close(td_store *pub)
         next = c->next_reader;
         sq_conn_close(c);
     }
+    sq_guard_release(s);
     pthread_key_delete(s->reader_key);
     pthread_mutex_destroy(&s->readers_mu);
     td_jobq_destroy(&s->base);
     free(s);
 }
 
-/* Creates the directory holding the database file, like `mkdir -p`. */
-static void make_parent_dirs(const char *path)
+/* The queue's check, then the files: still the ones written, with room left. */
+static bool writable(td_store *pub, char *why, size_t cap)
 {
-    char dir[1024];
-    if (td_strlcpy(dir, path, sizeof dir)) return;
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        mkdir(dir, 0700);
-        *p = '/';
+    sq_store *s = (sq_store *)pub;
+    if (!td_jobq_writable(&s->base, why, cap)) return false;
+    if (!sq_guard_intact(s)) {
+        snprintf(why, cap, "the store file was deleted or replaced while tokend was serving it");
+        return false;
     }
+    int64_t free_bytes = sq_guard_free_bytes(s);
+    if (pub->min_free_bytes > 0 && free_bytes >= 0 && free_bytes < pub->min_free_bytes) {
+        snprintf(why, cap, "the store's file system has %lld MiB free, below the %lld MiB tokend keeps for writes",
+                 (long long)(free_bytes >> 20), (long long)(pub->min_free_bytes >> 20));
+        return false;
+    }
+    return true;
 }
 
 td_store *td_store_sqlite_open(const char *path, char *err, size_t cap)
@@ -76,7 +81,8 @@ td_store *td_store_sqlite_open(const char *path, char *err, size_t cap)
         free(s);
         return NULL;
     }
-    make_parent_dirs(s->path);
+    s->db_fd = s->wal_fd = -1;
+    td_make_parent_dirs(s->path);
     pthread_mutex_init(&s->readers_mu, NULL);
     pthread_key_create(&s->reader_key, NULL);
     td_jobq_setup(&s->base);
@@ -84,8 +90,10 @@ td_store *td_store_sqlite_open(const char *path, char *err, size_t cap)
     s->base.pub.ops = &s->ops;
     s->base.pub.reader = sq_reader;
     s->base.pub.close = store_close;
-    s->writer = sq_conn_open(s, err, cap);
-    if (!s->writer || sq_migrate(s->writer, err, cap) != 0 || sq_writer_start(s, err, cap) != 0) {
+    s->base.pub.writable = writable;
+    if (sq_guard_lock(s, err, cap) == 0) s->writer = sq_conn_open(s, err, cap);
+    if (!s->writer || sq_migrate(s->writer, err, cap) != 0 || sq_guard_watch(s, err, cap) != 0 ||
+        sq_writer_start(s, err, cap) != 0) {
         store_close(&s->base.pub);
         return NULL;
     }

@@ -81,7 +81,8 @@ static void commit_batch(sq_store *s, td_job *batch, int n)
 {
     td_st results[MAX_BATCH];
     td_st commit = TD_ST_OK;
-    if (s->base.q.fault == 1 || !set_durability(s, batch) || writer_exec_retry(s, &q_begin) != SQLITE_OK) {
+    if (s->base.q.fault == 1 || !sq_guard_intact(s) || !set_durability(s, batch) ||
+        writer_exec_retry(s, &q_begin) != SQLITE_OK) {
         commit = TD_ST_ERROR;
     } else {
         int i = 0;
@@ -89,6 +90,10 @@ static void commit_batch(sq_store *s, td_job *batch, int n)
             results[i++] = run_job(s, j);
         if (writer_exec_retry(s, &q_commit) != SQLITE_OK) {
             writer_exec(s, &q_rollback);
+            commit = TD_ST_ERROR;
+        } else if (!sq_guard_intact(s)) {
+            /* Committed into files no longer at the path: the next start
+             * would not see it, so it is not acknowledged. */
             commit = TD_ST_ERROR;
         }
     }
