@@ -13,6 +13,7 @@
 #include "crypto/crypto.h"
 #include "notify/notify.h"
 #include "sched/sched.h"
+#include "service/cards.h"
 #include "service/service.h"
 #include "service/tsp.h"
 #include "util/config.h"
@@ -75,7 +76,7 @@ static int serve(int argc, char **argv)
     store->min_free_bytes = cfg.min_free_bytes;
     store->on_outbox = wake_delivery;
     td_svc svc = {.store = store, .cfg = &cfg};
-    if (td_svc_check_master_key(&svc, err, sizeof err)) {
+    if (td_svc_check_master_key(&svc, err, sizeof err) || td_svc_seal_contacts(&svc, err, sizeof err)) {
         td_log(TD_LOG_ERROR, "startup", "%s", err);
         store->close(store);
         return 1;

@@ -71,6 +71,7 @@ static int prepare_card(td_svc *svc, td_register_card *cmd)
     r->seq = 1;
     r->created_ms = r->updated_ms = now;
     td_pan_fingerprint(svc->cfg->master_key, cmd->pan, r->pan_fp);
+    if (td_card_seal_contact(svc->cfg->master_key, r) != 0) return -1;
     return seal_pan(svc, cmd, r);
 }
 
@@ -92,7 +93,7 @@ void td_svc_register_card(td_svc *svc, td_register_card *cmd)
     cmd->w.svc = svc;
     int rc = check_input(cmd);
     if (rc == 0 && prepare_card(svc, cmd) != 0) {
-        td_fail(&cmd->w.err, TD_E_INTERNAL, "the card number could not be sealed");
+        td_fail(&cmd->w.err, TD_E_INTERNAL, "the card number or contact could not be sealed");
         rc = -1;
     }
     wipe_pan(cmd);
@@ -118,6 +119,8 @@ td_err td_svc_get_card(td_svc *svc, const char *issuer_id, const char *card_id, 
     td_st st = OPS(svc)->card_get(c, issuer_id, card_id, out);
     if (st == TD_ST_NOT_FOUND) return td_fail(e, TD_E_NOT_FOUND, "card %.48s not found", card_id);
     if (st != TD_ST_OK) return store_error(e);
+    if (td_card_open_contact(svc->cfg->master_key, out) != 0)
+        return td_fail(e, TD_E_INTERNAL, "the card's contact does not open with this node's master key");
     return TD_OK;
 }
 

@@ -13,6 +13,7 @@
 
 #include "core/card.h"
 #include "core/decision.h"
+#include "crypto/crypto.h"
 #include "service/service.h"
 #include "service/tsp.h"
 
@@ -110,7 +111,20 @@ typedef struct {
 } td_register_card;
 void td_svc_register_card(td_svc *svc, td_register_card *cmd);
 
+/* The card with its contact opened (phone and email in clear in out). */
 td_err td_svc_get_card(td_svc *svc, const char *issuer_id, const char *card_id, td_card_rec *out, td_error *e);
+
+/* ---- the end user's contact, sealed at rest (card_contact.c) ---- */
+
+/* Seals r's phone and email into r->contact_sealed (empty when both are
+ * empty). 0, or -1 if sealing failed. */
+int td_card_seal_contact(const uint8_t master[TD_MASTER_KEY_LEN], td_card_rec *r);
+/* Opens r->contact_sealed into r->phone and r->email (a row with no seal keeps
+ * what the store read). -1, with both blank, if it does not open. */
+int td_card_open_contact(const uint8_t master[TD_MASTER_KEY_LEN], td_card_rec *r);
+/* At start: seals the contacts of cards written before they were sealed.
+ * 0, or -1 with the reason. */
+int td_svc_seal_contacts(td_svc *svc, char *err, size_t cap);
 /* fn gets each digital card of the card, oldest first. NOT_FOUND if the card is not the issuer's. */
 td_err td_svc_list_dcards(td_svc *svc, const char *issuer_id, const char *card_id,
                           void (*fn)(const td_dcard_rec *, void *), void *arg, td_error *e);

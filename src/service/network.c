@@ -56,6 +56,8 @@ static td_st find_card(td_conn *c, td_tokenize *cmd, td_card_rec *card, bool *fo
     }
     *found = st == TD_ST_OK;
     if (*found) td_strlcpy(last4, card->last4, 5);
+    /* The decision compares the request's phone and email with the card's. */
+    if (*found && td_card_open_contact(svc->cfg->master_key, card) != 0) return TD_ST_INTERNAL;
     return st == TD_ST_NOT_FOUND ? TD_ST_OK : st;
 }
 

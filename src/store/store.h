@@ -146,8 +146,15 @@ typedef struct {
     size_t pan_sealed_len;
     char last4[5];
     char expiry[5]; /* MMYY */
-    char phone[40]; /* as the issuer registered them; "" = none */
+    /* The end user's contact, as the issuer registered it; "" = none. Stored
+     * sealed (contact_sealed, AAD "contact:issuerId/cardId"): the store writes
+     * and reads only the seal, and the service opens it into these two. A row
+     * written before migration 010/008 may still hold them in clear until
+     * td_svc_seal_contacts seals it at the next start. */
+    char phone[40];
     char email[256];
+    uint8_t contact_sealed[400];
+    size_t contact_sealed_len;
     td_card_state state;
     int64_t seq;
     int64_t created_ms, updated_ms;
@@ -337,6 +344,11 @@ typedef struct td_store_ops {
     td_st (*card_by_fp)(td_conn *c, const char *issuer_id, const char *pan_fp, td_card_rec *out);
     /* state, seq, updated_ms; only when the stored seq equals expect_seq, else CONFLICT */
     td_st (*card_update)(td_conn *c, const td_card_rec *r, int64_t expect_seq);
+    /* Up to max cards whose phone or email is still in clear (written before
+     * contacts were sealed); *n of them in out. */
+    td_st (*card_contacts_in_clear)(td_conn *c, td_card_rec *out, size_t max, size_t *n);
+    /* Stores the card's sealed contact and blanks the clear columns. */
+    td_st (*card_contact_seal)(td_conn *c, const td_card_rec *r);
 
     /* Issuer-owned rows (digital cards, their events, operations, outbox rows,
      * timers) are found by issuer and id together: another issuer's row is not

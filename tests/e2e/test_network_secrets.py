@@ -5,8 +5,10 @@ and OTPs (good requests and refused ones), then everything tokend said and
 wrote is searched for them."""
 
 import glob
+import subprocess
 import time
 
+import tdlib
 from conftest import NET_SETTINGS, NetIssuer, luhn_complete, new_pan, read_outbox, unique
 
 
@@ -122,8 +124,38 @@ def test_pan_and_otp_never_shown(tokend_factory):
         for where, text in (("answers", answers), ("log", log), ("outbox", outbox_text + outbox_raw)):
             assert otp not in text, f"an OTP appears in the {where}"
         assert otp.encode() not in store, "an OTP is stored in clear"
-    # Contact data is shown masked.
+    # Contact data is stored sealed, and shown masked.
+    assert b"jane.doe@example.com" not in store and b"12 34 56 78" not in store, "a contact is stored in clear"
     assert "jane.doe@example.com" not in answers and "12 34 56 78" not in answers
     assert "612345678" not in answers
     # The log has lines for these requests (so the search above meant something).
     assert "/network/v1/digitalCards/" in log or "/network/v1/" in log, log[-2000:]
+
+
+def write_sql(db_path, statement):
+    if db_path.startswith("postgres"):
+        tdlib.psql(db_path, statement)
+    else:
+        subprocess.run(["sqlite3", db_path, statement], check=True, timeout=60)
+
+
+def test_contacts_stored_in_clear_are_sealed_at_start(tokend_factory):
+    """A card an older tokend wrote (phone and email in clear, no seal) is
+    sealed at the next start, and its contact still decides and shows."""
+    srv = tokend_factory.start(settings=NET_SETTINGS)
+    iss = NetIssuer(srv)
+    card = iss.register_card(phone="+33 6 12 34 56 78", email="old.style@example.com")
+    assert srv.stop() == 0
+    write_sql(srv.db_path, "UPDATE cards SET phone = '+33 6 12 34 56 78', email = 'old.style@example.com', "
+                           f"contact_sealed = substr(contact_sealed, 1, 0) WHERE card_id = '{card.id}'")
+    srv = tokend_factory.restart(srv)
+    assert any(r.get("event") == "contacts_sealed" for r in srv.log_records()), srv.tail()
+    row = tdlib.sql(srv.db_path, f"SELECT phone, email, length(contact_sealed) AS n FROM cards "
+                                 f"WHERE card_id = '{card.id}'")[0]
+    assert row["phone"] == "" and row["email"] == "" and row["n"] > 0, row
+    iss.bind(srv)
+    view = iss.card(card.id)
+    assert view["phone"] != "" and "12 34 56 78" not in view["phone"], view  # masked, from the seal
+    assert "old.style@example.com" not in str(view) and view["email"], view
+    iss.tokenize(card, "GREEN", phone="+33 6 12 34 56 78")
+    iss.yellow(card, phone="+44 7700 900123")  # compared with the registered phone, opened from the seal

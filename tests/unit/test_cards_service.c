@@ -158,6 +158,7 @@ static void put_card(fixture *f, const char *issuer, const char *card_id, const 
     td_strlcpy(r.expiry, expiry, sizeof r.expiry);
     td_strlcpy(r.phone, phone, sizeof r.phone);
     td_strlcpy(r.email, email, sizeof r.email);
+    assert_int_equal(td_card_seal_contact(f->cfg.master_key, &r), 0); /* as registration does */
     setup_arg a = {.f = f, .rec = &r};
     assert_int_equal(f->s->run_sync(f->s, run_put_card, &a), TD_ST_OK);
 }

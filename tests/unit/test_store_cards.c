@@ -150,8 +150,10 @@ static td_card_rec make_card(const char *issuer, const char *card, const char *f
         r.pan_sealed[i] = (uint8_t)(0xf0 ^ i); /* includes a 0 byte: a BLOB, not text */
     td_strlcpy(r.last4, "4242", sizeof r.last4);
     td_strlcpy(r.expiry, "1229", sizeof r.expiry);
-    td_strlcpy(r.phone, "+44 7700 900123", sizeof r.phone);
-    td_strlcpy(r.email, "a@example.com", sizeof r.email);
+    /* The store keeps the contact's seal as bytes; the service seals it. */
+    r.contact_sealed_len = 90;
+    for (size_t i = 0; i < r.contact_sealed_len; i++)
+        r.contact_sealed[i] = (uint8_t)(0x0f ^ i);
     return r;
 }
 
@@ -180,8 +182,10 @@ static void check_card(const td_card_rec *got, const td_card_rec *want)
     assert_memory_equal(got->pan_sealed, want->pan_sealed, want->pan_sealed_len);
     assert_string_equal(got->last4, want->last4);
     assert_string_equal(got->expiry, want->expiry);
-    assert_string_equal(got->phone, want->phone);
-    assert_string_equal(got->email, want->email);
+    assert_int_equal(got->contact_sealed_len, want->contact_sealed_len);
+    assert_memory_equal(got->contact_sealed, want->contact_sealed, want->contact_sealed_len);
+    assert_string_equal(got->phone, ""); /* never written in clear */
+    assert_string_equal(got->email, "");
     assert_int_equal(got->state, want->state);
     assert_true(got->seq == want->seq);
     assert_true(got->created_ms == want->created_ms);
@@ -248,7 +252,7 @@ static void test_cards(void **state)
     assert_int_equal(s->run_sync(s, run_card, &dup_fp), TD_ST_CONFLICT);
     /* the same card id and PAN at another issuer */
     td_card_rec other = make_card("iss2", "card-1", "fp-1");
-    other.phone[0] = other.email[0] = '\0';
+    other.contact_sealed_len = 0; /* no contact: an empty seal */
     assert_int_equal(s->run_sync(s, run_card, &other), TD_ST_OK);
     assert_int_equal(OPS->card_by_fp(rd(s), "iss2", "fp-1", &got), TD_ST_OK);
     check_card(&got, &other);
@@ -259,7 +263,7 @@ static void test_cards(void **state)
     upd.state = TD_CS_SUSPENDED;
     upd.seq = 2;
     upd.updated_ms = 2000;
-    td_strlcpy(upd.email, "changed@example.com", sizeof upd.email);
+    upd.contact_sealed[0] ^= 0xff;
     card_update_arg u = {&upd, 5};
     assert_int_equal(s->run_sync(s, run_card_update, &u), TD_ST_CONFLICT);
     assert_int_equal(OPS->card_get(rd(s), "iss1", "card-1", &got), TD_ST_OK);
@@ -269,13 +273,62 @@ static void test_cards(void **state)
     assert_int_equal(OPS->card_get(rd(s), "iss1", "card-1", &got), TD_ST_OK);
     assert_int_equal(got.state, TD_CS_SUSPENDED);
     assert_true(got.seq == 2 && got.updated_ms == 2000);
-    assert_string_equal(got.email, "a@example.com");
+    assert_memory_equal(got.contact_sealed, c1.contact_sealed, c1.contact_sealed_len);
     /* the same update again is stale now */
     assert_int_equal(s->run_sync(s, run_card_update, &u), TD_ST_CONFLICT);
     /* a card that does not exist changes nothing */
     td_card_rec ghost = make_card("iss1", "card-ghost", "fp-ghost");
     card_update_arg ug = {&ghost, 1};
     assert_int_equal(s->run_sync(s, run_card_update, &ug), TD_ST_CONFLICT);
+}
+
+static td_st run_contact_seal(td_conn *c, void *arg)
+{
+    return OPS->card_contact_seal(c, arg);
+}
+
+typedef struct {
+    td_card_rec rows[4];
+    size_t n;
+} clear_list;
+
+static td_st run_contacts_in_clear(td_conn *c, void *arg)
+{
+    clear_list *l = arg;
+    return OPS->card_contacts_in_clear(c, l->rows, 4, &l->n);
+}
+
+/* Rows written before contacts were sealed (phone and email in clear, as an
+ * older tokend left them) are listed until sealed; sealing blanks them. */
+static void test_contacts_in_clear(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    td_card_rec a = make_card("iss1", "card-a", "fp-a"), b = make_card("iss1", "card-b", "fp-b");
+    assert_int_equal(s->run_sync(s, run_card, &a), TD_ST_OK);
+    assert_int_equal(s->run_sync(s, run_card, &b), TD_ST_OK);
+    clear_list l;
+    assert_int_equal(s->run_sync(s, run_contacts_in_clear, &l), TD_ST_OK);
+    assert_int_equal(l.n, 0);
+    db_exec(f->loc, "UPDATE cards SET phone = '+44 7700 900123', email = 'old@example.com', "
+                    "contact_sealed = substr(contact_sealed, 1, 0) WHERE card_id = 'card-a'");
+    assert_int_equal(s->run_sync(s, run_contacts_in_clear, &l), TD_ST_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.rows[0].card_id, "card-a");
+    assert_string_equal(l.rows[0].phone, "+44 7700 900123");
+    assert_string_equal(l.rows[0].email, "old@example.com");
+    assert_int_equal(l.rows[0].contact_sealed_len, 0);
+    l.rows[0].contact_sealed_len = 3;
+    memcpy(l.rows[0].contact_sealed, "\x01\x00\x02", 3);
+    assert_int_equal(s->run_sync(s, run_contact_seal, &l.rows[0]), TD_ST_OK);
+    assert_int_equal(s->run_sync(s, run_contacts_in_clear, &l), TD_ST_OK);
+    assert_int_equal(l.n, 0);
+    td_card_rec got;
+    assert_int_equal(OPS->card_get(rd(s), "iss1", "card-a", &got), TD_ST_OK);
+    assert_string_equal(got.phone, "");
+    assert_string_equal(got.email, "");
+    assert_int_equal(got.contact_sealed_len, 3);
+    assert_memory_equal(got.contact_sealed, "\x01\x00\x02", 3);
 }
 
 /* ---- digital cards ---- */
@@ -1298,6 +1351,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_issuer_policy),
         T(test_cards),
+        T(test_contacts_in_clear),
         T(test_dcards_round_trip),
         T(test_dcard_update),
         T(test_dcard_lists),

@@ -5,18 +5,20 @@
 
 #include "store/pg/pgs.h"
 
+/* phone and email are read (rows from before their seal) but never written. */
 #define CARD_COLS                                                                                                      \
-    "issuer_id, card_id, consumer_id, pan_fp, pan_sealed, last4, expiry, phone, email, state, seq, created_ms, "       \
-    "updated_ms"
+    "issuer_id, card_id, consumer_id, pan_fp, pan_sealed, last4, expiry, contact_sealed, state, seq, created_ms, "     \
+    "updated_ms, phone, email"
 
 /* No conflict target: a duplicate card id (the primary key) and a duplicate
  * PAN fingerprint (cards_pan) both insert nothing, reported as CONFLICT
  * without aborting the job's transaction. pan_sealed is NOT NULL, and an
  * empty seal is passed as NULL: it is stored as an empty bytea, as SQLite
  * stores an empty BLOB. */
-static pg_query q_card_insert = {.sql = "INSERT INTO cards(" CARD_COLS ") VALUES ($1, $2, $3, $4, "
-                                        "coalesce($5::bytea, ''::bytea), $6, $7, $8, $9, $10, $11, $12, $13) "
-                                        "ON CONFLICT DO NOTHING"};
+static pg_query q_card_insert = {.sql = "INSERT INTO cards(issuer_id, card_id, consumer_id, pan_fp, pan_sealed, "
+                                        "last4, expiry, contact_sealed, state, seq, created_ms, updated_ms) "
+                                        "VALUES ($1, $2, $3, $4, coalesce($5::bytea, ''::bytea), $6, $7, "
+                                        "coalesce($8::bytea, ''::bytea), $9, $10, $11, $12) ON CONFLICT DO NOTHING"};
 
 static td_st v_card_insert(td_conn *c, const td_card_rec *r)
 {
@@ -28,8 +30,7 @@ static td_st v_card_insert(td_conn *c, const td_card_rec *r)
     pg_p_blob(&p, r->pan_sealed, r->pan_sealed_len);
     pg_p_text(&p, r->last4);
     pg_p_text(&p, r->expiry);
-    pg_p_text(&p, r->phone);
-    pg_p_text(&p, r->email);
+    pg_p_blob(&p, r->contact_sealed, r->contact_sealed_len);
     pg_p_int(&p, (int)r->state);
     pg_p_int(&p, r->seq);
     pg_p_int(&p, r->created_ms);
@@ -40,22 +41,23 @@ static td_st v_card_insert(td_conn *c, const td_card_rec *r)
     return st;
 }
 
-static void read_card(const PGresult *res, td_card_rec *r)
+static void read_card(const PGresult *res, int row, td_card_rec *r)
 {
     memset(r, 0, sizeof *r);
-    pg_copy(res, 0, 0, r->issuer_id, sizeof r->issuer_id);
-    pg_copy(res, 0, 1, r->card_id, sizeof r->card_id);
-    pg_copy(res, 0, 2, r->consumer_id, sizeof r->consumer_id);
-    pg_copy(res, 0, 3, r->pan_fp, sizeof r->pan_fp);
-    r->pan_sealed_len = pg_blob(res, 0, 4, r->pan_sealed, sizeof r->pan_sealed);
-    pg_copy(res, 0, 5, r->last4, sizeof r->last4);
-    pg_copy(res, 0, 6, r->expiry, sizeof r->expiry);
-    pg_copy(res, 0, 7, r->phone, sizeof r->phone);
-    pg_copy(res, 0, 8, r->email, sizeof r->email);
-    r->state = (td_card_state)pg_i64(res, 0, 9);
-    r->seq = pg_i64(res, 0, 10);
-    r->created_ms = pg_i64(res, 0, 11);
-    r->updated_ms = pg_i64(res, 0, 12);
+    pg_copy(res, row, 0, r->issuer_id, sizeof r->issuer_id);
+    pg_copy(res, row, 1, r->card_id, sizeof r->card_id);
+    pg_copy(res, row, 2, r->consumer_id, sizeof r->consumer_id);
+    pg_copy(res, row, 3, r->pan_fp, sizeof r->pan_fp);
+    r->pan_sealed_len = pg_blob(res, row, 4, r->pan_sealed, sizeof r->pan_sealed);
+    pg_copy(res, row, 5, r->last4, sizeof r->last4);
+    pg_copy(res, row, 6, r->expiry, sizeof r->expiry);
+    r->contact_sealed_len = pg_blob(res, row, 7, r->contact_sealed, sizeof r->contact_sealed);
+    r->state = (td_card_state)pg_i64(res, row, 8);
+    r->seq = pg_i64(res, row, 9);
+    r->created_ms = pg_i64(res, row, 10);
+    r->updated_ms = pg_i64(res, row, 11);
+    pg_copy(res, row, 12, r->phone, sizeof r->phone);
+    pg_copy(res, row, 13, r->email, sizeof r->email);
 }
 
 /* Inside a job the read precedes an update of the card (card_update checks
@@ -69,7 +71,7 @@ static td_st card_get_by(td_conn *c, pg_query *q, pg_query *q_lock, const char *
     pg_p_text(&p, key);
     PGresult *res = NULL;
     td_st st = pg_row(c, c->in_job ? q_lock : q, &p, &res);
-    if (st == TD_ST_OK) read_card(res, out);
+    if (st == TD_ST_OK) read_card(res, 0, out);
     PQclear(res);
     return st;
 }
@@ -110,8 +112,41 @@ static td_st v_card_update(td_conn *c, const td_card_rec *r, int64_t expect_seq)
     return st;
 }
 
+/* The WHERE is the partial index's predicate, word for word, so it is used. */
+static pg_query q_contacts_in_clear = {.sql = "SELECT " CARD_COLS " FROM cards WHERE phone <> '' OR email <> '' "
+                                              "LIMIT $1"};
+
+static td_st v_card_contacts_in_clear(td_conn *c, td_card_rec *out, size_t max, size_t *n)
+{
+    *n = 0;
+    pg_params p = {0};
+    pg_p_int(&p, (int64_t)max);
+    PGresult *res = NULL;
+    td_st st = pg_rows(c, &q_contacts_in_clear, &p, &res);
+    if (st == TD_ST_OK)
+        for (int row = 0; row < PQntuples(res) && *n < max; row++)
+            read_card(res, row, &out[(*n)++]);
+    PQclear(res);
+    return st;
+}
+
+static pg_query q_contact_seal = {.sql = "UPDATE cards SET contact_sealed = $3, phone = '', email = '' "
+                                         "WHERE issuer_id = $1 AND card_id = $2"};
+
+static td_st v_card_contact_seal(td_conn *c, const td_card_rec *r)
+{
+    pg_params p = {0};
+    pg_p_text(&p, r->issuer_id);
+    pg_p_text(&p, r->card_id);
+    pg_p_blob(&p, r->contact_sealed, r->contact_sealed_len);
+    int64_t n = 0;
+    return pg_cmd(c, &q_contact_seal, &p, &n);
+}
+
 void pg_cards_verbs(td_store_ops *ops)
 {
+    ops->card_contacts_in_clear = v_card_contacts_in_clear;
+    ops->card_contact_seal = v_card_contact_seal;
     ops->card_insert = v_card_insert;
     ops->card_get = v_card_get;
     ops->card_by_fp = v_card_by_fp;
