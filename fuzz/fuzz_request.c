@@ -29,52 +29,84 @@ static const td_method FZ_METHODS[] = {TD_GET, TD_POST, TD_PUT, TD_DELETE, TD_ME
         if (!(cond)) abort();                                                                                          \
     } while (0)
 
-/* A matched route must explain the path exactly: the pattern with each
- * {param} replaced by the extracted value gives the path back. */
+/* The path's segments as the router sees them: split on '/', then each
+ * percent-decoded. Returns the count, or -1 for a malformed escape or %00. */
+static int fz_segments(const char *path, char segs[][FZ_PATH_MAX / 8], size_t *lens, int max)
+{
+    int n = 0;
+    if (path[0] != '/') return 0;
+    for (const char *s = path; *s == '/' && n < max;) {
+        s++;
+        size_t len = strcspn(s, "/"), o = 0;
+        for (size_t i = 0; i < len; i++) {
+            if (s[i] != '%') {
+                if (o < FZ_PATH_MAX / 8) segs[n][o] = s[i];
+                o++;
+                continue;
+            }
+            int v = i + 2 < len ? td_hex_byte(s + i + 1) : -1;
+            if (v <= 0) return -1;
+            if (o < FZ_PATH_MAX / 8) segs[n][o] = (char)v;
+            o++;
+            i += 2;
+        }
+        lens[n++] = o;
+        s += len;
+    }
+    return n;
+}
+
+/* A matched route must explain the path exactly: segment by segment, each
+ * literal of the pattern equals the decoded segment and each {param} holds it
+ * whole (a decoded '/' included, a NUL never). */
 static void fz_check_match(const td_route *rt, const td_req *r, td_method m, const char *path)
 {
+    static char segs[16][FZ_PATH_MAX / 8];
+    size_t lens[16];
     FZ_CHECK(rt->method == m);
-    size_t pi = 0;
-    int np = 0;
-    for (const char *p = rt->pattern; *p;) {
+    int n = fz_segments(path, segs, lens, 16), np = 0, i = 0;
+    FZ_CHECK(n > 0);
+    for (const char *p = rt->pattern; *p == '/'; i++) {
+        p++;
+        size_t pn = strcspn(p, "/");
+        FZ_CHECK(i < n && lens[i] <= FZ_PATH_MAX / 8);
         if (*p == '{') {
             FZ_CHECK(np < r->nparams);
             const char *v = r->params[np++];
-            size_t n = strlen(v);
-            FZ_CHECK(n > 0 && !memchr(v, '/', n));
-            FZ_CHECK(strncmp(path + pi, v, n) == 0);
-            pi += n;
-            p = strchr(p, '}');
-            FZ_CHECK(p != NULL);
-            p++;
+            FZ_CHECK(lens[i] > 0 && strlen(v) == lens[i] && memcmp(v, segs[i], lens[i]) == 0);
         } else {
-            FZ_CHECK(path[pi] == *p);
-            pi++;
-            p++;
+            FZ_CHECK(pn == lens[i] && memcmp(p, segs[i], pn) == 0);
         }
+        p += pn;
     }
-    FZ_CHECK(path[pi] == 0);
+    FZ_CHECK(i == n);
     FZ_CHECK(np == r->nparams);
 }
 
 static void fz_routes(const char *path)
 {
-    bool any_path_match = false, none = false;
+    bool any_path_match = false, none = false, bad = false;
     for (size_t i = 0; i < FZ_N_METHODS; i++) {
         td_req *r = calloc(1, sizeof *r);
         if (!r) return;
-        bool mismatch = false;
-        const td_route *rt = td_route_match(r, FZ_METHODS[i], path, &mismatch);
+        td_route_miss miss = TD_MISS_NOT_FOUND;
+        const td_route *rt = td_route_match(r, FZ_METHODS[i], path, &miss);
         if (rt) fz_check_match(rt, r, FZ_METHODS[i], path);
-        if (rt || mismatch)
+        if (rt || miss == TD_MISS_METHOD)
             any_path_match = true;
         else
             none = true;
+        if (!rt && miss == TD_MISS_BAD_PATH) bad = true;
         free(r);
     }
     /* Whether the path exists cannot depend on the method: either some method
      * finds a route or a mismatch for every method, or nothing for all. */
     FZ_CHECK(!(any_path_match && none));
+    /* A path refused as malformed holds a malformed escape or %00, and no
+     * method routes it. */
+    static char segs[16][FZ_PATH_MAX / 8];
+    size_t lens[16];
+    if (bad) FZ_CHECK(!any_path_match && fz_segments(path, segs, lens, 16) < 0);
 }
 
 /* As the server parses a body (td_body_json), then validates it like
@@ -602,8 +634,8 @@ static void fz_card_faces(const char *path, const uint8_t *body, size_t len)
 {
     td_req *r = calloc(1, sizeof *r);
     if (!r) return;
-    bool mismatch = false;
-    const td_route *rt = td_route_match(r, TD_POST, path, &mismatch);
+    td_route_miss miss = TD_MISS_NOT_FOUND;
+    const td_route *rt = td_route_match(r, TD_POST, path, &miss);
     td_handler h = rt ? rt->handler : NULL;
     free(r);
     if (!h) return;

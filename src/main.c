@@ -118,10 +118,10 @@ static int serve(int argc, char **argv)
     td_server_set_notify(srv, delivery); /* /metrics reads the worker's counters through it */
     char store_shown[512];
     td_store_redact_url(cfg.store_url, store_shown, sizeof store_shown);
-    td_log(TD_LOG_INFO, "listening",
-           "tokend listening on http://%s:%u (store %s); admin key in %s. Try: curl http://%s:%u/healthz",
-           cfg.listen_host, cfg.listen_port, store_shown,
-           cfg.admin_key_file[0] ? cfg.admin_key_file : "TOKEND_ADMIN_KEY", cfg.listen_host, cfg.listen_port);
+    char listen[96];
+    td_config_listen_text(&cfg, listen, sizeof listen);
+    td_log(TD_LOG_INFO, "listening", "tokend listening on http://%s (store %s); admin key in %s. Try: curl http://%s/healthz",
+           listen, store_shown, cfg.admin_key_file[0] ? cfg.admin_key_file : "TOKEND_ADMIN_KEY", listen);
     int sig = 0;
     sigwait(&stop, &sig);
     td_log(TD_LOG_INFO, "shutdown", "signal %d: draining requests and commits", sig);

@@ -204,6 +204,7 @@ static void complete_decision(td_write *w)
     else
         td_reply_redirect(r, cmd->redirect);
     td_req_complete_end(r);
+    free(cmd->redirect);
     free(w->body);
     free(w);
 }

@@ -72,7 +72,9 @@ struct td_req {
     td_svc *svc;
     const td_route *route;
     td_method method;
-    const char *path;
+    const char *path;     /* as libmicrohttpd unescaped it (idempotency hash, error face) */
+    char *raw_path;       /* as the client sent it, without the query: routing (malloc'd) */
+    size_t raw_uri_len;   /* the request target's length, query included */
     const char *params[TD_MAX_PARAMS]; /* path parameters, in pattern order */
     char param_buf[1024];
     int nparams;
@@ -80,6 +82,7 @@ struct td_req {
     char *body;
     size_t body_len, body_cap;
     bool body_too_large;
+    size_t discarded; /* body bytes read and thrown away (over the limit, or after an early answer) */
 
     char trace_id[40];
     int64_t start_us;
@@ -90,7 +93,7 @@ struct td_req {
     char *resp; /* malloc'd; owned by the request */
     size_t resp_len;
     const char *content_type;
-    char location[2048];
+    char *location; /* a redirect's Location (malloc'd), built whole: no length cap */
     int retry_after_s;
     bool external_error; /* Token API: an upstream (TSP) failure: `token-external-error: true` */
     const char *errcode; /* for the log line */
@@ -142,9 +145,18 @@ extern const int td_route_count;
  * /network/ → D1, /igwapi/v2.0/ → classic, anything else → Token.io. */
 td_face td_face_of_path(const char *path);
 
-/* Matches method+path; returns the route or NULL. *method_mismatch is set if
- * the path matched a route with another method. Params are written into r. */
-const td_route *td_route_match(td_req *r, td_method m, const char *path, bool *method_mismatch);
+/* Why td_route_match found no route. */
+typedef enum {
+    TD_MISS_NOT_FOUND, /* no route has this path: 404 */
+    TD_MISS_METHOD,    /* a route has this path with another method: 405 */
+    TD_MISS_BAD_PATH,  /* a malformed percent-escape or an encoded NUL (%00): 400 */
+} td_route_miss;
+
+/* Matches method + the path as the client sent it (not unescaped): split on
+ * '/', then each segment percent-decoded, so "%2F" never splits a segment;
+ * returns the route or NULL with *miss saying why. The decoded parameters are
+ * written into r. */
+const td_route *td_route_match(td_req *r, td_method m, const char *raw_path, td_route_miss *miss);
 
 /* The server: starts listening; returns NULL with a message on failure. */
 td_server *td_server_start(td_svc *svc, char *err, size_t cap);

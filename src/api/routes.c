@@ -4,6 +4,7 @@
 
 #include "api/faces.h"
 #include "api/http.h"
+#include "util/util.h"
 
 #define R(m, p, h, a, f)                                                                                               \
     {                                                                                                                  \
@@ -138,47 +139,105 @@ td_face td_face_of_path(const char *path)
     return TD_FACE_TOKENIO;
 }
 
-/* Compares one path segment [s, s+n) with a pattern segment [p, p+pn). */
+/* ---- matching a raw path ----
+ *
+ * Routing works on the path as the client sent it (libmicrohttpd's unescaped
+ * copy would turn "%2F" into a separator): the raw path is split on '/' first
+ * and each segment percent-decoded on its own. A decoded '/' is then part of
+ * its segment (an id holding it is refused by the id's own pattern); a decoded
+ * NUL or a malformed escape makes the whole path a bad request. */
+
+#define PATH_SEGMENTS_MAX 12 /* more than any pattern has: such a path matches nothing */
+#define PATH_BYTES_MAX 4096  /* decoded bytes kept; a longer path matches nothing */
+
+typedef struct {
+    int n;
+    const char *seg[PATH_SEGMENTS_MAX];
+    size_t len[PATH_SEGMENTS_MAX];
+    char buf[PATH_BYTES_MAX];
+} path_segments;
+
+typedef enum { SPLIT_OK, SPLIT_NO_MATCH, SPLIT_BAD } split_result;
+
+/* Percent-decodes [s, s+n) onto out; -1 on a malformed escape or a NUL. */
+static int decode_segment(const char *s, size_t n, char *out, size_t *out_len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            out[o++] = s[i];
+            continue;
+        }
+        int v = i + 2 < n ? td_hex_byte(s + i + 1) : -1;
+        if (v <= 0) return -1; /* not two hex digits, or %00 */
+        out[o++] = (char)v;
+        i += 2;
+    }
+    *out_len = o;
+    return 0;
+}
+
+static split_result split_path(const char *raw, path_segments *ps)
+{
+    size_t used = 0;
+    ps->n = 0;
+    if (raw[0] != '/') return SPLIT_NO_MATCH;
+    for (const char *s = raw; *s == '/';) {
+        s++;
+        size_t n = strcspn(s, "/");
+        if (ps->n >= PATH_SEGMENTS_MAX || used + n + 1 > sizeof ps->buf) return SPLIT_NO_MATCH;
+        size_t len;
+        if (decode_segment(s, n, ps->buf + used, &len)) return SPLIT_BAD;
+        ps->buf[used + len] = 0;
+        ps->seg[ps->n] = ps->buf + used;
+        ps->len[ps->n++] = len;
+        used += len + 1;
+        s += n;
+    }
+    return SPLIT_OK;
+}
+
+/* Compares one decoded path segment with a pattern segment [p, p+pn). */
 static bool segment_matches(const char *p, size_t pn, const char *s, size_t n)
 {
     if (pn >= 2 && p[0] == '{' && p[pn - 1] == '}') return n > 0;
     return pn == n && memcmp(p, s, n) == 0;
 }
 
-/* Walks pattern and path segment by segment; copies parameters into r. */
-static bool match_path(td_req *r, const char *pattern, const char *path)
+/* Walks the pattern over the decoded segments; copies parameters into r. */
+static bool match_path(td_req *r, const char *pattern, const path_segments *ps)
 {
-    const char *p = pattern, *s = path;
-    int np = 0;
+    const char *p = pattern;
+    int np = 0, i = 0;
     size_t used = 0;
-    while (*p == '/' && *s == '/') {
+    for (; *p == '/' && i < ps->n; i++) {
         p++;
-        s++;
-        size_t pn = strcspn(p, "/"), n = strcspn(s, "/");
-        if (!segment_matches(p, pn, s, n)) return false;
+        size_t pn = strcspn(p, "/"), n = ps->len[i];
+        if (!segment_matches(p, pn, ps->seg[i], n)) return false;
         if (p[0] == '{') {
             if (!r || np >= TD_MAX_PARAMS || used + n + 1 > sizeof r->param_buf) return false;
-            memcpy(r->param_buf + used, s, n);
-            r->param_buf[used + n] = 0;
+            memcpy(r->param_buf + used, ps->seg[i], n + 1);
             r->params[np++] = r->param_buf + used;
             used += n + 1;
         }
         p += pn;
-        s += n;
     }
-    if (*p || *s) return false;
+    if (*p || i < ps->n) return false;
     if (r) r->nparams = np;
     return true;
 }
 
-const td_route *td_route_match(td_req *r, td_method m, const char *path, bool *method_mismatch)
+const td_route *td_route_match(td_req *r, td_method m, const char *raw_path, td_route_miss *miss)
 {
-    *method_mismatch = false;
+    path_segments ps;
+    split_result sr = split_path(raw_path, &ps);
+    *miss = sr == SPLIT_BAD ? TD_MISS_BAD_PATH : TD_MISS_NOT_FOUND;
+    if (sr != SPLIT_OK) return NULL;
     for (int i = 0; i < td_route_count; i++) {
         const td_route *rt = &td_routes[i];
-        if (!match_path(r, rt->pattern, path)) continue;
+        if (!match_path(r, rt->pattern, &ps)) continue;
         if (rt->method == m) return rt;
-        *method_mismatch = true;
+        *miss = TD_MISS_METHOD;
     }
     return NULL;
 }

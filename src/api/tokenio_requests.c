@@ -164,6 +164,12 @@ static int check_standing_order_body(json_t *b, td_error *e)
                : 0;
 }
 
+/* The longest redirectUrl a token request may carry (docs/api.md). The
+ * consent redirect adds tokenId and the percent-encoded callbackState to it;
+ * 2,000 characters keep the whole redirect within what browsers and proxies
+ * pass on. */
+#define REDIRECT_URL_MAX 2000
+
 static int check_url(const char *url, const char *where, td_error *e)
 {
     if (strncmp(url, "https://", 8) && strncmp(url, "http://", 7))
@@ -213,7 +219,7 @@ int tokenio_check_request(json_t *body, td_kind *kind, td_error *e)
     if (!td_is_id_chars(s, 1, 18, "-"))
         return td_fail(e, TD_E_INVALID_ARGUMENT, "requestPayload.refId must be 1-18 characters of [A-Za-z0-9-]"), -1;
     if (td_json_object(p, "requestPayload", "to", true, &to, e) || check_member(to, "requestPayload.to", e) ||
-        td_json_string(p, "requestPayload", "redirectUrl", true, 2048, &s, e) ||
+        td_json_string(p, "requestPayload", "redirectUrl", true, REDIRECT_URL_MAX, &s, e) ||
         check_url(s, "requestPayload.redirectUrl", e) ||
         td_json_string(p, "requestPayload", "description", false, 255, &s, e) ||
         td_json_string(p, "requestPayload", "callbackState", false, 1024, &s, e) ||

@@ -173,33 +173,37 @@ td_err td_svc_consent_lookup(td_svc *svc, const char *code, td_request_rec *out,
 }
 
 /* Adds k=v (v percent-encoded) to a URL's query, before any #fragment, so
- * that the parameter reaches the server. */
-static void url_add_param(char *url, size_t cap, const char *k, const char *v)
+ * that the parameter reaches the server. The URL is rebuilt whole in a new
+ * allocation: a redirect cut short would hand the TPP a truncated token id.
+ * -1 when out of memory (*url is then left as it was). */
+static int url_add_param(char **url, const char *k, const char *v)
 {
-    char frag[2048] = "";
-    char *hash = strchr(url, '#');
-    if (hash) {
-        td_strlcpy(frag, hash, sizeof frag);
-        *hash = 0;
-    }
-    size_t n = strlen(url);
-    char sep = strchr(url, '?') ? '&' : '?';
-    int w = snprintf(url + n, cap - n, "%c%s=", sep, k);
-    if (w < 0 || (size_t)w >= cap - n) return;
-    n += (size_t)w;
     static const char HEX[] = "0123456789ABCDEF";
-    for (; *v && n + 4 < cap; v++) {
+    const char *old = *url, *hash = strchr(old, '#');
+    size_t head = hash ? (size_t)(hash - old) : strlen(old), tail = strlen(old + head);
+    size_t cap = head + 1 + strlen(k) + 1 + 3 * strlen(v) + tail + 1;
+    char *out = malloc(cap);
+    if (!out) return -1;
+    memcpy(out, old, head);
+    size_t n = head;
+    out[n++] = memchr(old, '?', head) ? '&' : '?';
+    memcpy(out + n, k, strlen(k));
+    n += strlen(k);
+    out[n++] = '=';
+    for (; *v; v++) {
         unsigned char ch = (unsigned char)*v;
         if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr("-_.~", ch)) {
-            url[n++] = (char)ch;
+            out[n++] = (char)ch;
         } else {
-            url[n++] = '%';
-            url[n++] = HEX[ch >> 4];
-            url[n++] = HEX[ch & 15];
+            out[n++] = '%';
+            out[n++] = HEX[ch >> 4];
+            out[n++] = HEX[ch & 15];
         }
     }
-    url[n] = 0;
-    if (frag[0] && n + strlen(frag) < cap) memcpy(url + n, frag, strlen(frag) + 1);
+    memcpy(out + n, old + head, tail + 1);
+    free(*url);
+    *url = out;
+    return 0;
 }
 
 /* Space-separated "accountId" strings found under v, for list filters. */
@@ -359,12 +363,18 @@ static td_st run_consent_decide(td_conn *c, td_write *w)
     json_t *rp = json_object_get(req, "requestPayload");
     const char *redirect = json_string_value(json_object_get(rp, "redirectUrl"));
     const char *state = json_string_value(json_object_get(rp, "callbackState"));
-    td_strlcpy(cmd->redirect, redirect ? redirect : "", sizeof cmd->redirect);
+    free(cmd->redirect); /* a retried transaction builds it again */
+    cmd->redirect = strdup(redirect ? redirect : "");
+    if (!cmd->redirect) {
+        json_decref(req);
+        td_request_rec_free(&r);
+        return TD_ST_INTERNAL;
+    }
     r.consent_used = true;
     st = TD_ST_OK;
     if (!cmd->approve) {
         r.state = TD_TRS_REJECTED;
-        url_add_param(cmd->redirect, sizeof cmd->redirect, "error", "access_denied");
+        if (url_add_param(&cmd->redirect, "error", "access_denied")) st = TD_ST_INTERNAL;
     } else if (r.kind == TD_KIND_ACCESS && cmd->naccounts == 0) {
         td_fail(&w->err, TD_E_INVALID_ARGUMENT, "choose at least one account to share");
     } else {
@@ -377,12 +387,12 @@ static td_st run_consent_decide(td_conn *c, td_write *w)
             free(r.signature_json);
             r.signature_json = json_dumps(sig, JSON_COMPACT);
             memcpy(cmd->token_id, t.id, sizeof cmd->token_id);
-            url_add_param(cmd->redirect, sizeof cmd->redirect, "tokenId", t.id);
+            if (url_add_param(&cmd->redirect, "tokenId", t.id)) st = TD_ST_INTERNAL;
         }
         json_decref(sig);
         td_token_rec_free(&t);
     }
-    if (state && !w->err.code) url_add_param(cmd->redirect, sizeof cmd->redirect, "state", state);
+    if (st == TD_ST_OK && state && !w->err.code && url_add_param(&cmd->redirect, "state", state)) st = TD_ST_INTERNAL;
     if (st == TD_ST_OK && !w->err.code) st = OPS(w)->request_update(c, &r);
     json_decref(req);
     td_request_rec_free(&r);

@@ -154,7 +154,7 @@ typedef struct {
     bool approve;
     char accounts[8][TD_ID_MAX]; /* approved accounts for access requests */
     int naccounts;
-    char redirect[4096];      /* out: the request's redirectUrl with tokenId (or an error) */
+    char *redirect;           /* out: the request's redirectUrl with tokenId (or an error); malloc'd, the caller frees */
     char token_id[TD_ID_MAX]; /* out */
 } td_consent_decide;
 void td_svc_consent_decide(td_svc *svc, td_consent_decide *cmd);

@@ -17,19 +17,36 @@
 
 typedef int (*setter)(td_config *c, const char *v, char *err, size_t cap);
 
+/* ADDR:PORT, an IPv6 address in brackets as in a URL: 127.0.0.1:8080,
+ * [::1]:8080. An IPv6 address without brackets is refused: its last ':' would
+ * be taken for the port's. The server checks that ADDR is an address. */
 static int set_listen(td_config *c, const char *v, char *err, size_t cap)
 {
-    const char *colon = strrchr(v, ':');
+    const char *host = v, *end = strrchr(v, ':');
+    if (v[0] == '[') {
+        host = v + 1;
+        end = strchr(host, ']');
+        if (end && end[1] != ':') end = NULL;
+    } else if (end && memchr(v, ':', (size_t)(end - v))) {
+        end = NULL;
+    }
     int64_t port;
-    if (!colon || colon == v || (size_t)(colon - v) >= sizeof c->listen_host || td_parse_i64(colon + 1, &port) ||
+    const char *port_text = end ? end + (*end == ']' ? 2 : 1) : NULL;
+    if (!end || end == host || (size_t)(end - host) >= sizeof c->listen_host || td_parse_i64(port_text, &port) ||
         port < 0 || port > 65535) {
-        snprintf(err, cap, "listen must be ADDR:PORT, got '%s'", v);
+        snprintf(err, cap, "listen must be ADDR:PORT, got '%s' (an IPv6 address in brackets: [::1]:8080)", v);
         return -1;
     }
-    memcpy(c->listen_host, v, (size_t)(colon - v));
-    c->listen_host[colon - v] = 0;
+    memcpy(c->listen_host, host, (size_t)(end - host));
+    c->listen_host[end - host] = 0;
     c->listen_port = (uint16_t)port;
     return 0;
+}
+
+void td_config_listen_text(const td_config *c, char *out, size_t cap)
+{
+    bool v6 = strchr(c->listen_host, ':') != NULL;
+    snprintf(out, cap, "%s%s%s:%u", v6 ? "[" : "", c->listen_host, v6 ? "]" : "", c->listen_port);
 }
 
 #define STRING_SETTER(fn, field)                                                                                       \
@@ -188,7 +205,7 @@ typedef struct {
 } option;
 
 static const option OPTIONS[] = {
-    {"listen", set_listen, "ADDR:PORT to listen on (default 127.0.0.1:8080)"},
+    {"listen", set_listen, "ADDR:PORT to listen on, [ADDR]:PORT for IPv6 (default 127.0.0.1:8080)"},
     {"store", set_store, "store URL, sqlite:PATH (default sqlite:./var/tokend.db)"},
     {"public-url", set_public_url, "base URL of consent links (default http://LISTEN)"},
     {"admin-key", set_admin_key, "admin API key (prefer TOKEND_ADMIN_KEY or admin-key-file)"},
@@ -365,8 +382,11 @@ int td_config_load(td_config *c, int argc, char **argv, char *err, size_t cap)
         }
         if (o->set(c, v, err, cap)) return -1;
     }
-    if (!c->public_url[0])
-        snprintf(c->public_url, sizeof c->public_url, "http://%s:%u", c->listen_host, c->listen_port);
+    if (!c->public_url[0]) {
+        char listen[96];
+        td_config_listen_text(c, listen, sizeof listen);
+        snprintf(c->public_url, sizeof c->public_url, "http://%s", listen);
+    }
     size_t n = strlen(c->public_url);
     while (n && c->public_url[n - 1] == '/')
         c->public_url[--n] = 0;

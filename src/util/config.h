@@ -10,7 +10,7 @@
 #include "core/token.h"
 
 typedef struct td_config {
-    char listen_host[64];
+    char listen_host[64]; /* an IPv4 or IPv6 address, without brackets */
     uint16_t listen_port;
     char store_url[1024];
     char public_url[512];      /* base of consent links; default http://<listen> */
@@ -54,5 +54,7 @@ int td_config_check_store_presence(const td_config *c, char *err, size_t cap);
 /* Resolves and, for the embedded default, creates the master and admin keys. */
 int td_config_load_keys(td_config *cfg, char *err, size_t cap);
 void td_config_usage(void);
+/* The listen address as it is written in a URL: 127.0.0.1:8080, [::1]:8080. */
+void td_config_listen_text(const td_config *c, char *out, size_t cap);
 
 #endif

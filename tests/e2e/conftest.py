@@ -70,12 +70,12 @@ class ServerPool:
         self.label = label
         self.servers = []
 
-    def start(self, settings=None, env=None, name=None, workdir=None):
+    def start(self, settings=None, env=None, name=None, workdir=None, host="127.0.0.1"):
         """A new server; workdir=<an earlier server's dir> restarts on its store."""
         name = name or f"{self.label}-{len(self.servers)}"
         if workdir is None:
             workdir = str(self.tmp_path_factory.mktemp(name))
-        srv = tdlib.Server(workdir, name=name, settings=settings, env=env)
+        srv = tdlib.Server(workdir, name=name, settings=settings, env=env, host=host)
         self.servers.append(srv)
         return srv.start()
 

@@ -122,9 +122,9 @@ def record_capture(method, path, resp, exclude=None):
 _servers = []  # every Server started in this session (for log tails on failure)
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
+def free_port(host="127.0.0.1"):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((host, 0))
     port = s.getsockname()[1]
     s.close()
     return port
@@ -134,10 +134,12 @@ class Server:
     """One real tokend process on a free loopback port with its own store dir.
 
     settings: {"commit-timeout": "200", ...} passed as --flags (None drops a
-    default); env: extra environment, e.g. {"TOKEND_RATE_LIMIT": "2:2"}."""
+    default); env: extra environment, e.g. {"TOKEND_RATE_LIMIT": "2:2"};
+    host: the loopback address to listen on ("::1" for IPv6)."""
 
-    def __init__(self, workdir, name="tokend", settings=None, env=None):
+    def __init__(self, workdir, name="tokend", settings=None, env=None, host="127.0.0.1"):
         self.dir = workdir
+        self.host = host
         os.makedirs(self.dir, exist_ok=True)
         self.name = name
         self.settings = dict(DEFAULT_SETTINGS)
@@ -174,8 +176,8 @@ class Server:
     def start(self):
         last_err = ""
         for _ in range(5):
-            self.port = free_port()
-            args = [TOKEND_BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--store", self.store_url]
+            self.port = free_port(self.host)
+            args = [TOKEND_BIN, "serve", "--listen", self.listen, "--store", self.store_url]
             for k, v in self.settings.items():
                 args += [f"--{k}", v]
             log = open(self.log_path, "ab")
@@ -261,8 +263,13 @@ class Server:
     # -- access --
 
     @property
+    def listen(self):
+        """The --listen value: 127.0.0.1:PORT, or [::1]:PORT for IPv6."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.listen}"
 
     @property
     def admin_key(self):
@@ -761,7 +768,7 @@ class RawResponse:
 def raw_exchange(server, data, shut_write=False, timeout=HTTP_TIMEOUT, read_all=False):
     """Sends bytes; returns the first response (or None if the server closed
     without one). With read_all, reads until the server closes the connection."""
-    s = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
+    s = socket.create_connection((server.host, server.port), timeout=timeout)
     try:
         s.sendall(data)
         if shut_write:

@@ -216,7 +216,7 @@ typedef struct {
 static void render(answer *a, td_method m, const char *path, bool routed, const td_error *e)
 {
     memset(a, 0, sizeof *a);
-    bool mismatch;
+    td_route_miss mismatch;
     a->r.path = path;
     td_strlcpy(a->r.trace_id, "trace-1", sizeof a->r.trace_id);
     if (routed) {

@@ -270,6 +270,27 @@ static void test_env_names(void **state)
 
 /* ---- validation ---- */
 
+/* An IPv6 listen address is written as in a URL; the default public URL keeps the brackets. */
+static void test_listen_ipv6(void **state)
+{
+    (void)state;
+    td_config c;
+    expect_ok(&c, (char *const[]){"--listen", "[::1]:8443", NULL});
+    assert_string_equal(c.listen_host, "::1");
+    assert_int_equal(c.listen_port, 8443);
+    assert_string_equal(c.public_url, "http://[::1]:8443");
+    char text[96];
+    td_config_listen_text(&c, text, sizeof text);
+    assert_string_equal(text, "[::1]:8443");
+    expect_ok(&c, (char *const[]){"--listen", "[fe80::1:2]:80", NULL});
+    assert_string_equal(c.listen_host, "fe80::1:2");
+    assert_int_equal(c.listen_port, 80);
+    expect_ok(&c, (char *const[]){"--listen", "10.0.0.9:81", NULL});
+    td_config_listen_text(&c, text, sizeof text);
+    assert_string_equal(text, "10.0.0.9:81");
+    assert_string_equal(c.public_url, "http://10.0.0.9:81");
+}
+
 static void test_bad_listen(void **state)
 {
     (void)state;
@@ -285,6 +306,14 @@ static void test_bad_listen(void **state)
         "localhost: 80",
         "localhost:80 ",
         "a-host-name-that-is-much-longer-than-the-sixty-four-bytes-allowed.example:80",
+        /* IPv6: brackets required, then ':' and the port */
+        "::1:8080",
+        "::1",
+        "[::1]8080",
+        "[::1]:",
+        "[::1]",
+        "[]:8080",
+        "[::1:8080",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_error((char *const[]){"--listen", (char *)bad[i], NULL}, "listen must be ADDR:PORT");
@@ -295,7 +324,7 @@ static void test_bad_listen(void **state)
 
     td_config c;
     expect_ok(&c, (char *const[]){"--listen", "[::1]:65535", NULL});
-    assert_string_equal(c.listen_host, "[::1]");
+    assert_string_equal(c.listen_host, "::1"); /* brackets are URL syntax, not the address */
     assert_int_equal(c.listen_port, 65535);
     assert_string_equal(c.public_url, "http://[::1]:65535");
 }
@@ -536,6 +565,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listen_ipv6, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_listen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_cancel_levels, setup, teardown),

@@ -114,7 +114,7 @@ static void test_match_every_route(void **state)
         int np = build_path(rt->pattern, vals, path, sizeof path);
         td_req r;
         memset(&r, 0, sizeof r);
-        bool mismatch = true;
+        td_route_miss mismatch = TD_MISS_METHOD;
         const td_route *got = td_route_match(&r, rt->method, path, &mismatch);
         assert_ptr_equal(got, rt);
         assert_int_equal(r.nparams, np);
@@ -125,9 +125,9 @@ static void test_match_every_route(void **state)
             if (pattern_has_method(rt->pattern, METHODS[m])) continue;
             td_req r2;
             memset(&r2, 0, sizeof r2);
-            mismatch = false;
+            mismatch = TD_MISS_NOT_FOUND;
             assert_null(td_route_match(&r2, METHODS[m], path, &mismatch));
-            assert_true(mismatch);
+            assert_int_equal(mismatch, TD_MISS_METHOD);
         }
     }
 }
@@ -201,13 +201,18 @@ static void test_match_examples(void **state)
         /* the Token API routes that also serve issuers */
         {TD_GET, "/tokens/dc_abc", tokenio_get_token, 1, "dc_abc", NULL},
         {TD_PUT, "/tokens/dc_abc/cancel", tokenio_cancel_token, 1, "dc_abc", NULL},
-        /* parameters are taken verbatim: no percent-decoding here */
-        {TD_GET, "/tokens/a%2Fb", tokenio_get_token, 1, "a%2Fb", NULL},
+        /* each raw segment is percent-decoded after the split: %2F stays inside its parameter */
+        {TD_GET, "/tokens/a%2Fb", tokenio_get_token, 1, "a/b", NULL},
+        {TD_GET, "/tokens/ta:x%2Fcancel", tokenio_get_token, 1, "ta:x/cancel", NULL},
+        {TD_PUT, "/tokens/ta%3Ax%3Ay/cancel", tokenio_cancel_token, 1, "ta:x:y", NULL},
+        {TD_PUT, "/tokens/ta:x/canc%65l", tokenio_cancel_token, 1, "ta:x", NULL},
+        {TD_GET, "/token%73", tokenio_list_tokens, 0, NULL, NULL},
+        {TD_GET, "/member/m%3A1/keys/k%2F1", tokenio_get_key, 2, "m:1", "k/1"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         td_req r;
         memset(&r, 0, sizeof r);
-        bool mismatch;
+        td_route_miss mismatch;
         const td_route *rt = td_route_match(&r, cases[i].m, cases[i].path, &mismatch);
         assert_non_null(rt);
         assert_ptr_equal(rt->handler, cases[i].h);
@@ -255,10 +260,73 @@ static void test_method_mismatch_examples(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         td_req r;
         memset(&r, 0, sizeof r);
-        bool mismatch = false;
+        td_route_miss mismatch = TD_MISS_NOT_FOUND;
         assert_null(td_route_match(&r, cases[i].m, cases[i].path, &mismatch));
-        assert_true(mismatch);
+        assert_int_equal(mismatch, TD_MISS_METHOD);
     }
+}
+
+static void expect_no_route(const char *path);
+
+/* The raw path is split before decoding: an encoded '/' never makes a new
+ * segment, so "<id>%2Fcancel" is the id of GET /tokens/{tokenId} and never
+ * reaches the cancel (PUT: 405, not a cancel). */
+static void test_encoded_slash_never_splits(void **state)
+{
+    (void)state;
+    static const char *const paths[] = {"/tokens/ta:x%2Fcancel", "/tokens/ta:x%2fcancel", "/tokens%2Fta:x/cancel",
+                                        "/tokens/ta:x%2F..%2Fy/cancel%2F"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        td_req r;
+        memset(&r, 0, sizeof r);
+        td_route_miss miss = TD_MISS_NOT_FOUND;
+        const td_route *got = td_route_match(&r, TD_PUT, paths[i], &miss);
+        if (got && got->handler == tokenio_cancel_token) fail_msg("'%s' reached the cancel", paths[i]);
+    }
+    td_req r;
+    memset(&r, 0, sizeof r);
+    td_route_miss miss = TD_MISS_NOT_FOUND;
+    assert_null(td_route_match(&r, TD_PUT, "/tokens/ta:x%2Fcancel", &miss));
+    assert_int_equal(miss, TD_MISS_METHOD);
+    assert_null(td_route_match(&r, TD_PUT, "/tokens%2Fta:x/cancel", &miss));
+    assert_int_equal(miss, TD_MISS_NOT_FOUND);
+}
+
+/* A malformed escape or an encoded NUL anywhere in the path: a bad request,
+ * whatever route the rest would have matched (a NUL would cut the id short). */
+static void test_bad_escapes(void **state)
+{
+    (void)state;
+    static const char *const paths[] = {"/tokens/ta:x%00/cancel", "/tokens/%00",       "/tokens/a%zz",
+                                        "/tokens/a%2",            "/tokens/a%",        "/tokens/%G0",
+                                        "/nope/%00",              "/healthz%00",       "/consent/abc%00def",
+                                        "/tokens/a%2/cancel",     "/tokens/a%%41/x"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        for (size_t m = 0; m < N_METHODS; m++) {
+            td_req r;
+            memset(&r, 0, sizeof r);
+            td_route_miss miss = TD_MISS_NOT_FOUND;
+            const td_route *got = td_route_match(&r, METHODS[m], paths[i], &miss);
+            if (got) fail_msg("'%s' matched %s", paths[i], got->pattern);
+            if (miss != TD_MISS_BAD_PATH) fail_msg("'%s' not refused as a bad path (%d)", paths[i], (int)miss);
+        }
+    }
+}
+
+/* More segments than any pattern has, or more bytes than are kept: no route,
+ * not a crash or a truncated match. */
+static void test_long_paths_not_matched(void **state)
+{
+    (void)state;
+    char path[9000];
+    for (int i = 0; i < 40; i++)
+        memcpy(path + 2 * i, "/a", 3);
+    expect_no_route(path);
+    memset(path, 'a', sizeof path - 1);
+    path[0] = '/';
+    memcpy(path + 1, "tokens/", 7);
+    path[sizeof path - 1] = 0;
+    expect_no_route(path);
 }
 
 /* ---- near misses ---- */
@@ -268,10 +336,10 @@ static void expect_no_route(const char *path)
     for (size_t m = 0; m < N_METHODS; m++) {
         td_req r;
         memset(&r, 0, sizeof r);
-        bool mismatch = true;
+        td_route_miss mismatch = TD_MISS_METHOD;
         const td_route *got = td_route_match(&r, METHODS[m], path, &mismatch);
         if (got) fail_msg("'%s' unexpectedly matched %s", path, got->pattern);
-        if (mismatch) fail_msg("'%s' flagged a method mismatch", path);
+        if (mismatch != TD_MISS_NOT_FOUND) fail_msg("'%s' flagged a method mismatch", path);
     }
 }
 
@@ -300,7 +368,7 @@ static void test_extra_segment_not_matched(void **state)
         for (size_t m = 0; m < N_METHODS; m++) {
             td_req r;
             memset(&r, 0, sizeof r);
-            bool mismatch;
+            td_route_miss mismatch;
             const td_route *got = td_route_match(&r, METHODS[m], path, &mismatch);
             if (got) assert_string_not_equal(got->pattern, td_routes[i].pattern);
         }
@@ -420,7 +488,7 @@ static void test_param_buffer_bound(void **state)
     big[1022] = 0; /* 1022 + NUL = 1023 <= 1024: fits */
     snprintf(path, sizeof path, "/tokens/%s", big);
     memset(&r, 0, sizeof r);
-    bool mismatch;
+    td_route_miss mismatch;
     const td_route *rt = td_route_match(&r, TD_GET, path, &mismatch);
     assert_non_null(rt);
     assert_int_equal(strlen(r.params[0]), 1022);
@@ -742,6 +810,21 @@ static void test_check_redirect_url(void **state)
          "requestPayload.redirectUrl contains"},
     };
     run_mutations(ms, sizeof ms / sizeof ms[0]);
+    /* 2,000 characters at most (docs/api.md): the consent redirect is built on it */
+    char url[2100];
+    for (size_t len = 1999; len <= 2001; len++) {
+        json_t *b = load(ACCESS_BODY);
+        size_t n = strlen("https://tpp.example/");
+        memcpy(url, "https://tpp.example/", n);
+        memset(url + n, 'p', len - n);
+        url[len] = 0;
+        json_object_set_new(at(b, "requestPayload"), "redirectUrl", json_string(url));
+        if (len <= 2000)
+            expect_valid(b, TD_KIND_ACCESS);
+        else
+            expect_invalid(b, "requestPayload.redirectUrl is longer than 2000 characters");
+        json_decref(b);
+    }
 }
 
 static void test_check_currency_and_amount(void **state)
@@ -1013,6 +1096,9 @@ int main(void)
         cmocka_unit_test(test_extra_segment_not_matched),
         cmocka_unit_test(test_empty_segment_not_matched),
         cmocka_unit_test(test_other_misses),
+        cmocka_unit_test(test_encoded_slash_never_splits),
+        cmocka_unit_test(test_bad_escapes),
+        cmocka_unit_test(test_long_paths_not_matched),
         cmocka_unit_test(test_face_of_path),
         cmocka_unit_test(test_param_buffer_bound),
         cmocka_unit_test(test_check_valid_bodies),
