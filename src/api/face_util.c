@@ -45,7 +45,7 @@ void *td_face_new_write(td_req *r, size_t size, void (*render)(td_write *w))
         td_strlcpy(w->idem_key, key, sizeof w->idem_key);
         td_strlcpy(w->idem_scope, r->auth.cred_hash, sizeof w->idem_scope);
         static const char *const M[] = {"GET", "POST", "PUT", "DELETE", "OTHER"};
-        td_request_hash(M[r->method], r->path, r->body, r->body_len, w->req_hash);
+        td_request_hash(r->svc, M[r->method], r->path, r->body, r->body_len, w->req_hash);
     }
     return w;
 }
