@@ -145,16 +145,6 @@ bool td_param_id(td_req *r, int i, const char *name)
 
 /* ---- bodies ---- */
 
-json_t *td_body_json_secret(td_req *r, td_error *e)
-{
-    json_t *v = td_body_json(r, e);
-    if (!v && e->code == TD_E_BAD_JSON) {
-        char *near = strstr(e->detail, " near ");
-        if (near) *near = 0;
-    }
-    return v;
-}
-
 json_t *td_body_json_optional(td_req *r, bool *failed, td_error *e)
 {
     *failed = false;
