@@ -354,7 +354,8 @@ int td_idem_seal_answer(const uint8_t master[TD_MASTER_KEY_LEN], const char *aad
         rc = crypto_aead_xchacha20poly1305_ietf_encrypt(buf + TD_SEAL_NONCE_LEN, &clen, (const unsigned char *)answer,
                                                         n, (const unsigned char *)aad, strlen(aad), NULL, buf, key);
         sodium_memzero(key, sizeof key);
-        if (rc == 0 && (clen != n + TD_SEAL_TAG_LEN || td_b64url_encode(buf, total, text, td_b64url_len(total) + 1) < 0))
+        if (rc == 0 &&
+            (clen != n + TD_SEAL_TAG_LEN || td_b64url_encode(buf, total, text, td_b64url_len(total) + 1) < 0))
             rc = -1;
     }
     free(buf);
