@@ -188,16 +188,15 @@ static void fz_check_refusal(int rc, const td_error *e)
     FZ_CHECK(dl > 0 && dl < sizeof e->detail);
 }
 
-/* A body td_body_json refused. For bodies with secrets (td_body_json_secret)
- * the parser's quote of the text is cut, and no run of 6+ digits of the body
- * shows in the message (line and column numbers stay under 6 digits at the
- * default -max_len). */
-static void fz_check_bad_body(const td_error *e, const uint8_t *body, size_t len, bool secret)
+/* A body td_body_json refused: the parser's quote of the text is cut (any
+ * body may carry a secret), and no run of 6+ digits of the body shows in the
+ * message (line and column numbers stay under 6 digits at the default
+ * -max_len). */
+static void fz_check_bad_body(const td_error *e, const uint8_t *body, size_t len)
 {
     FZ_CHECK(e->code == TD_E_BAD_JSON);
     size_t dl = strnlen(e->detail, sizeof e->detail);
     FZ_CHECK(dl > 0 && dl < sizeof e->detail);
-    if (!secret) return;
     FZ_CHECK(!strstr(e->detail, " near "));
     for (size_t i = 0; i < dl;) {
         size_t j = i;
@@ -306,10 +305,10 @@ static void fz_tokenize(const uint8_t *body, size_t len)
     td_req *r = fz_body_req(body, len);
     if (!r) return;
     td_error e = {0};
-    json_t *b = td_body_json_secret(r, &e);
+    json_t *b = td_body_json(r, &e);
     free(r);
     if (!b) {
-        fz_check_bad_body(&e, body, len, true);
+        fz_check_bad_body(&e, body, len);
         return;
     }
     td_tokenize *cmd = calloc(1, sizeof *cmd);
@@ -379,10 +378,10 @@ static void fz_otp(const uint8_t *body, size_t len)
     td_req *r = fz_body_req(body, len);
     if (!r) return;
     td_error e = {0};
-    json_t *b = td_body_json_secret(r, &e);
+    json_t *b = td_body_json(r, &e);
     free(r);
     if (!b) {
-        fz_check_bad_body(&e, body, len, true);
+        fz_check_bad_body(&e, body, len);
         return;
     }
     fz_secret otp_sent = fz_secret_of(b, "otp");
@@ -412,7 +411,7 @@ static void fz_event(const uint8_t *body, size_t len)
     json_t *b = td_body_json(r, &e);
     free(r);
     if (!b) {
-        fz_check_bad_body(&e, body, len, false);
+        fz_check_bad_body(&e, body, len);
         return;
     }
     td_ingest_event *cmd = calloc(1, sizeof *cmd);
@@ -459,10 +458,10 @@ static void fz_register(const uint8_t *body, size_t len)
     td_req *r = fz_body_req(body, len);
     if (!r) return;
     td_error e = {0};
-    json_t *b = td_body_json_secret(r, &e);
+    json_t *b = td_body_json(r, &e);
     free(r);
     if (!b) {
-        fz_check_bad_body(&e, body, len, true);
+        fz_check_bad_body(&e, body, len);
         return;
     }
     fz_secret pan = fz_secret_of(b, "pan");
@@ -504,7 +503,7 @@ static void fz_operation(const uint8_t *body, size_t len, bool card_level)
     free(r);
     if (failed) {
         FZ_CHECK(!b);
-        fz_check_bad_body(&e, body, len, false);
+        fz_check_bad_body(&e, body, len);
         return;
     }
     char reason[65], code[40];
@@ -589,7 +588,7 @@ static void fz_classic(const uint8_t *in, size_t len, fz_classic_op op)
     json_t *b = td_body_json(r, &e);
     free(r);
     if (!b) {
-        fz_check_bad_body(&e, p, n, false);
+        fz_check_bad_body(&e, p, n);
         return;
     }
     const char *card_id = NULL, *id = NULL, *reason = NULL;

@@ -604,7 +604,7 @@ void admin_put_delivery(td_req *r)
     if (!issuer_param(r)) return;
     td_delivery_defaults(&d);
     td_strlcpy(d.issuer_id, r->params[0], sizeof d.issuer_id);
-    json_t *b = td_body_json_secret(r, &e);
+    json_t *b = td_body_json(r, &e);
     if (!b || admin_parse_delivery(b, &d, &secret, &e) || td_delivery_validate(&d, true, &e) != TD_OK) {
         json_decref(b);
         free(d.templates_json);

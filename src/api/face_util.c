@@ -45,7 +45,7 @@ void *td_face_new_write(td_req *r, size_t size, void (*render)(td_write *w))
         td_strlcpy(w->idem_key, key, sizeof w->idem_key);
         td_strlcpy(w->idem_scope, r->auth.cred_hash, sizeof w->idem_scope);
         static const char *const M[] = {"GET", "POST", "PUT", "DELETE", "OTHER"};
-        td_request_hash(M[r->method], r->path, r->body, r->body_len, w->req_hash);
+        td_request_hash(r->svc, M[r->method], r->path, r->body, r->body_len, w->req_hash);
     }
     return w;
 }
@@ -144,16 +144,6 @@ bool td_param_id(td_req *r, int i, const char *name)
 }
 
 /* ---- bodies ---- */
-
-json_t *td_body_json_secret(td_req *r, td_error *e)
-{
-    json_t *v = td_body_json(r, e);
-    if (!v && e->code == TD_E_BAD_JSON) {
-        char *near = strstr(e->detail, " near ");
-        if (near) *near = 0;
-    }
-    return v;
-}
 
 json_t *td_body_json_optional(td_req *r, bool *failed, td_error *e)
 {

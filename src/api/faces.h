@@ -68,10 +68,9 @@ void classic_get_token_info(td_req *r);
 
 /* ---- pure parsers of the card faces' untrusted input ----
  * What the handlers above check before anything else, without a td_req: each
- * takes the body as td_body_json (or td_body_json_secret) parsed it, never
- * echoes a PAN or OTP in e, and sets e on failure (-1). String outputs given
- * as pointers point into the body. The fuzzer (fuzz/fuzz_request.c) drives
- * them directly. */
+ * takes the body as td_body_json parsed it, never echoes a PAN or OTP in e,
+ * and sets e on failure (-1). String outputs given as pointers point into the
+ * body. The fuzzer (fuzz/fuzz_request.c) drives them directly. */
 
 /* POST …/cards: the fields of a card registration, absent optional ones NULL. */
 typedef struct {
@@ -154,9 +153,6 @@ int td_json_object(json_t *obj, const char *where, const char *key, bool require
  * the route's shape; then dispose and free. Faces that adjust an answer first
  * (Retry-After, a face-specific code) wrap it. */
 void td_face_complete(td_write *w);
-/* td_body_json for bodies that carry secrets (PAN, OTP): the parser's message
- * can quote the text near the error, so it is cut there. */
-json_t *td_body_json_secret(td_req *r, td_error *e);
 /* A body that may be absent: NULL with no error when the body is empty (or
  * only blanks); otherwise td_body_json. *failed tells the two NULLs apart. */
 json_t *td_body_json_optional(td_req *r, bool *failed, td_error *e);

@@ -248,6 +248,10 @@ json_t *td_body_json(td_req *r, td_error *e)
     json_error_t je;
     json_t *v = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!v) {
+        /* jansson ends its message with " near '<text>'": the text may be a
+         * secret field's value (a PAN, an OTP, credentials), so it is cut. */
+        char *near = strstr(je.text, " near ");
+        if (near) *near = 0;
         td_fail(e, TD_E_BAD_JSON, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
         return NULL;
     }
@@ -488,11 +492,15 @@ static void start_request(td_req *r, const char *url, const char *method, const 
     td_route_miss miss;
     r->route = td_route_match(r, r->method, r->raw_path, &miss);
     if (!r->route) {
+        /* The path is not echoed: it may carry a secret (a consent code, or
+         * a PAN typed where an id goes). */
+        static const char *const METHODS[] = {"GET", "POST", "PUT", "DELETE", "this method"};
         if (miss == TD_MISS_BAD_PATH)
             td_fail(&e, TD_E_INVALID_ARGUMENT, "the path holds a malformed percent-escape or an encoded NUL (%%00)");
+        else if (miss == TD_MISS_METHOD)
+            td_fail(&e, TD_E_METHOD_NOT_ALLOWED, "%s is not allowed on this path", METHODS[r->method]);
         else
-            td_fail(&e, miss == TD_MISS_METHOD ? TD_E_METHOD_NOT_ALLOWED : TD_E_NOT_FOUND, "%s %.200s: %s", method,
-                    r->raw_path, miss == TD_MISS_METHOD ? "method not allowed" : "no such endpoint");
+            td_fail(&e, TD_E_NOT_FOUND, "no such endpoint");
         e.classic = 112; /* classic: an unknown operation, not an unknown card (116) */
         td_reply_error(r, &e, "");
         return;

@@ -131,7 +131,8 @@ const char *td_query(td_req *r, const char *name);
 /* 0 if every query parameter is in allowed (NULL-terminated); else sets e. */
 int td_query_allowed(td_req *r, const char *const *allowed, td_error *e);
 /* Parses the body as one strict JSON object (UTF-8, no duplicate keys, no
- * trailing data). NULL and sets e on failure. */
+ * trailing data). NULL and sets e on failure; the message names the line and
+ * column, never the text there (it may be a secret). */
 json_t *td_body_json(td_req *r, td_error *e);
 
 /* The Idempotency-Key header, validated: NULL if absent; sets e if malformed. */

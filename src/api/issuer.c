@@ -187,7 +187,7 @@ void issuer_register_card(td_req *r)
     if (!own_issuer(r)) return;
     td_error e = {0};
     issuer_card_fields f = {0};
-    json_t *b = td_body_json_secret(r, &e);
+    json_t *b = td_body_json(r, &e);
     if (!b || issuer_parse_register(b, &f, &e)) {
         if (f.pan) td_wipe((char *)f.pan, strlen(f.pan));
         json_decref(b);

@@ -179,7 +179,7 @@ int network_parse_tokenize(json_t *b, td_tokenize *cmd, td_error *e)
 void network_tokenize(td_req *r)
 {
     td_error e = {0};
-    json_t *b = td_body_json_secret(r, &e);
+    json_t *b = td_body_json(r, &e);
     if (!b) {
         td_wipe(r->body, r->body_len);
         td_reply_error(r, &e, "");
@@ -259,7 +259,7 @@ void network_send_otp(td_req *r)
         td_reply_err(r, TD_E_INVALID_ARGUMENT, "digitalCardId " REF_ID_RULE);
         return;
     }
-    json_t *b = td_body_json_secret(r, &e);
+    json_t *b = td_body_json(r, &e);
     int rc = !b || network_parse_otp(b, &method, &otp, &e);
     td_send_otp *cmd = rc ? NULL : td_face_new_write(r, sizeof *cmd, render_otp);
     if (cmd) {

@@ -309,3 +309,94 @@ int td_pan_open(const uint8_t master[TD_MASTER_KEY_LEN], const uint8_t *sealed, 
     pan_out[plain_len] = '\0';
     return 0;
 }
+
+/* ---- Idempotency records at rest ---- */
+
+#define TD_IDEM_CONTEXT "tdidemp1"
+#define TD_IDEM_HASH_SUBKEY 1
+#define TD_IDEM_SEAL_SUBKEY 2
+_Static_assert(sizeof TD_IDEM_CONTEXT - 1 == crypto_kdf_CONTEXTBYTES, "KDF context must be 8 bytes");
+#define TD_IDEM_ANSWER_MAX (16u << 20) /* far above any answer a write renders */
+
+void td_idem_request_hash(const uint8_t master[TD_MASTER_KEY_LEN], const char *method, const char *path,
+                          const char *body, size_t body_len, char out[65])
+{
+    uint8_t key[crypto_generichash_KEYBYTES], digest[32];
+    crypto_generichash_state st;
+    crypto_kdf_derive_from_key(key, sizeof key, TD_IDEM_HASH_SUBKEY, TD_IDEM_CONTEXT, master);
+    crypto_generichash_init(&st, key, sizeof key, sizeof digest);
+    sodium_memzero(key, sizeof key);
+    /* The NULs keep ("POST", "/ab") apart from ("POST/", "ab"). */
+    crypto_generichash_update(&st, (const uint8_t *)method, strlen(method) + 1);
+    crypto_generichash_update(&st, (const uint8_t *)path, strlen(path) + 1);
+    if (body) crypto_generichash_update(&st, (const uint8_t *)body, body_len);
+    crypto_generichash_final(&st, digest, sizeof digest);
+    sodium_memzero(&st, sizeof st);
+    sodium_bin2hex(out, 65, digest, sizeof digest);
+}
+
+int td_idem_seal_answer(const uint8_t master[TD_MASTER_KEY_LEN], const char *aad, const char *answer, char **out)
+{
+    if (!out) return -1;
+    *out = NULL;
+    if (!master || !aad || !answer) return -1;
+    size_t n = strlen(answer);
+    if (n > TD_IDEM_ANSWER_MAX) return -1;
+    size_t total = TD_SEAL_NONCE_LEN + n + TD_SEAL_TAG_LEN;
+    uint8_t *buf = malloc(total);
+    char *text = malloc(td_b64url_len(total) + 1);
+    uint8_t key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+    int rc = -1;
+    if (buf && text) {
+        crypto_kdf_derive_from_key(key, sizeof key, TD_IDEM_SEAL_SUBKEY, TD_IDEM_CONTEXT, master);
+        randombytes_buf(buf, TD_SEAL_NONCE_LEN);
+        unsigned long long clen = 0;
+        rc = crypto_aead_xchacha20poly1305_ietf_encrypt(buf + TD_SEAL_NONCE_LEN, &clen, (const unsigned char *)answer,
+                                                        n, (const unsigned char *)aad, strlen(aad), NULL, buf, key);
+        sodium_memzero(key, sizeof key);
+        if (rc == 0 &&
+            (clen != n + TD_SEAL_TAG_LEN || td_b64url_encode(buf, total, text, td_b64url_len(total) + 1) < 0))
+            rc = -1;
+    }
+    free(buf);
+    if (rc != 0) {
+        free(text);
+        return -1;
+    }
+    *out = text;
+    return 0;
+}
+
+int td_idem_open_answer(const uint8_t master[TD_MASTER_KEY_LEN], const char *aad, const char *sealed, char **out)
+{
+    if (!out) return -1;
+    *out = NULL;
+    if (!master || !aad || !sealed) return -1;
+    size_t len = strlen(sealed);
+    size_t cap = len / 4 * 3 + 3; /* at least the decoded length */
+    if (len > TD_IDEM_ANSWER_MAX * 2) return -1;
+    uint8_t *buf = malloc(cap);
+    if (!buf) return -1;
+    int n = td_b64url_decode(sealed, len, buf, cap);
+    char *plain = n >= (int)(TD_SEAL_NONCE_LEN + TD_SEAL_TAG_LEN) ? malloc((size_t)n) : NULL;
+    int rc = -1;
+    if (plain) {
+        uint8_t key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+        unsigned long long mlen = 0;
+        crypto_kdf_derive_from_key(key, sizeof key, TD_IDEM_SEAL_SUBKEY, TD_IDEM_CONTEXT, master);
+        rc = crypto_aead_xchacha20poly1305_ietf_decrypt((unsigned char *)plain, &mlen, NULL, buf + TD_SEAL_NONCE_LEN,
+                                                        (size_t)n - TD_SEAL_NONCE_LEN, (const unsigned char *)aad,
+                                                        strlen(aad), buf, key);
+        sodium_memzero(key, sizeof key);
+        /* An answer is text: an embedded NUL would cut it short unseen. */
+        if (rc == 0 && memchr(plain, '\0', mlen)) rc = -1;
+        if (rc == 0) plain[mlen] = '\0'; /* mlen = n - 40 < n: room for the NUL */
+    }
+    free(buf);
+    if (rc != 0) {
+        free(plain);
+        return -1;
+    }
+    *out = plain;
+    return 0;
+}

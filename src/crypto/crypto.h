@@ -1,5 +1,6 @@
 /* crypto.h — libsodium wrappers: randomness, base64url, Ed25519 signing keys,
- * key ids, sealing secrets with the master key, hashing API keys, PANs at rest. */
+ * key ids, sealing secrets with the master key, hashing API keys, PANs at rest,
+ * idempotency records at rest. */
 #ifndef TD_CRYPTO_H
 #define TD_CRYPTO_H
 
@@ -93,5 +94,26 @@ int td_pan_seal(const uint8_t master[TD_MASTER_KEY_LEN], const char *pan, const 
  * wiped). The caller wipes pan_out after use. */
 int td_pan_open(const uint8_t master[TD_MASTER_KEY_LEN], const uint8_t *sealed, size_t n, const char *aad_issuer_card,
                 char *pan_out, size_t cap);
+
+/* ---- Idempotency records at rest ----
+ * A stored request hash and a stored answer may both come from secrets (a
+ * PAN or an OTP in the body; an API key or a consent link in the answer).
+ * Two keys derived from the master key (crypto_kdf, context "tdidemp1": id 1
+ * hashes requests, id 2 seals answers), so every node sharing a store and its
+ * master key replays the same records. */
+
+/* Request hash: hex of keyed BLAKE2b-256 over method, path (each with its
+ * NUL) and body. Without the key a short secret in the body (a 6-digit OTP, a
+ * PAN) could be found by hashing guesses. out gets 64 hex chars + NUL. */
+void td_idem_request_hash(const uint8_t master[TD_MASTER_KEY_LEN], const char *method, const char *path,
+                          const char *body, size_t body_len, char out[65]);
+/* Seals a stored answer (XChaCha20-Poly1305 IETF, random nonce prepended)
+ * with aad as associated data (the record's scope, key and request hash), so
+ * an answer copied onto another record does not open. *out is a malloc'd
+ * base64url string (a TEXT column in both stores). 0 on success. */
+int td_idem_seal_answer(const uint8_t master[TD_MASTER_KEY_LEN], const char *aad, const char *answer, char **out);
+/* Opens it into a malloc'd string in *out; -1 if it was tampered with, is
+ * under another key or aad, or is not a sealed answer. */
+int td_idem_open_answer(const uint8_t master[TD_MASTER_KEY_LEN], const char *aad, const char *sealed, char **out);
 
 #endif

@@ -57,8 +57,14 @@ int td_svc_check_master_key(td_svc *svc, char *err, size_t cap);
 
 /* Queues w. If the store refuses (shutting down), completes it with 503. */
 void td_svc_submit(td_svc *svc, td_write *w);
-/* Hex SHA-256 of the parts, for idempotency request hashes. */
-void td_request_hash(const char *method, const char *path, const char *body, size_t body_len, char out[65]);
+/* The idempotency request hash of the parts: keyed with the master key
+ * (td_idem_request_hash), so that every node on one store agrees. */
+void td_request_hash(const td_svc *svc, const char *method, const char *path, const char *body, size_t body_len,
+                     char out[65]);
+/* The request hash of records written before hashes were keyed (SQLite
+ * migration 009, PostgreSQL 007): never a hash, so never matched; a retry
+ * under such a key is refused with 409, never run again. */
+#define TD_IDEM_RETIRED "retired"
 
 /* ---- members, credentials, issuers (admin) ---- */
 

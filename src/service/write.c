@@ -1,22 +1,56 @@
 /* write.c — the generic write: idempotency, the use case, rendering and the
- * stored answer in one transaction; mapping commit failures to 503/504. */
-#include <sodium.h>
+ * stored answer in one transaction; mapping commit failures to 503/504.
+ * Records hold a keyed request hash and a sealed answer (docs/api.md,
+ * Idempotency). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto/crypto.h"
 #include "service/service.h"
 #include "util/log.h"
 
-void td_request_hash(const char *method, const char *path, const char *body, size_t body_len, char out[65])
+void td_request_hash(const td_svc *svc, const char *method, const char *path, const char *body, size_t body_len,
+                     char out[65])
 {
-    crypto_hash_sha256_state st;
-    uint8_t h[32];
-    crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, (const uint8_t *)method, strlen(method) + 1);
-    crypto_hash_sha256_update(&st, (const uint8_t *)path, strlen(path) + 1);
-    if (body) crypto_hash_sha256_update(&st, (const uint8_t *)body, body_len);
-    crypto_hash_sha256_final(&st, h);
-    sodium_bin2hex(out, 65, h, sizeof h);
+    td_idem_request_hash(svc->cfg->master_key, method, path, body, body_len, out);
+}
+
+/* The associated data that binds a sealed answer to its record: the unit
+ * separator keeps ("ab", "c") apart from ("a", "bc"). NULL if out of memory. */
+static char *answer_aad(const td_write *w)
+{
+    size_t n = strlen(w->idem_scope) + strlen(w->idem_key) + strlen(w->req_hash) + 3;
+    char *aad = malloc(n);
+    if (aad) snprintf(aad, n, "%s\x1f%s\x1f%s", w->idem_scope, w->idem_key, w->req_hash);
+    return aad;
+}
+
+/* The stored answer in clear, from its sealed form; TD_ST_INTERNAL (and a log
+ * line naming the record's scope) if it does not open: a store written under
+ * another master key, or a row changed by hand. */
+static td_st open_answer(const td_write *w, const char *sealed, char **out)
+{
+    char *aad = answer_aad(w);
+    int rc = aad ? td_idem_open_answer(w->svc->cfg->master_key, aad, sealed, out) : -1;
+    free(aad);
+    if (rc == 0) return TD_ST_OK;
+    td_log(TD_LOG_ERROR, "idempotency_answer_unreadable",
+           "the stored answer for an Idempotency-Key of credential %.12s does not open (master key?)", w->idem_scope);
+    return TD_ST_INTERNAL;
+}
+
+static td_st store_answer(td_conn *c, td_write *w)
+{
+    td_idem_rec rec = {.status = w->status};
+    char *aad = answer_aad(w);
+    int rc = aad ? td_idem_seal_answer(w->svc->cfg->master_key, aad, w->body, &rec.body) : -1;
+    free(aad);
+    if (rc != 0) return TD_ST_INTERNAL;
+    memcpy(rec.req_hash, w->req_hash, sizeof rec.req_hash);
+    td_st st = w->svc->store->ops->idem_put(c, w->idem_scope, w->idem_key, &rec);
+    free(rec.body);
+    return st;
 }
 
 /* A stored answer replays only for the same request; the same key with another
@@ -28,18 +62,24 @@ static td_st check_replay(td_conn *c, td_write *w, bool *replayed)
     *replayed = false;
     if (st == TD_ST_NOT_FOUND) return TD_ST_OK;
     if (st != TD_ST_OK) return st;
-    if (strcmp(rec.req_hash, w->req_hash) != 0) {
+    if (!strcmp(rec.req_hash, TD_IDEM_RETIRED)) {
+        td_fail(&w->err, TD_E_IDEMPOTENCY_REUSED,
+                "Idempotency-Key '%.64s' was used before an upgrade that discarded stored answers: its first "
+                "request may have taken effect; check, then use a new key",
+                w->idem_key);
+    } else if (strcmp(rec.req_hash, w->req_hash) != 0) {
         td_fail(&w->err, TD_E_IDEMPOTENCY_REUSED, "Idempotency-Key '%.64s' was used with a different request",
                 w->idem_key);
     } else {
-        w->status = rec.status;
-        w->body = rec.body;
-        rec.body = NULL;
-        w->replayed = true;
-        *replayed = true;
+        st = open_answer(w, rec.body, &w->body);
+        if (st == TD_ST_OK) {
+            w->status = rec.status;
+            w->replayed = true;
+            *replayed = true;
+        }
     }
     td_idem_rec_free(&rec);
-    return TD_ST_OK;
+    return st;
 }
 
 static td_st job_run(td_conn *c, void *arg)
@@ -57,11 +97,7 @@ static td_st job_run(td_conn *c, void *arg)
     if (w->err.code) return TD_ST_NOT_FOUND;
     w->render(w);
     if (!w->body) return TD_ST_INTERNAL; /* rendering failed: out of memory */
-    if (w->idem && w->status >= 200 && w->status < 300) {
-        td_idem_rec rec = {.status = w->status, .body = w->body};
-        memcpy(rec.req_hash, w->req_hash, sizeof rec.req_hash);
-        st = w->svc->store->ops->idem_put(c, w->idem_scope, w->idem_key, &rec);
-    }
+    if (w->idem && w->status >= 200 && w->status < 300) st = store_answer(c, w);
     return st;
 }
 

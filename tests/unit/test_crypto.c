@@ -413,6 +413,92 @@ static void test_random_bytes(void **state)
     assert_memory_not_equal(a, b, sizeof a);
 }
 
+/* ---- idempotency records at rest ---- */
+
+/* Hex SHA-256 of the concatenation of parts (n of them, each with its length). */
+static void sha256_hex(const void *const *parts, const size_t *lens, int n, char out[65])
+{
+    crypto_hash_sha256_state st;
+    uint8_t h[32];
+    crypto_hash_sha256_init(&st);
+    for (int i = 0; i < n; i++)
+        crypto_hash_sha256_update(&st, parts[i], lens[i]);
+    crypto_hash_sha256_final(&st, h);
+    sodium_bin2hex(out, 65, h, sizeof h);
+}
+
+/* The stored request hash depends on the master key: without it, a short
+ * secret in the body (an OTP, a PAN) cannot be found by hashing guesses. */
+static void test_idem_request_hash_keyed(void **state)
+{
+    (void)state;
+    uint8_t k1[TD_MASTER_KEY_LEN], k2[TD_MASTER_KEY_LEN];
+    memset(k1, 0x11, sizeof k1);
+    memset(k2, 0x22, sizeof k2);
+    const char *body = "{\"methodId\":\"otp-sms\",\"otp\":\"123456\"}";
+    const char *path = "/network/v1/digitalCards/dc_1/otp";
+    char h1[65], h1b[65], h2[65], other[65], plain[65], bare[65];
+    td_idem_request_hash(k1, "POST", path, body, strlen(body), h1);
+    td_idem_request_hash(k1, "POST", path, body, strlen(body), h1b);
+    td_idem_request_hash(k2, "POST", path, body, strlen(body), h2);
+    assert_int_equal(strlen(h1), 64);
+    assert_string_equal(h1, h1b);    /* the same for every node with the key */
+    assert_string_not_equal(h1, h2); /* another master key, another hash */
+    /* not the SHA-256 a record held before, nor that of the body alone */
+    const void *parts[] = {"POST", path, body};
+    size_t lens[] = {5, strlen(path) + 1, strlen(body)};
+    sha256_hex(parts, lens, 3, plain);
+    sha256_hex((const void *[]){body}, (size_t[]){strlen(body)}, 1, bare);
+    assert_string_not_equal(h1, plain);
+    assert_string_not_equal(h1, bare);
+    /* every part counts, and the parts stay apart */
+    td_idem_request_hash(k1, "PUT", path, body, strlen(body), other);
+    assert_string_not_equal(h1, other);
+    td_idem_request_hash(k1, "POST", path, body, strlen(body) - 1, other);
+    assert_string_not_equal(h1, other);
+    char h3[65], h4[65];
+    td_idem_request_hash(k1, "POST", "/ab", "c", 1, h3);
+    td_idem_request_hash(k1, "POST", "/a", "bc", 2, h4);
+    assert_string_not_equal(h3, h4);
+}
+
+static void test_idem_answer_sealed(void **state)
+{
+    (void)state;
+    uint8_t k1[TD_MASTER_KEY_LEN], k2[TD_MASTER_KEY_LEN];
+    memset(k1, 0x11, sizeof k1);
+    memset(k2, 0x22, sizeof k2);
+    const char *answer = "{\"apiKey\":\"tdk_secret_value\"}";
+    char *sealed = NULL, *again = NULL, *opened = NULL;
+    assert_int_equal(td_idem_seal_answer(k1, "scope\x1fkey\x1fhash", answer, &sealed), 0);
+    assert_null(strstr(sealed, "tdk_secret_value"));
+    /* base64url only: it fits a TEXT column and never looks like JSON */
+    for (const char *p = sealed; *p; p++)
+        assert_non_null(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", *p));
+    assert_int_equal(td_idem_seal_answer(k1, "scope\x1fkey\x1fhash", answer, &again), 0);
+    assert_string_not_equal(sealed, again); /* a random nonce each time */
+    assert_int_equal(td_idem_open_answer(k1, "scope\x1fkey\x1fhash", sealed, &opened), 0);
+    assert_string_equal(opened, answer);
+    free(opened);
+    opened = NULL;
+    /* another key, another record, a changed byte, something not sealed: no */
+    assert_int_equal(td_idem_open_answer(k2, "scope\x1fkey\x1fhash", sealed, &opened), -1);
+    assert_int_equal(td_idem_open_answer(k1, "scope\x1fkey2\x1fhash", sealed, &opened), -1);
+    sealed[strlen(sealed) / 2] = sealed[strlen(sealed) / 2] == 'A' ? 'B' : 'A';
+    assert_int_equal(td_idem_open_answer(k1, "scope\x1fkey\x1fhash", sealed, &opened), -1);
+    assert_int_equal(td_idem_open_answer(k1, "scope\x1fkey\x1fhash", answer, &opened), -1);
+    assert_int_equal(td_idem_open_answer(k1, "scope\x1fkey\x1fhash", "", &opened), -1);
+    assert_null(opened);
+    /* an empty answer round-trips */
+    free(again);
+    assert_int_equal(td_idem_seal_answer(k1, "a", "", &again), 0);
+    assert_int_equal(td_idem_open_answer(k1, "a", again, &opened), 0);
+    assert_string_equal(opened, "");
+    free(opened);
+    free(again);
+    free(sealed);
+}
+
 int main(void)
 {
     if (td_crypto_init() != 0) return 1;
@@ -435,6 +521,8 @@ int main(void)
         cmocka_unit_test(test_api_key_hash),
         cmocka_unit_test(test_ct_equal),
         cmocka_unit_test(test_random_bytes),
+        cmocka_unit_test(test_idem_request_hash_keyed),
+        cmocka_unit_test(test_idem_answer_sealed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

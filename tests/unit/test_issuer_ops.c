@@ -764,7 +764,7 @@ static td_err suspend_with_key(fixture *f, const char *id, td_dcard_op *cmd)
     cmd->w.idem = true;
     td_strlcpy(cmd->w.idem_scope, "cred-hash", sizeof cmd->w.idem_scope);
     td_strlcpy(cmd->w.idem_key, "key-1", sizeof cmd->w.idem_key);
-    td_request_hash("POST", id, "{}", 2, cmd->w.req_hash);
+    td_request_hash(&f->svc, "POST", id, "{}", 2, cmd->w.req_hash);
     return run_cmd(f, &cmd->w, start_dcard_op);
 }
 
