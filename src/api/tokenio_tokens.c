@@ -149,7 +149,11 @@ void tokenio_list_tokens(td_req *r)
         td_fail(&e, TD_E_BAD_PAGINATION, "page.limit is required");
         goto fail;
     }
-    if (query_i64(r, "page.limit", 1, 199, &limit, &e) || query_i64(r, "page.offset", 0, 1000000000, &q.offset, &e) ||
+    /* An empty page.offset is the first page (the reference: "no offset was
+     * provided ... this is the first page"). */
+    const char *offset = td_query(r, "page.offset");
+    if (query_i64(r, "page.limit", 1, 199, &limit, &e) ||
+        (offset && *offset && query_i64(r, "page.offset", 0, 1000000000, &q.offset, &e)) ||
         query_i64(r, "filter.startTimeMs", 0, INT64_MAX, &q.start_ms, &e) ||
         query_i64(r, "filter.endTimeMs", 0, INT64_MAX, &q.end_ms, &e))
         goto fail;

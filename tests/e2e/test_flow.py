@@ -254,6 +254,10 @@ def test_list_tokens_filters_and_pagination(tokend, bank, tpp, other):
     assert ids(list_tokens(tc, **{"page.limit": "2", "page.offset": "1"})) == expected[1:3]
     assert list_tokens(tc, **{"page.limit": "2", "page.offset": "1"})["offset"] == "3"
     assert ids(list_tokens(tc, **{"page.limit": "10", "page.offset": "6"})) == []
+    # An empty page.offset (`page.offset=`) is the first page, as the reference says.
+    first = list_tokens(tc, **{"page.limit": "2"})
+    assert list_tokens(tc, **{"page.limit": "2", "page.offset": ""}) == first
+    assert ids(first) == expected[:2] and first["offset"] == "2"
 
 
 def test_source_account_filter_matches_exactly(tokend, bank, tpp):
