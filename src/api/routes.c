@@ -32,13 +32,16 @@ const td_route td_routes[] = {
     R(TD_GET, "/member/{memberId}/keys/{keyId}", tokenio_get_key, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_DELETE, "/member/{memberId}/keys/{keyId}", tokenio_delete_key, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
 
-    /* Operations the reference has (and declares 501 for) that tokend does not
-     * implement: 501 in its shape. Listed from tokenio-openapi.yml. */
+    /* Every other operation of the reference (tokenio-openapi.yml) answers 501
+     * in its shape: tokend does not implement it. test_errors.py walks the
+     * description and fails on any operation missing here. */
     R(TD_GET, "/accounts", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/accounts/{accountId}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/account-balance", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/accounts/{accountId}/balance", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/accounts/{accountId}/standing-orders", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/accounts/{accountId}/standing-orders/{standingOrderId}", tokenio_not_implemented, TD_AUTH_MEMBER,
+      TD_FACE_TOKENIO),
     R(TD_GET, "/accounts/{accountId}/transactions", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/accounts/{accountId}/transaction/{transactionId}", tokenio_not_implemented, TD_AUTH_MEMBER,
       TD_FACE_TOKENIO),
@@ -57,6 +60,12 @@ const td_route td_routes[] = {
     R(TD_PUT, "/webhook/config", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/webhook/config", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_DELETE, "/webhook/config", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_POST, "/vrp-consents", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/vrp-consents", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/vrp-consents/{id}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_DELETE, "/vrp-consents/{id}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/vrp-consents/{id}/payments", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/vrps/{id}/confirm-funds", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_POST, "/refunds", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/refunds", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/refunds/{id}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
@@ -65,6 +74,14 @@ const td_route td_routes[] = {
     R(TD_GET, "/payouts", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/payouts/{id}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/v2/banks", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_POST, "/v2/payments", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/v2/payments", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/v2/payments/{paymentId}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_POST, "/v2/payments/{paymentId}/embedded-auth", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_POST, "/v2/payment-links", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/v2/payment-links", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_GET, "/v2/payment-links/{paymentLinkId}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_DELETE, "/v2/payment-links/{paymentLinkId}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_POST, "/tokenized-accounts", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/tokenized-accounts/{tokenizedAccountId}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_DELETE, "/tokenized-accounts/{tokenizedAccountId}", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
@@ -84,6 +101,8 @@ const td_route td_routes[] = {
       TD_AUTH_MEMBER, TD_FACE_TOKENIO),
     R(TD_GET, "/virtual-accounts/{accountId}/settlement-rule-payouts", tokenio_not_implemented, TD_AUTH_MEMBER,
       TD_FACE_TOKENIO),
+    R(TD_GET, "/qr-code", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
+    R(TD_POST, "/account-verifications", tokenio_not_implemented, TD_AUTH_MEMBER, TD_FACE_TOKENIO),
 
     /* Consent pages: the one-time code in the path is the credential. */
     R(TD_GET, "/consent/{code}", consent_page, TD_AUTH_NONE, TD_FACE_HTML),

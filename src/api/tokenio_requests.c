@@ -115,13 +115,184 @@ static int check_currency(json_t *obj, const char *where, td_error *e)
     return 0;
 }
 
+/* ---- TransferInstructions (the reference's TransferInstructions and
+ * TransferDestination: at least one destination, each naming exactly one payment
+ * scheme with the fields that scheme requires, so the bank's key never signs a
+ * payment without a payee) ---- */
+
+/* One payment scheme of a TransferDestination: every field of need_all and at
+ * least one of need_any (when given) must be a non-empty string. */
+typedef struct {
+    const char *key;
+    const char *const *allowed;
+    const char *const *need_all;
+    const char *const *need_any;
+} td_scheme;
+
+static const char *const IBAN_BIC[] = {"iban", "bic", NULL};
+static const char *const IBAN[] = {"iban", NULL};
+static const char *const NON_EURO[] = {"iban", "bban", "bic", "clearingNumber", NULL};
+static const char *const IBAN_OR_BBAN[] = {"iban", "bban", NULL};
+static const char *const FPS[] = {"accountNumber", "sortCode", NULL};
+static const char *const ELIXIR[] = {"accountNumber", NULL};
+static const char *const BANKGIRO[] = {"bankgiroNumber", "bic", NULL};
+static const char *const BANKGIRO_NEED[] = {"bankgiroNumber", NULL};
+static const char *const PLUSGIRO[] = {"plusgiroNumber", "bic", NULL};
+static const char *const PLUSGIRO_NEED[] = {"plusgiroNumber", NULL};
+static const char *const TOKEN_DEST[] = {"accountId", "memberId", NULL};
+static const char *const VIRTUAL[] = {"id", "localInstrument", NULL};
+
+/* From the reference's SepaAccount, SepaInstantAccount, FasterPaymentsAccount,
+ * TransferDestinationElixir, EUIbanAccount|BbanAccount|ClearingNumberAccount|
+ * SENoBankIdAccount, BankGiroAccount, PlusGiroAccount, TransferDestinationToken
+ * (no required field there: one of its two ids, or it names no payee) and
+ * TransferDestinationVirtualAccount. */
+static const td_scheme SCHEMES[] = {
+    {"sepa", IBAN_BIC, IBAN, NULL},
+    {"sepaInstant", IBAN_BIC, IBAN, NULL},
+    {"fasterPayments", FPS, FPS, NULL},
+    {"elixir", ELIXIR, ELIXIR, NULL},
+    {"euDomesticNonEuro", NON_EURO, NULL, IBAN_OR_BBAN},
+    {"euDomesticNonEuroInstant", NON_EURO, NULL, IBAN_OR_BBAN},
+    {"bankgiro", BANKGIRO, BANKGIRO_NEED, NULL},
+    {"plusgiro", PLUSGIRO, PLUSGIRO_NEED, NULL},
+    {"token", TOKEN_DEST, NULL, TOKEN_DEST},
+    {"virtualAccount", VIRTUAL, VIRTUAL, NULL},
+};
+#define SCHEME_COUNT (sizeof SCHEMES / sizeof SCHEMES[0])
+#define MAX_DESTINATIONS 16
+
+/* "where.key" (or "where[i]" when key is NULL) into buf, for messages; a path
+ * longer than buf is cut, which only shortens the message. */
+static const char *sub_path(char *buf, size_t n, const char *where, const char *key, size_t i)
+{
+    int k = key ? snprintf(buf, n, "%s.%s", where, key) : snprintf(buf, n, "%s[%zu]", where, i);
+    return k < 0 ? where : buf;
+}
+
+static bool in_list(const char *const *list, const char *s)
+{
+    while (*list && strcmp(*list, s))
+        list++;
+    return *list != NULL;
+}
+
+static int check_scheme(json_t *acct, const td_scheme *sc, const char *where, td_error *e)
+{
+    static const char *const LOCAL_INSTRUMENTS[] = {"SEPA", "SEPA_INSTANT", "FASTER_PAYMENTS", NULL};
+    const char *s;
+    if (td_json_only(acct, where, sc->allowed, e)) return -1;
+    for (const char *const *f = sc->allowed; *f; f++) {
+        bool needed = sc->need_all && in_list(sc->need_all, *f);
+        if (td_json_string(acct, where, *f, needed, 140, &s, e)) return -1;
+    }
+    if (sc->need_any) {
+        const char *const *f = sc->need_any;
+        while (*f && json_string_length(json_object_get(acct, *f)) == 0)
+            f++;
+        if (!*f)
+            return td_fail(e, TD_E_INVALID_ARGUMENT, "%s needs %s or %s", where, sc->need_any[0], sc->need_any[1]), -1;
+    }
+    s = json_string_value(json_object_get(acct, "localInstrument"));
+    if (!strcmp(sc->key, "virtualAccount") && !in_list(LOCAL_INSTRUMENTS, s))
+        return td_fail(e, TD_E_INVALID_ARGUMENT, "%s.localInstrument must be SEPA, SEPA_INSTANT or FASTER_PAYMENTS",
+                       where),
+               -1;
+    return 0;
+}
+
+/* The reference's CustomerDataCreditor: legalNames required. */
+static int check_creditor(json_t *d, const char *where, td_error *e)
+{
+    static const char *const CREDITOR[] = {"legalNames", "address", NULL};
+    char buf[160];
+    const char *w = sub_path(buf, sizeof buf, where, "customerData", 0);
+    json_t *cd, *addr, *name;
+    if (td_json_object(d, where, "customerData", false, &cd, e)) return -1;
+    if (!cd) return 0;
+    if (td_json_only(cd, w, CREDITOR, e) || td_json_object(cd, w, "address", false, &addr, e)) return -1;
+    json_t *names = json_object_get(cd, "legalNames");
+    if (!json_is_array(names) || json_array_size(names) == 0 || json_array_size(names) > 8)
+        return td_fail(e, TD_E_INVALID_ARGUMENT, "%s.legalNames must be an array of 1 to 8 names", w), -1;
+    size_t i;
+    json_array_foreach(names, i, name)
+    {
+        if (!json_is_string(name) || json_string_length(name) == 0 || json_string_length(name) > 140)
+            return td_fail(e, TD_E_INVALID_ARGUMENT, "%s.legalNames[%zu] must be a name of 1 to 140 characters", w, i),
+                   -1;
+    }
+    return 0;
+}
+
+/* One TransferDestination: exactly one scheme with a value. The other schemes
+ * may be present as null, because the reference's schema `required`s all ten
+ * (tests/contract/README.md, spec defect 2) and clients that follow it send them. */
+static int check_destination(json_t *d, const char *where, td_error *e)
+{
+    static const char *const TYPES[] = {"UNKNOWN", "BUSINESS", NULL};
+    const td_scheme *chosen = NULL;
+    const char *type;
+    if (!json_is_object(d)) return td_fail(e, TD_E_INVALID_ARGUMENT, "%s must be an object", where), -1;
+    const char *key;
+    json_t *v;
+    json_object_foreach(d, key, v)
+    {
+        size_t i = 0;
+        while (i < SCHEME_COUNT && strcmp(SCHEMES[i].key, key))
+            i++;
+        if (i == SCHEME_COUNT) {
+            if (strcmp(key, "customerData") && strcmp(key, "type"))
+                return td_fail(e, TD_E_INVALID_ARGUMENT, "%s: unknown field '%.64s'", where, key), -1;
+            continue;
+        }
+        if (json_is_null(v)) continue;
+        if (chosen)
+            return td_fail(e, TD_E_INVALID_ARGUMENT, "%s names two payment schemes (%s and %s); give exactly one",
+                           where, chosen->key, key),
+                   -1;
+        chosen = &SCHEMES[i];
+    }
+    if (!chosen)
+        return td_fail(e, TD_E_INVALID_ARGUMENT,
+                       "%s names no payment scheme; give one of sepa, sepaInstant, fasterPayments, elixir, "
+                       "euDomesticNonEuro, euDomesticNonEuroInstant, bankgiro, plusgiro, token, virtualAccount",
+                       where),
+               -1;
+    char buf[160];
+    const char *w = sub_path(buf, sizeof buf, where, chosen->key, 0);
+    json_t *acct;
+    if (td_json_object(d, where, chosen->key, true, &acct, e) || check_scheme(acct, chosen, w, e) ||
+        check_creditor(d, where, e) || td_json_string(d, where, "type", false, 16, &type, e))
+        return -1;
+    if (type && !in_list(TYPES, type))
+        return td_fail(e, TD_E_INVALID_ARGUMENT, "%s.type must be UNKNOWN or BUSINESS", where), -1;
+    return 0;
+}
+
 static int check_instructions(json_t *b, const char *where, td_error *e)
 {
-    json_t *ins;
-    if (td_json_object(b, where, "instructions", true, &ins, e)) return -1;
+    static const char *const INSTRUCTIONS[] = {"transferDestinations", "source", "metadata", NULL};
+    char buf[96];
+    const char *w = sub_path(buf, sizeof buf, where, "instructions", 0);
+    json_t *ins, *obj;
+    if (td_json_object(b, where, "instructions", true, &ins, e) || td_json_only(ins, w, INSTRUCTIONS, e) ||
+        td_json_object(ins, w, "source", false, &obj, e) || td_json_object(ins, w, "metadata", false, &obj, e))
+        return -1;
     json_t *dest = json_object_get(ins, "transferDestinations");
-    if (dest && !json_is_array(dest))
-        return td_fail(e, TD_E_INVALID_ARGUMENT, "%s.instructions.transferDestinations must be an array", where), -1;
+    if (!json_is_array(dest) || json_array_size(dest) == 0 || json_array_size(dest) > MAX_DESTINATIONS)
+        return td_fail(e, TD_E_INVALID_ARGUMENT,
+                       "%s.transferDestinations must be an array of 1 to %d destinations (the payee)", w,
+                       MAX_DESTINATIONS),
+               -1;
+    size_t i;
+    json_t *d;
+    json_array_foreach(dest, i, d)
+    {
+        char dbuf[128], ibuf[128];
+        const char *dw =
+            sub_path(dbuf, sizeof dbuf, sub_path(ibuf, sizeof ibuf, w, "transferDestinations", 0), NULL, i);
+        if (check_destination(d, dw, e)) return -1;
+    }
     return 0;
 }
 

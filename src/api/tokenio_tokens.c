@@ -90,9 +90,13 @@ static void list_one(const char *json, void *arg)
 }
 
 /* The issuer's digital cards, oldest first, created in [start, end), paged;
- * type, role and the account filters do not apply to CARD tokens. */
+ * role and the account filters do not apply to CARD tokens. They are listed
+ * only when asked for (type=CARD): their payload has tokend's `card` body,
+ * which a Token.io client's schema rejects, so a client that did not ask for
+ * the extension never gets one. An issuer has no other kind of token. */
 static td_err list_card_tokens(td_req *r, const td_list_query *q, list_buf *b, td_error *e)
 {
+    if (q->kind != (int)TD_KIND_CARD) return TD_OK;
     return td_svc_list_card_tokens(r->svc, r->auth.member_id, q->start_ms, q->end_ms, q->offset, q->limit, list_one, b,
                                    e);
 }
@@ -137,7 +141,7 @@ void tokenio_list_tokens(td_req *r)
     const char *type = td_query(r, "type");
     if (type && strcmp(type, "INVALID")) {
         td_kind k;
-        /* An issuer may name CARD (its only kind); for it, type filters nothing. */
+        /* Only an issuer may name CARD (its only kind of token). */
         if (td_kind_parse(type, &k) || (k == TD_KIND_CARD && !is_issuer(r))) {
             td_fail(&e, TD_E_INVALID_ARGUMENT, "type must be one of INVALID, ACCESS, TRANSFER, STANDING_ORDER%s",
                     is_issuer(r) ? ", CARD" : "");
@@ -149,7 +153,11 @@ void tokenio_list_tokens(td_req *r)
         td_fail(&e, TD_E_BAD_PAGINATION, "page.limit is required");
         goto fail;
     }
-    if (query_i64(r, "page.limit", 1, 199, &limit, &e) || query_i64(r, "page.offset", 0, 1000000000, &q.offset, &e) ||
+    /* An empty page.offset is the first page (the reference: "no offset was
+     * provided ... this is the first page"). */
+    const char *offset = td_query(r, "page.offset");
+    if (query_i64(r, "page.limit", 1, 199, &limit, &e) ||
+        (offset && *offset && query_i64(r, "page.offset", 0, 1000000000, &q.offset, &e)) ||
         query_i64(r, "filter.startTimeMs", 0, INT64_MAX, &q.start_ms, &e) ||
         query_i64(r, "filter.endTimeMs", 0, INT64_MAX, &q.end_ms, &e))
         goto fail;

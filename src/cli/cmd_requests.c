@@ -15,12 +15,14 @@
 
 static const char REQUEST_CREATE[] =
     "usage: tokenctl request create --from MEMBER --to MEMBER --redirect-url URL --ref-id REF\n"
-    "           (--access RES[,RES...] [--expires EPOCH_S] | --transfer AMOUNT CURRENCY\n"
-    "            | --standing-order AMOUNT CURRENCY FREQUENCY) [--description TEXT]\n"
+    "           (--access RES[,RES...] [--expires EPOCH_S]\n"
+    "            | --transfer AMOUNT CURRENCY --payee-iban IBAN\n"
+    "            | --standing-order AMOUNT CURRENCY FREQUENCY --payee-iban IBAN) [--description TEXT]\n"
     "       tokenctl request create --json FILE     (FILE holds the whole body; - reads stdin)\n"
     "  Stores a token request (POST /token-requests). --to is the requesting member, whose\n"
     "  API key is used; --from is the member asked to grant. RES are ACCOUNTS, BALANCES,\n"
-    "  TRANSACTIONS, TRANSFER_DESTINATIONS, STANDING_ORDERS.\n"
+    "  TRANSACTIONS, TRANSFER_DESTINATIONS, STANDING_ORDERS. --payee-iban is the payee's\n"
+    "  SEPA account (the request's one transferDestination).\n"
     "  -q prints only the request id.\n" MEMBER_AUTH;
 
 static const char REQUEST_GET[] = "usage: tokenctl request get REQUEST_ID\n"
@@ -39,7 +41,7 @@ static const char REQUEST_AUTHORIZE[] = "usage: tokenctl request authorize REQUE
                                         "  -q prints only the consent URL.\n" MEMBER_AUTH;
 
 typedef struct {
-    const char *from, *to, *redirect, *ref, *access, *expires, *description, *json_file;
+    const char *from, *to, *redirect, *ref, *access, *expires, *description, *json_file, *payee_iban;
     const char *transfer[2], *standing[3];
 } create_args;
 
@@ -61,6 +63,14 @@ static json_t *resource_list(const char *list, bool *ok)
     return a;
 }
 
+/* {"transferDestinations": [{"sepa": {"iban": IBAN}}]}: the payee tokend requires. */
+static json_t *sepa_instructions(const char *iban, bool *ok)
+{
+    json_t *sepa = json_object();
+    set_str(sepa, "iban", iban, ok);
+    return json_pack("{s:[{s:o}]}", "transferDestinations", "sepa", sepa);
+}
+
 static json_t *kind_body(const create_args *a, const char **key, bool *ok)
 {
     json_t *b = json_object();
@@ -73,13 +83,13 @@ static json_t *kind_body(const create_args *a, const char **key, bool *ok)
         set_str(b, "currency", a->transfer[1], ok);
         set_str(b, "lifetimeAmount", a->transfer[0], ok);
         set_str(b, "amount", a->transfer[0], ok);
-        json_object_set_new(b, "instructions", json_object());
+        json_object_set_new(b, "instructions", sepa_instructions(a->payee_iban, ok));
     } else {
         *key = "standingOrderBody";
         set_str(b, "amount", a->standing[0], ok);
         set_str(b, "currency", a->standing[1], ok);
         set_str(b, "frequency", a->standing[2], ok);
-        json_object_set_new(b, "instructions", json_object());
+        json_object_set_new(b, "instructions", sepa_instructions(a->payee_iban, ok));
     }
     return b;
 }
@@ -112,6 +122,9 @@ static int check_flags(const create_args *a)
         return cli_usage_error(REQUEST_CREATE, "--from, --to, --redirect-url and --ref-id are required");
     if (kinds != 1)
         return cli_usage_error(REQUEST_CREATE, "give exactly one of --access, --transfer, --standing-order");
+    if (!a->access && !a->payee_iban)
+        return cli_usage_error(REQUEST_CREATE, "--transfer and --standing-order need --payee-iban");
+    if (a->access && a->payee_iban) return cli_usage_error(REQUEST_CREATE, "--payee-iban applies to payments only");
     int64_t t;
     if (a->access && strspn(a->access, ",") == strlen(a->access))
         return cli_usage_error(REQUEST_CREATE, "--access needs at least one resource type");
@@ -162,13 +175,14 @@ int cmd_request_create(cli_ctx *ctx, int argc, char **argv)
                       {"--transfer", 2, a.transfer},
                       {"--standing-order", 3, a.standing},
                       {"--description", 1, &a.description},
+                      {"--payee-iban", 1, &a.payee_iban},
                       {"--json", 1, &a.json_file},
                       {NULL, 0, NULL}};
     cli_spec spec = {REQUEST_CREATE, opts, 0, 0, NULL};
     int rc = cli_parse(ctx, &spec, argc, argv);
     if (rc != CLI_OK) return rc;
-    const char *const given[] = {a.from,    a.to,          a.redirect,    a.ref,        a.access,
-                                 a.expires, a.transfer[0], a.standing[0], a.description};
+    const char *const given[] = {a.from,    a.to,          a.redirect,    a.ref,         a.access,
+                                 a.expires, a.transfer[0], a.standing[0], a.description, a.payee_iban};
     for (size_t i = 0; i < sizeof given / sizeof given[0]; i++)
         others |= given[i] != NULL;
     if (a.json_file && others) return cli_usage_error(REQUEST_CREATE, "--json FILE replaces all the other options");

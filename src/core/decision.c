@@ -20,7 +20,8 @@ static const char *const RC_NAMES[] = {"NONE",
                                        "LOW_WALLET_SCORE",
                                        "LOW_DEVICE_SCORE",
                                        "PHONE_MISMATCH",
-                                       "EMAIL_MISMATCH"};
+                                       "EMAIL_MISMATCH",
+                                       "NO_IDV_METHOD"};
 static const char *const IDV_NAMES[] = {"OTP_SMS", "OTP_EMAIL", "ISSUER_APP", "CUSTOMER_SERVICE"};
 static const char *const IDV_IDS[] = {"otp-sms", "otp-email", "issuer-app", "customer-service"};
 static const char *const PAN_NAMES[] = {"OK", "NOT_DIGITS", "BAD_LENGTH", "BAD_LUHN"};
@@ -346,12 +347,21 @@ int td_idv_methods(const td_idv_config *c, const char *reg_phone, const char *re
         add_method(out, t);
     }
     /* A YELLOW with no way to pass ID&V would strand the end user: customer
-     * service can always identify them, even if the issuer did not list it. */
-    if (out->n == 0) {
+     * service can always identify them, even if the issuer did not list it --
+     * but only at a number the issuer gave. */
+    if (out->n == 0 && c->service_phone[0]) {
         td_strlcpy(out->m[0].value, c->service_phone, sizeof out->m[0].value);
         add_method(out, TD_IDV_CUSTOMER_SERVICE);
     }
     return out->n;
+}
+
+void td_idv_settle(td_decision_result *d, const td_idv_list *l)
+{
+    if (d->verdict == TD_VERDICT_YELLOW && l->n == 0) {
+        d->verdict = TD_VERDICT_RED;
+        d->reason = TD_RC_NO_IDV_METHOD;
+    }
 }
 
 const td_idv_method *td_idv_find(const td_idv_list *l, const char *id)

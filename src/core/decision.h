@@ -26,6 +26,7 @@ typedef enum {
     TD_RC_LOW_DEVICE_SCORE,
     TD_RC_PHONE_MISMATCH,
     TD_RC_EMAIL_MISMATCH,
+    TD_RC_NO_IDV_METHOD, /* a YELLOW with no method the user could pass (td_idv_settle) */
     TD_RC__COUNT
 } td_decision_reason;
 
@@ -129,9 +130,14 @@ typedef struct {
 
 /* The methods a YELLOW answer offers, from the issuer's configuration and the
  * contact data the issuer registered (never the wallet's: the OTP must reach
- * the person the bank knows). A method whose data is missing is left out;
- * if none is left, CUSTOMER_SERVICE is offered anyway. Returns out->n (≥ 1). */
+ * the person the bank knows). A method whose data is missing is left out,
+ * CUSTOMER_SERVICE included when the issuer configured no number; if none is
+ * left, CUSTOMER_SERVICE is offered anyway when there is a number. Returns
+ * out->n, 0 when nothing is usable. */
 int td_idv_methods(const td_idv_config *c, const char *reg_phone, const char *reg_email, td_idv_list *out);
+/* A YELLOW whose list is empty becomes RED NO_IDV_METHOD: a step-up the end
+ * user cannot pass would only strand the digital card in PENDING_IDV. */
+void td_idv_settle(td_decision_result *d, const td_idv_list *l);
 /* The entry with that id, or NULL. */
 const td_idv_method *td_idv_find(const td_idv_list *l, const char *id);
 

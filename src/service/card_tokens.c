@@ -40,9 +40,10 @@ char *td_card_token_json(const td_dcard_rec *dc)
 {
     json_t *payload = json_pack("{s:s, s:s, s:{s:s}, s:{s:s}, s:o}", "version", "1.0", "refId", dc->correlation_id,
                                 "issuer", "id", dc->issuer_id, "from", "id", dc->card_id, "card", card_body(dc));
-    json_t *token = payload ? json_pack("{s:s, s:o, s:[], s:s}", "id", dc->id, "payload", payload, "payloadSignatures",
-                                        "tokenRequestId", "")
-                            : NULL;
+    /* No tokenRequestId: a digital card comes from the TSP, not from a token
+     * request, and an empty string would claim one with no id. */
+    json_t *token =
+        payload ? json_pack("{s:s, s:o, s:[]}", "id", dc->id, "payload", payload, "payloadSignatures") : NULL;
     char *s = token ? json_dumps(token, JSON_COMPACT) : NULL;
     json_decref(token);
     return s;

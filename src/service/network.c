@@ -99,39 +99,15 @@ static td_st decide(td_conn *c, td_tokenize *cmd, enrolment *en, int64_t now)
     return TD_ST_OK;
 }
 
-/* CUSTOMER_SERVICE is always offered when the policy lists it, even with no
- * number configured (value ""): the wallet then shows its own "call your
- * bank" text. The engine leaves a method without data out, so it is put back
- * here at its place in the issuer's order. */
-static void offer_service_desk(const td_idv_config *cfg, td_idv_list *l)
-{
-    const char *id = td_idv_method_id(TD_IDV_CUSTOMER_SERVICE);
-    bool listed = false;
-    for (int i = 0; i < cfg->n_offered; i++)
-        listed |= cfg->offered[i] == TD_IDV_CUSTOMER_SERVICE;
-    if (!listed || td_idv_find(l, id)) return;
-    td_idv_list out = {0};
-    for (int i = 0; i < cfg->n_offered && out.n < TD_IDV__COUNT; i++) {
-        td_idv_type t = cfg->offered[i];
-        const td_idv_method *m = td_idv_find(l, td_idv_method_id(t));
-        if (t == TD_IDV_CUSTOMER_SERVICE) {
-            out.m[out.n].type = t;
-            td_strlcpy(out.m[out.n++].id, id, sizeof out.m[0].id);
-        } else if (m) {
-            out.m[out.n++] = *m;
-        }
-    }
-    *l = out;
-}
-
 /* The methods, from the contact data the issuer registered (never the
- * wallet's: the OTP must reach the person the bank knows). */
+ * wallet's: the OTP must reach the person the bank knows). CUSTOMER_SERVICE
+ * only with the issuer's number: an empty one left the wallet nothing to show. */
 static void idv_methods(enrolment *en)
 {
     const char *phone = en->card_known ? en->card.phone : NULL;
     const char *email = en->card_known ? en->card.email : NULL;
     td_idv_methods(&en->policy.idv, phone, email, &en->idv);
-    offer_service_desk(&en->policy.idv, &en->idv);
+    td_idv_settle(&en->decision, &en->idv);
 }
 
 static json_t *idv_json(const td_idv_list *l)

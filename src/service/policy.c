@@ -164,7 +164,7 @@ static int parse_methods(json_t *arr, td_idv_config *c, td_error *e)
 }
 
 /* The service number is optional here, unlike td_idv_config_check: without
- * one, CUSTOMER_SERVICE is offered with an empty value (see network.c). */
+ * one, CUSTOMER_SERVICE is not offered (td_idv_methods). */
 static int parse_idv(json_t *d, td_idv_config *c, td_error *e)
 {
     static const char *const ALLOWED[] = {"methods", "appLabel", "serviceNumber", NULL};

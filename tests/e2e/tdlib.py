@@ -14,6 +14,7 @@ the files it writes beside its database, and the documented schema."""
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -72,6 +73,37 @@ TOKEN_API_TEMPLATES = [
     "/member/sub-tpps",
     "/virtual-accounts",
 ]
+
+SPEC_PATH = os.path.join(REPO, "tests", "contract", "spec", "tokenio-openapi.yml")
+SPEC_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+
+def spec_operations(path=SPEC_PATH):
+    """Every (METHOD, path template) of the reference, in file order. Read from the
+    YAML's layout (paths at two spaces, methods at four, as the published file
+    has them) so that the walk needs no YAML library; test_errors.py checks the
+    count against the file's own operationIds."""
+    ops, tmpl, in_paths = [], None, False
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith(" "):
+                in_paths = line.rstrip() == "paths:"
+                continue
+            if not in_paths:
+                continue
+            m = re.fullmatch(r"  (/\S*):\s*", line)
+            if m:
+                tmpl = m.group(1)
+                continue
+            m = re.fullmatch(r"    ([a-z]+):\s*", line)
+            if m and tmpl and m.group(1) in SPEC_METHODS:
+                ops.append((m.group(1).upper(), tmpl))
+    return ops
+
+
+# The rest of the reference's paths: tokend answers them 501, and those answers
+# are checked against the reference too.
+TOKEN_API_TEMPLATES += [t for t in dict.fromkeys(t for _, t in spec_operations()) if t not in TOKEN_API_TEMPLATES]
 
 _capture_lock = threading.Lock()
 CAPTURE_PATH = None  # set by conftest.py (pytest_configure)

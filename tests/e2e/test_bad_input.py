@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from tdlib import (HTTP_TIMEOUT, assert_tokenio_error, assert_unchanged, authorize, consent_flow, db_snapshot,
-                   decide, get_token, http_request_bytes, new_member, raw_exchange, request_body, store_request,
-                   transfer_body)
+                   decide, get_token, http_request_bytes, new_member, raw_exchange, request_body, standing_order_body,
+                   store_request, transfer_body)
 
 
 class World:
@@ -88,6 +88,16 @@ def delp(path):
             cur = cur[k]
         del cur[keys[-1]]
     return fn
+
+
+def payment_with(kind, instructions, **extra):
+    """A transfer or standing-order request (in place of the access body) whose
+    instructions are `instructions`."""
+    def fn(b, w):
+        body = dict(transfer_body() if kind == "transfer" else standing_order_body(), instructions=instructions, **extra)
+        b["requestPayload"].pop("accessBody")
+        b["requestPayload"]["transferBody" if kind == "transfer" else "standingOrderBody"] = body
+    return mutated(fn)
 
 
 def dup_top_level(w):
@@ -192,6 +202,28 @@ BAD_BODIES = [
         or b["requestPayload"].pop("accessBody"))),
     ("tokenExpiration on a transfer", mutated(lambda b, w: b["requestPayload"].update(
         {"transferBody": transfer_body(), "tokenExpiration": "1900000000"}) or b["requestPayload"].pop("accessBody"))),
+    # a payment without a payee (issue 12): TransferInstructions and each scheme's required fields
+    *[(f"{kind} {name}", payment_with(kind, instructions)) for kind in ("transfer", "standing order")
+      for name, instructions in [
+          ("instructions empty", {}),
+          ("destinations empty", {"transferDestinations": []}),
+          ("destinations null", {"transferDestinations": None}),
+          ("destination empty", {"transferDestinations": [{}]}),
+          ("destination only nulls", {"transferDestinations": [{"sepa": None, "sepaInstant": None}]}),
+          ("destination only a name", {"transferDestinations": [{"customerData": {"legalNames": ["Jane"]}}]}),
+          ("sepa empty", {"transferDestinations": [{"sepa": {}}]}),
+          ("sepa iban empty", {"transferDestinations": [{"sepa": {"iban": ""}}]}),
+          ("sepa unknown field", {"transferDestinations": [{"sepa": {"iban": "DE89", "pan": "4111"}}]}),
+          ("fasterPayments without sortCode", {"transferDestinations": [{"fasterPayments": {"accountNumber": "1"}}]}),
+          ("token destination empty", {"transferDestinations": [{"token": {}}]}),
+          ("virtualAccount bad instrument",
+           {"transferDestinations": [{"virtualAccount": {"id": "pa:1", "localInstrument": "SWIFT"}}]}),
+          ("two schemes", {"transferDestinations": [{"sepa": {"iban": "DE89"}, "elixir": {"accountNumber": "1"}}]}),
+          ("second destination bad", {"transferDestinations": [{"sepa": {"iban": "DE89"}}, {"sepa": {}}]}),
+          ("customerData without legalNames", {"transferDestinations": [{"sepa": {"iban": "DE89"}, "customerData": {}}]}),
+          ("unknown instructions field", {"transferDestinations": [{"sepa": {"iban": "DE89"}}], "payee": "x"}),
+      ]],
+    ("transfer destinations later, none now", payment_with("transfer", {}, setTransferDestinationsUrl="https://tpp.example/d")),
 ]
 
 

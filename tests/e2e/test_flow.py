@@ -174,21 +174,21 @@ def test_transfer_and_standing_order_tokens(tokend, bank, tpp):
     assert "transfer" not in token["payload"] and "expiresAtMs" not in token["payload"]
 
 
-def test_transfer_without_destinations(tokend, bank, tpp):
-    """tokend accepts a transfer whose destinations come later
-    (setTransferDestinationsUrl). Such tokens cannot validate against the
-    reference: TransferInstructions requires transferDestinations with
-    minItems 1 (spec defect 2, tests/contract/README.md), so the two responses
-    that carry the transfer body (the token, the stored request) are marked
-    excluded instead of validated; the rest of the flow is validated as usual."""
-    defect2 = tpp.client().excluding("spec defect 2: TransferInstructions.transferDestinations required, minItems 1")
-    tb = {"currency": "EUR", "lifetimeAmount": "50.00", "instructions": {},
-          "setTransferDestinationsUrl": "https://tpp.example/destinations"}
-    flow = consent_flow(tpp.client(), tpp, bank, kind="transfer", body=tb, view_page=False)
-    token = get_token(defect2, flow.token_id)
-    assert token["payload"]["transfer"] == {"currency": "EUR", "lifetimeAmount": "50.00", "instructions": {}}
-    r = defect2.get(f"/token-requests/{flow.request_id}")
-    assert r.status_code == 200 and r.json()["tokenRequest"]["requestPayload"]["transferBody"] == tb
+def test_transfer_without_destinations_is_refused(tokend, bank, tpp):
+    """A payment names its payee when it is requested: the reference's
+    TransferInstructions requires transferDestinations with at least one entry,
+    even with setTransferDestinationsUrl (issue 12: tokend used to store such a
+    request and sign a payment without a payee on approval). Nothing is stored."""
+    tc = tpp.client()
+    before = db_snapshot(tokend.db_path)
+    for kind, body in (("transfer", {"currency": "EUR", "lifetimeAmount": "50.00", "instructions": {},
+                                     "setTransferDestinationsUrl": "https://tpp.example/destinations"}),
+                       ("standing_order", {"amount": "5.00", "currency": "EUR", "frequency": "MNTH",
+                                           "instructions": {"transferDestinations": [{"sepa": {}}]}})):
+        r = tc.post("/token-requests", json=request_body(tpp.id, bank.id, kind=kind, body=body))
+        err = assert_tokenio_error(r, 400, "INVALID_ARGUMENT")
+        assert "transferDestinations" in err["message"], err
+    assert_unchanged(before, db_snapshot(tokend.db_path))
 
 
 def test_list_tokens_filters_and_pagination(tokend, bank, tpp, other):
@@ -254,6 +254,10 @@ def test_list_tokens_filters_and_pagination(tokend, bank, tpp, other):
     assert ids(list_tokens(tc, **{"page.limit": "2", "page.offset": "1"})) == expected[1:3]
     assert list_tokens(tc, **{"page.limit": "2", "page.offset": "1"})["offset"] == "3"
     assert ids(list_tokens(tc, **{"page.limit": "10", "page.offset": "6"})) == []
+    # An empty page.offset (`page.offset=`) is the first page, as the reference says.
+    first = list_tokens(tc, **{"page.limit": "2"})
+    assert list_tokens(tc, **{"page.limit": "2", "page.offset": ""}) == first
+    assert ids(first) == expected[:2] and first["offset"] == "2"
 
 
 def test_source_account_filter_matches_exactly(tokend, bank, tpp):

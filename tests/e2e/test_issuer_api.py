@@ -375,24 +375,31 @@ def test_card_tokens_get_list_cancel(net_issuer, net_issuer2, net_member):
     assert c["cardId"] == card.id and c["digitalCardId"] == dc and c["last4"] == card.pan[-4:], c
     assert c["state"] == "ACTIVE" and c["suspendedBy"] == [] and c["walletProviderId"] == "APPLE_PAY", c
     assert tok["payloadSignatures"] == [], tok
+    # No empty strings standing for ids (issue 12): a digital card has no token request.
+    assert "tokenRequestId" not in tok, tok
     assert card.pan not in r.text
 
     y = iss.yellow(card)["digitalCardId"]
-    r = iss.iss.get("/tokens", params={"page.limit": "10"})
+    # CARD tokens are listed only when asked for: a Token.io client's schema rejects
+    # their `card` body (issue 12). Without type=CARD, or with another type, none.
+    for params in ({}, {"type": "INVALID"}, {"type": "ACCESS"}, {"type": "TRANSFER"}, {"type": "STANDING_ORDER"}):
+        r = iss.iss.get("/tokens", params={"page.limit": "10", **params})
+        assert r.status_code == 200 and r.json() == {"tokens": [], "offset": ""}, (params, r.text)
+    r = iss.iss.get("/tokens", params={"page.limit": "10", "type": "CARD"})
     assert r.status_code == 200, r.text
     ids = [t["id"] for t in r.json()["tokens"]]
     assert set(ids) == {dc, y}, ids
-    r = iss.iss.get("/tokens", params={"page.limit": "1"})
+    r = iss.iss.get("/tokens", params={"page.limit": "1", "type": "CARD"})
     assert r.status_code == 200 and len(r.json()["tokens"]) == 1, r.text
     nxt = r.json().get("offset")
     assert nxt, r.text
-    r2 = iss.iss.get("/tokens", params={"page.limit": "1", "page.offset": nxt})
+    r2 = iss.iss.get("/tokens", params={"page.limit": "1", "page.offset": nxt, "type": "CARD"})
     assert r2.status_code == 200 and len(r2.json()["tokens"]) == 1, r2.text
     assert r2.json()["tokens"][0]["id"] != r.json()["tokens"][0]["id"]
 
     # Another issuer or a member sees none of them.
     tdlib.assert_tokenio_error(net_issuer2.iss.get(f"/tokens/{dc}"), 404)
-    assert net_issuer2.iss.get("/tokens", params={"page.limit": "10"}).json().get("tokens", []) == []
+    assert net_issuer2.iss.get("/tokens", params={"page.limit": "10", "type": "CARD"}).json().get("tokens", []) == []
     tdlib.assert_tokenio_error(net_member.client("STANDARD").get(f"/tokens/{dc}"), 404)
     tdlib.assert_tokenio_error(net_issuer2.iss.put(f"/tokens/{dc}/cancel"), 404)
     # The network key is not a Token API credential (the contract gives no status for

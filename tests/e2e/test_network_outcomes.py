@@ -112,7 +112,8 @@ def test_yellow_phone_mismatch_offers_methods(net_issuer):
     # From the issuer's registered contact data, masked; never the wallet's number.
     assert by_type["OTP_SMS"] == {"id": "otp-sms", "type": "OTP_SMS", "value": "*******5678"}, methods
     assert by_type["OTP_EMAIL"] == {"id": "otp-email", "type": "OTP_EMAIL", "value": "j***@example.com"}, methods
-    assert by_type["CUSTOMER_SERVICE"]["id"] == "customer-service", methods
+    # The default policy has no service number: CUSTOMER_SERVICE is not offered.
+    assert "CUSTOMER_SERVICE" not in by_type, methods
     assert ISO_MS.match(a["stepUpExpiresAt"]), a
     assert "99999999" not in str(a)
     assert iss.operation(a["operationId"])["status"] == "PENDING"
@@ -151,6 +152,24 @@ def test_yellow_methods_follow_policy(net_issuer):
     b = iss.yellow(bare)
     assert "OTP_EMAIL" not in [m["type"] for m in b["idvMethods"]], b
     assert "CUSTOMER_SERVICE" in [m["type"] for m in b["idvMethods"]], b
+
+
+def test_customer_service_only_with_a_number(net_issuer):
+    """CUSTOMER_SERVICE is offered only at the number the issuer configured
+    (issue 12: it was offered with value "" and the wallet had nothing to show).
+    A YELLOW that leaves nothing the user could pass is RED NO_IDV_METHOD."""
+    iss = net_issuer
+    iss.set_policy({"idv": {"methods": ["OTP_SMS", "CUSTOMER_SERVICE"]}})
+    card = iss.register_card()
+    a = iss.yellow(card)
+    assert [m["type"] for m in a["idvMethods"]] == ["OTP_SMS"], a
+    bare = iss.register_card(phone=None, email=None)
+    b = iss.tokenize(bare, "RED", wallet=3)
+    assert b["reason"] == "NO_IDV_METHOD" and "idvMethods" not in b, b
+    assert iss.dcard(b["digitalCardId"])["decisionReason"] == "NO_IDV_METHOD"
+    iss.set_policy({"idv": {"methods": ["OTP_SMS", "CUSTOMER_SERVICE"], "serviceNumber": "+33 1 00 00 00 00"}})
+    c = iss.yellow(bare)
+    assert c["idvMethods"] == [{"id": "customer-service", "type": "CUSTOMER_SERVICE", "value": "+33 1 00 00 00 00"}], c
 
 
 @pytest.mark.parametrize("type_", ["IDV_SUCCESS", "ACTIVATE", "IDV_SUCCEEDED"])

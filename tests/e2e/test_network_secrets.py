@@ -99,7 +99,7 @@ def test_pan_and_otp_never_shown(tokend_factory):
     iss.iss.get(iss.path(f"/cards/{card.id}/digitalCards"))
     iss.iss.get(iss.path(f"/digitalCards/{dc}"))
     iss.iss.get(f"/tokens/{dc}")
-    iss.iss.get("/tokens", params={"page.limit": "50"})
+    iss.iss.get("/tokens", params={"page.limit": "50", "type": "CARD"})
     h = {"x-correlation-id": "corr-1", "x-issuer-id": iss.id}
     iss.iss.post("/igwapi/v2.0/getCardInfo", json={"issuerCardRefId": card.id}, headers=h)
     iss.iss.post("/igwapi/v2.0/getTokenInfo", json={"issuerCardRefId": card.id, "virtualCardId": dc}, headers=h)

@@ -272,6 +272,13 @@ def test_help(server):
     ["request", "create", "--from", "m:a", "--to", "m:b", "--redirect-url", "https://x", "--ref-id", "r",
      "--access", ","],
     ["request", "create", "--transfer", "1"],
+    # A payment without its payee, and a payee on an access request.
+    ["request", "create", "--from", "m:a", "--to", "m:b", "--redirect-url", "https://x", "--ref-id", "r",
+     "--transfer", "1", "EUR"],
+    ["request", "create", "--from", "m:a", "--to", "m:b", "--redirect-url", "https://x", "--ref-id", "r",
+     "--standing-order", "1", "EUR", "MNTH"],
+    ["request", "create", "--from", "m:a", "--to", "m:b", "--redirect-url", "https://x", "--ref-id", "r",
+     "--access", "ACCOUNTS", "--payee-iban", "DE89370400440532013000"],
     ["request", "create", "--json", "/nonexistent/request.json"],
     ["request", "create", "--json", "-", "--from", "m:a"],
     ["tokens", "list", "--limit", "ten"],
@@ -378,9 +385,11 @@ def test_public_keys(server, parties, tmp_path):
 def test_transfer_rejected(server, parties):
     rid = server.quiet("--api-key", parties["tpp_key"], "request", "create", "--from", parties["bank"],
                        "--to", parties["tpp"], "--redirect-url", "https://tpp.example/pay?order=7",
-                       "--ref-id", "ref-xfer-1", "--transfer", "10.50", "EUR")
+                       "--ref-id", "ref-xfer-1", "--transfer", "10.50", "EUR",
+                       "--payee-iban", "DE89370400440532013000")
     body = server.ok_json("--api-key", parties["tpp_key"], "request", "get", rid)["tokenRequest"]["requestPayload"]
     assert body["transferBody"]["lifetimeAmount"] == "10.50" and body["transferBody"]["currency"] == "EUR"
+    assert body["transferBody"]["instructions"] == {"transferDestinations": [{"sepa": {"iban": "DE89370400440532013000"}}]}
     link = server.quiet("--api-key", parties["tpp_key"], "request", "authorize", rid)
     # The code alone (<requestId>.<secret>) is taken relative to --url; "--"
     # ends the options, as anywhere.
@@ -395,7 +404,8 @@ def test_transfer_rejected(server, parties):
 def test_transfer_cancel_needs_standard_key(server, parties):
     rid = server.quiet("--api-key", parties["tpp_key"], "request", "create", "--from", parties["bank"],
                        "--to", parties["tpp"], "--redirect-url", "https://tpp.example/pay",
-                       "--ref-id", "ref-xfer-2", "--transfer", "5", "GBP")
+                       "--ref-id", "ref-xfer-2", "--transfer", "5", "GBP",
+                       "--payee-iban", "GB29NWBK60161331926819")
     token_id = approved_token(server, parties, rid)
     assert token_id.startswith("tt:")
     low = parties["tpp_low_key"]
@@ -416,7 +426,8 @@ def test_standing_order_from_json_file(server, parties, tmp_path):
         "requestPayload": {
             "refId": "ref-so-1", "to": {"id": parties["tpp"]}, "redirectUrl": "https://tpp.example/so",
             "callbackState": "st 1",
-            "standingOrderBody": {"amount": "25.00", "currency": "EUR", "frequency": "MNTH", "instructions": {}},
+            "standingOrderBody": {"amount": "25.00", "currency": "EUR", "frequency": "MNTH",
+                                  "instructions": {"transferDestinations": [{"sepa": {"iban": "DE89370400440532013000"}}]}},
         },
     }
     path = tmp_path / "request.json"
@@ -441,7 +452,8 @@ def test_standing_order_flags_and_pagination(server, parties):
     for i in range(3):
         rid = server.quiet("--api-key", parties["tpp_key"], "request", "create", "--from", parties["bank"],
                            "--to", parties["tpp"], "--redirect-url", "https://tpp.example/so", "--ref-id", f"ref-pg-{i}",
-                           "--standing-order", "9.99", "EUR", "WEEK", "--description", f"order {i}")
+                           "--standing-order", "9.99", "EUR", "WEEK", "--description", f"order {i}",
+                           "--payee-iban", "DE89370400440532013000")
         ids.append(approved_token(server, parties, rid))
     seen, offset = [], None
     while True:

@@ -620,8 +620,8 @@ static void test_tokenize_yellow(void **state)
     json_decref(o.ans);
 }
 
-/* Without a service number, customer service is still offered (value ""),
- * and a card without an email offers no email OTP. */
+/* Without a service number, customer service is not offered (issue 12: it was,
+ * with an empty value), and a card without an email offers no email OTP. */
 static void test_tokenize_yellow_defaults(void **state)
 {
     fixture *f = *state;
@@ -629,8 +629,7 @@ static void test_tokenize_yellow_defaults(void **state)
     assert_string_equal(field(o.ans, "decision"), "YELLOW");
     assert_string_equal(field(o.ans, "reason"), "LOW_WALLET_SCORE");
     char *methods = json_dumps(json_object_get(o.ans, "idvMethods"), JSON_COMPACT);
-    assert_string_equal(methods, "[{\"id\":\"otp-sms\",\"type\":\"OTP_SMS\",\"value\":\"*******5678\"},"
-                                 "{\"id\":\"customer-service\",\"type\":\"CUSTOMER_SERVICE\",\"value\":\"\"}]");
+    assert_string_equal(methods, "[{\"id\":\"otp-sms\",\"type\":\"OTP_SMS\",\"value\":\"*******5678\"}]");
     free(methods);
     json_decref(o.ans);
 }

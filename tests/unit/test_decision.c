@@ -521,11 +521,30 @@ static void test_idv_fallback(void **state)
     /* With a phone, only SMS. */
     assert_int_equal(td_idv_methods(&c, "0612345678", NULL, &l), 1);
     expect_method(&l.m[0], TD_IDV_OTP_SMS, "otp-sms", "******5678");
-    /* Nothing configured at all: still one method, with whatever number there is. */
+    /* Nothing configured at all, no number: no method (CUSTOMER_SERVICE is never
+     * offered with an empty number), and the YELLOW becomes RED NO_IDV_METHOD. */
     c.n_offered = 0;
     c.service_phone[0] = '\0';
-    assert_int_equal(td_idv_methods(&c, "0612345678", "jane@example.com", &l), 1);
-    expect_method(&l.m[0], TD_IDV_CUSTOMER_SERVICE, "customer-service", "");
+    assert_int_equal(td_idv_methods(&c, "0612345678", "jane@example.com", &l), 0);
+    td_decision_result d = {TD_VERDICT_YELLOW, TD_RC_PHONE_MISMATCH};
+    td_idv_settle(&d, &l);
+    assert_int_equal(d.verdict, TD_VERDICT_RED);
+    assert_int_equal(d.reason, TD_RC_NO_IDV_METHOD);
+    /* Listed, but without a number: left out like any method without its data. */
+    c.offered[0] = TD_IDV_CUSTOMER_SERVICE;
+    c.offered[1] = TD_IDV_OTP_SMS;
+    c.n_offered = 2;
+    assert_int_equal(td_idv_methods(&c, "0612345678", NULL, &l), 1);
+    expect_method(&l.m[0], TD_IDV_OTP_SMS, "otp-sms", "******5678");
+    /* A list with a method leaves the YELLOW alone; GREEN and RED are untouched. */
+    d = (td_decision_result){TD_VERDICT_YELLOW, TD_RC_PHONE_MISMATCH};
+    td_idv_settle(&d, &l);
+    assert_int_equal(d.verdict, TD_VERDICT_YELLOW);
+    assert_int_equal(d.reason, TD_RC_PHONE_MISMATCH);
+    l.n = 0;
+    d = (td_decision_result){TD_VERDICT_GREEN, TD_RC_NONE};
+    td_idv_settle(&d, &l);
+    assert_int_equal(d.verdict, TD_VERDICT_GREEN);
 }
 
 static void test_idv_order_and_repeats(void **state)
@@ -791,7 +810,8 @@ static void test_reason_names(void **state)
                                   "LOW_WALLET_SCORE",
                                   "LOW_DEVICE_SCORE",
                                   "PHONE_MISMATCH",
-                                  "EMAIL_MISMATCH"};
+                                  "EMAIL_MISMATCH",
+                                  "NO_IDV_METHOD"};
     assert_int_equal(sizeof names / sizeof names[0], TD_RC__COUNT);
     for (int i = 0; i < TD_RC__COUNT; i++)
         assert_string_equal(td_decision_reason_name((td_decision_reason)i), names[i]);

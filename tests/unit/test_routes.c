@@ -538,7 +538,9 @@ static const char TRANSFER_BODY[] =
 static const char STANDING_ORDER_BODY[] =
     "{\"requestOptions\":{\"from\":{\"id\":\"m:user:1\"}},"
     "\"requestPayload\":{\"refId\":\"so-1\",\"to\":{\"id\":\"m:tpp:1\"},\"redirectUrl\":\"https://tpp.example/cb\","
-    "\"standingOrderBody\":{\"amount\":\"10\",\"currency\":\"GBP\",\"instructions\":{},\"frequency\":\"MNTH\","
+    "\"standingOrderBody\":{\"amount\":\"10\",\"currency\":\"GBP\","
+    "\"instructions\":{\"transferDestinations\":[{\"fasterPayments\":{\"accountNumber\":\"31926819\","
+    "\"sortCode\":\"601613\"}}]},\"frequency\":\"MNTH\","
     "\"startDate\":\"2025-01-01\",\"endDate\":\"2026-01-01\",\"remittanceReference\":\"rent\","
     "\"returnRefundAccount\":true}}}";
 
@@ -600,12 +602,12 @@ static void test_check_valid_bodies(void **state)
         expect_valid(b, ok[i].kind);
         json_decref(b);
     }
-    /* Minimal transfer: no amount, no destinations. */
+    /* Minimal transfer: no amount, no date, no URL; one destination. */
     json_t *b = load(TRANSFER_BODY);
     json_t *tb = at(b, "requestPayload.transferBody");
     json_object_del(tb, "amount");
     json_object_del(tb, "executionDate");
-    json_object_set_new(tb, "instructions", json_object());
+    json_object_del(tb, "setTransferDestinationsUrl");
     expect_valid(b, TD_KIND_TRANSFER);
     json_decref(b);
 }
@@ -715,13 +717,125 @@ static void test_check_wrong_types(void **state)
         {TRANSFER_BODY, "requestPayload.transferBody", "instructions", NULL,
          "requestPayload.transferBody.instructions is required"},
         {TRANSFER_BODY, "requestPayload.transferBody.instructions", "transferDestinations", "{}",
-         "requestPayload.transferBody.instructions.transferDestinations must be an array"},
+         "requestPayload.transferBody.instructions.transferDestinations must be an array of 1 to 16"},
         {STANDING_ORDER_BODY, "requestPayload.standingOrderBody", "frequency", "12",
          "requestPayload.standingOrderBody.frequency must be a string"},
         {STANDING_ORDER_BODY, "requestPayload.standingOrderBody", "returnRefundAccount", "1",
          "requestPayload.standingOrderBody.returnRefundAccount must be a boolean"},
     };
     run_mutations(ms, sizeof ms / sizeof ms[0]);
+}
+
+/* The reference's TransferInstructions: a payee is required, and each scheme's
+ * own required fields (issue 12: `instructions: {}`, `transferDestinations: []`
+ * and `sepa: {}` were signed). */
+static void test_check_transfer_destinations(void **state)
+{
+    (void)state;
+#define TI "requestPayload.transferBody"
+#define TD TI ".instructions.transferDestinations[0]"
+    static const mutation ms[] = {
+        {TRANSFER_BODY, TI, "instructions", "{}", TI ".instructions.transferDestinations must be an array of 1"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[]}",
+         TI ".instructions.transferDestinations must be an array of 1"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":null}",
+         TI ".instructions.transferDestinations must be an array of 1"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{}]}", TD " names no payment scheme"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"sepa\":null,\"bankgiro\":null}]}",
+         TD " names no payment scheme"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[\"DE89\"]}", TD " must be an object"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"sepa\":{}}]}", TD ".sepa.iban is required"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"sepa\":{\"iban\":\"\"}}]}",
+         TD ".sepa.iban must not be empty"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"sepa\":{\"iban\":7}}]}",
+         TD ".sepa.iban must be a string"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"sepa\":{\"iban\":\"DE89\",\"pan\":\"4\"}}]}",
+         TD ".sepa: unknown field 'pan'"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"sepa\":\"DE89\"}]}",
+         TD ".sepa must be an object"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"sepaInstant\":{\"bic\":\"COBADEFF\"}}]}",
+         TD ".sepaInstant.iban is required"},
+        {TRANSFER_BODY, TI, "instructions",
+         "{\"transferDestinations\":[{\"fasterPayments\":{\"accountNumber\":\"31926819\"}}]}",
+         TD ".fasterPayments.sortCode is required"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"elixir\":{}}]}",
+         TD ".elixir.accountNumber is required"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"euDomesticNonEuro\":{\"bic\":\"X\"}}]}",
+         TD ".euDomesticNonEuro needs iban or bban"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"euDomesticNonEuroInstant\":{}}]}",
+         TD ".euDomesticNonEuroInstant needs iban or bban"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"bankgiro\":{}}]}",
+         TD ".bankgiro.bankgiroNumber is required"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"plusgiro\":{\"bic\":\"X\"}}]}",
+         TD ".plusgiro.plusgiroNumber is required"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"token\":{}}]}",
+         TD ".token needs accountId or memberId"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"virtualAccount\":{\"id\":\"pa:1\"}}]}",
+         TD ".virtualAccount.localInstrument is required"},
+        {TRANSFER_BODY, TI, "instructions",
+         "{\"transferDestinations\":[{\"virtualAccount\":{\"id\":\"pa:1\",\"localInstrument\":\"SWIFT\"}}]}",
+         TD ".virtualAccount.localInstrument must be SEPA"},
+        {TRANSFER_BODY, TI, "instructions",
+         "{\"transferDestinations\":[{\"sepa\":{\"iban\":\"DE89\"},\"elixir\":{\"accountNumber\":\"1\"}}]}",
+         TD " names two payment schemes"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"sepa\":{\"iban\":\"DE89\"},\"swift\":{}}]}",
+         TD ": unknown field 'swift'"},
+        {TRANSFER_BODY, TI, "instructions",
+         "{\"transferDestinations\":[{\"sepa\":{\"iban\":\"DE89\"},\"customerData\":{}}]}",
+         TD ".customerData.legalNames must be an array of 1"},
+        {TRANSFER_BODY, TI, "instructions",
+         "{\"transferDestinations\":[{\"sepa\":{\"iban\":\"DE89\"},\"customerData\":{\"legalNames\":[\"\"]}}]}",
+         TD ".customerData.legalNames[0]"},
+        {TRANSFER_BODY, TI, "instructions",
+         "{\"transferDestinations\":[{\"sepa\":{\"iban\":\"DE89\"},\"type\":\"PERSONAL\"}]}",
+         TD ".type must be UNKNOWN or BUSINESS"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"sepa\":{\"iban\":\"DE89\"}},{\"sepa\":{}}]}",
+         TI ".instructions.transferDestinations[1].sepa.iban is required"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"sepa\":{\"iban\":\"DE89\"}}],\"payee\":1}",
+         TI ".instructions: unknown field 'payee'"},
+        {TRANSFER_BODY, TI, "instructions", "{\"transferDestinations\":[{\"sepa\":{\"iban\":\"DE89\"}}],\"source\":1}",
+         TI ".instructions.source must be an object"},
+        {STANDING_ORDER_BODY, "requestPayload.standingOrderBody", "instructions", "{}",
+         "requestPayload.standingOrderBody.instructions.transferDestinations must be an array of 1"},
+        {STANDING_ORDER_BODY, "requestPayload.standingOrderBody", "instructions",
+         "{\"transferDestinations\":[{\"sepa\":{}}]}",
+         "requestPayload.standingOrderBody.instructions.transferDestinations[0].sepa.iban is required"},
+    };
+    run_mutations(ms, sizeof ms / sizeof ms[0]);
+    /* Every scheme with only its required fields, the reference's ten-key form
+     * (nine nulls), and a debtor source with metadata, are accepted. */
+    static const char *const ok[] = {
+        "{\"transferDestinations\":[{\"sepaInstant\":{\"iban\":\"DE89\"}}]}",
+        "{\"transferDestinations\":[{\"fasterPayments\":{\"accountNumber\":\"1\",\"sortCode\":\"2\"}}]}",
+        "{\"transferDestinations\":[{\"elixir\":{\"accountNumber\":\"1\"}}]}",
+        "{\"transferDestinations\":[{\"euDomesticNonEuro\":{\"bban\":\"1\",\"clearingNumber\":\"2\"}}]}",
+        "{\"transferDestinations\":[{\"euDomesticNonEuroInstant\":{\"iban\":\"SE45\"}}]}",
+        "{\"transferDestinations\":[{\"bankgiro\":{\"bankgiroNumber\":\"1234567\"}}]}",
+        "{\"transferDestinations\":[{\"plusgiro\":{\"plusgiroNumber\":\"1234567\",\"bic\":\"NDEASESS\"}}]}",
+        "{\"transferDestinations\":[{\"token\":{\"memberId\":\"m:payee:1\"}}]}",
+        "{\"transferDestinations\":[{\"virtualAccount\":{\"id\":\"pa:1\",\"localInstrument\":\"SEPA_INSTANT\"}}]}",
+        "{\"transferDestinations\":[{\"customerData\":{\"legalNames\":[\"Jane Doe\"],\"address\":{}},\"type\":"
+        "\"BUSINESS\",\"sepa\":{\"iban\":\"DE89\"},\"sepaInstant\":null,\"fasterPayments\":null,\"plusgiro\":null,"
+        "\"bankgiro\":null,\"elixir\":null,\"euDomesticNonEuro\":null,\"euDomesticNonEuroInstant\":null,"
+        "\"virtualAccount\":null}]}",
+        "{\"transferDestinations\":[{\"sepa\":{\"iban\":\"DE89\"}}],\"source\":{\"accountIdentifier\":{}},"
+        "\"metadata\":{\"purposeCode\":\"SUPP\"}}",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        json_t *b = load(TRANSFER_BODY);
+        json_object_set_new(at(b, TI), "instructions", load(ok[i]));
+        expect_valid(b, TD_KIND_TRANSFER);
+        json_decref(b);
+    }
+    /* At most 16 destinations. */
+    json_t *b = load(TRANSFER_BODY);
+    json_t *dests = at(b, TI ".instructions.transferDestinations");
+    while (json_array_size(dests) < 17)
+        json_array_append_new(dests, load("{\"sepa\":{\"iban\":\"DE89\"}}"));
+    expect_invalid(b, TI ".instructions.transferDestinations must be an array of 1 to 16");
+    json_decref(b);
+#undef TD
+#undef TI
 }
 
 static void test_check_ref_id(void **state)
@@ -749,7 +863,9 @@ static void test_check_bodies_count(void **state)
     static const mutation ms[] = {
         /* two bodies */
         {ACCESS_BODY, "requestPayload", "transferBody",
-         "{\"currency\":\"EUR\",\"lifetimeAmount\":\"1\",\"instructions\":{}}", "requestPayload must have exactly one"},
+         "{\"currency\":\"EUR\",\"lifetimeAmount\":\"1\",\"instructions\":{\"transferDestinations\":[{\"sepa\":"
+         "{\"iban\":\"DE89\"}}]}}",
+         "requestPayload must have exactly one"},
         {TRANSFER_BODY, "requestPayload", "standingOrderBody", "{}", "requestPayload must have exactly one"},
         /* none */
         {ACCESS_BODY, "requestPayload", "accessBody", NULL, "requestPayload must have exactly one"},
@@ -1104,6 +1220,7 @@ int main(void)
         cmocka_unit_test(test_check_valid_bodies),
         cmocka_unit_test(test_check_unknown_fields),
         cmocka_unit_test(test_check_wrong_types),
+        cmocka_unit_test(test_check_transfer_destinations),
         cmocka_unit_test(test_check_ref_id),
         cmocka_unit_test(test_check_bodies_count),
         cmocka_unit_test(test_check_alias),
