@@ -139,6 +139,13 @@ static void put_delivery(sbuf *b, const td_notify *w)
         "# HELP tokend_outbox_oldest_pending_age_seconds Age of the oldest undelivered (PENDING or IN_FLIGHT) row.\n"
         "# TYPE tokend_outbox_oldest_pending_age_seconds gauge\ntokend_outbox_oldest_pending_age_seconds %.3f\n",
         (double)c.oldest_pending_age_ms / 1000.0);
+    put(b,
+        "# HELP tokend_outbox_unroutable_rows Undelivered rows of issuers without delivery settings: they wait "
+        "until the issuer's settings exist (refreshed every 1 to 10 s).\n"
+        "# TYPE tokend_outbox_unroutable_rows gauge\ntokend_outbox_unroutable_rows %lld\n"
+        "# HELP tokend_outbox_unroutable_issuers Issuers owed notifications without delivery settings.\n"
+        "# TYPE tokend_outbox_unroutable_issuers gauge\ntokend_outbox_unroutable_issuers %lld\n",
+        (long long)c.unroutable_rows, (long long)c.unroutable_issuers);
 }
 
 char *td_metrics_text(td_metrics *m, const td_store_stats *st, int inflight, const td_notify *w)

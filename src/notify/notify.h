@@ -120,6 +120,9 @@ typedef struct {
     /* from the store (outbox_stats), refreshed by the worker about once a second */
     int64_t store_pending, store_in_flight, store_dead;
     int64_t oldest_pending_age_ms; /* age of the oldest PENDING/IN_FLIGHT row; 0 if none */
+    /* refreshed every 10 polls (1 to 10 s): open rows of issuers without delivery
+     * settings (they wait), and how many such issuers (up to 64) */
+    int64_t unroutable_rows, unroutable_issuers;
 } td_notify_counters;
 
 /* Starts the worker thread (curl_global_init is done once per process).

@@ -76,6 +76,8 @@ typedef struct {
     size_t cap, used;
 } idset;
 
+#define UNROUTABLE_MAX 64 /* issuers without settings tracked by name (more are counted, not named) */
+
 struct td_notify {
     td_svc *svc;
     pthread_t thread;
@@ -89,6 +91,7 @@ struct td_notify {
     /* counters */
     _Atomic uint64_t delivered, retried, dead, requests, reauth, token_fetches;
     _Atomic int64_t in_flight, st_pending, st_in_flight, st_dead, st_oldest_ms;
+    _Atomic int64_t st_unroutable_rows, st_unroutable_issuers;
     _Atomic int64_t backoff_base, backoff_cap;
     /* the worker thread's own */
     int concurrency;
@@ -105,6 +108,9 @@ struct td_notify {
     bool last_claim_full;
     int64_t next_due_ms; /* when a row waiting for its back-off comes due (0: none known) */
     int64_t stats_ms;
+    int64_t unroutable_ms;                     /* last look for issuers owed rows without settings */
+    char unroutable_seen[UNROUTABLE_MAX][16]; /* the issuers that look found (each is warned about once) */
+    size_t n_unroutable_seen;
     int64_t pause_until_ms;
     /* the write jobs in flight, oldest first (the writer runs them in order) */
     struct loop_job *jobs, *jobs_tail;

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "notify/nw.h"
+#include "util/log.h"
 #include "util/util.h"
 
 #define STATS_EVERY_MS 1000 /* outbox_stats refresh */
@@ -102,6 +103,46 @@ static void refresh_stats(td_notify *d, int64_t now)
     }
 }
 
+/* Issuers owed notifications while they have no delivery settings: nothing
+ * claims their rows, which wait (and go out once the settings exist). Counted
+ * for /metrics, and each such issuer is warned about when it first shows. */
+static int64_t unroutable_every_ms(const td_notify *d)
+{
+    int64_t every = 10 * d->poll_ms; /* 2 s at the default poll */
+    return every < 1000 ? 1000 : every > 10000 ? 10000 : every;
+}
+
+static bool was_seen(const td_notify *d, const char *issuer_id)
+{
+    for (size_t i = 0; i < d->n_unroutable_seen; i++)
+        if (!strcmp(d->unroutable_seen[i], issuer_id)) return true;
+    return false;
+}
+
+static void refresh_unroutable(td_notify *d, int64_t now)
+{
+    if (d->unroutable_ms && now - d->unroutable_ms < unroutable_every_ms(d)) return;
+    d->unroutable_ms = now;
+    td_unroutable found[UNROUTABLE_MAX];
+    size_t n = 0;
+    td_conn *c = d->svc->store->reader(d->svc->store);
+    if (!c || OPS(d->svc)->outbox_unroutable(c, found, UNROUTABLE_MAX, &n) != TD_ST_OK) return;
+    int64_t rows = 0;
+    for (size_t i = 0; i < n; i++) {
+        rows += found[i].rows;
+        if (!was_seen(d, found[i].issuer_id))
+            td_log(TD_LOG_WARN, "delivery_unconfigured",
+                   "issuer %s is owed %lld notifications but has no delivery settings: they wait, and go out once "
+                   "PUT /admin/v1/issuers/%s/delivery sets them",
+                   found[i].issuer_id, (long long)found[i].rows, found[i].issuer_id);
+    }
+    for (size_t i = 0; i < n; i++)
+        memcpy(d->unroutable_seen[i], found[i].issuer_id, sizeof found[i].issuer_id);
+    d->n_unroutable_seen = n;
+    atomic_store(&d->st_unroutable_rows, rows);
+    atomic_store(&d->st_unroutable_issuers, (int64_t)n);
+}
+
 /* Transfers abandoned at shutdown: their rows stay IN_FLIGHT and are claimed
  * again when the lease ends (after the restart). */
 static void abandon_all(td_notify *d)
@@ -169,6 +210,7 @@ static void *worker(void *arg)
             if (d->outs.n || limit > 0) nw_submit_job(d, now, limit, limit > 0 ? slots : 0);
         }
         refresh_stats(d, now);
+        refresh_unroutable(d, now);
         if (stop && !d->n_jobs && !d->outs.n && d->n_hand == 0) break;
         if (stop && now >= drain_until && !d->n_jobs) {
             /* a few tries to record what finished; then the leases take over */
@@ -293,6 +335,8 @@ void td_notify_stats(const td_notify *d, td_notify_counters *out)
     out->store_pending = atomic_load(&d->st_pending);
     out->store_in_flight = atomic_load(&d->st_in_flight);
     out->store_dead = atomic_load(&d->st_dead);
+    out->unroutable_rows = atomic_load(&d->st_unroutable_rows);
+    out->unroutable_issuers = atomic_load(&d->st_unroutable_issuers);
     int64_t oldest = atomic_load(&d->st_oldest_ms);
     int64_t age = oldest > 0 ? td_now_ms() - oldest : 0;
     out->oldest_pending_age_ms = age > 0 ? age : 0;

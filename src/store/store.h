@@ -288,6 +288,11 @@ typedef struct {
     char state[12]; /* PENDING, FIRED, CANCELLED */
 } td_timer_rec;
 
+typedef struct {
+    char issuer_id[16];
+    int64_t rows; /* PENDING and IN_FLIGHT */
+} td_unroutable;
+
 /* ---- the verbs ---- */
 
 typedef struct td_store_ops {
@@ -426,6 +431,10 @@ typedef struct td_store_ops {
     td_st (*outbox_replay)(td_conn *c, const char *issuer_id, int64_t id, int64_t now_ms, int *n);
     /* Counts by state and the oldest PENDING/IN_FLIGHT created_ms (0 if none), all issuers. */
     td_st (*outbox_stats)(td_conn *c, int64_t *pending, int64_t *in_flight, int64_t *dead, int64_t *oldest_ms);
+    /* Issuers without delivery settings that are owed notifications: up to
+     * max of them, by id, with their open rows' count. Nothing claims such
+     * rows: they wait until the issuer's settings exist. */
+    td_st (*outbox_unroutable)(td_conn *c, td_unroutable *out, size_t max, size_t *n);
 
     td_st (*delivery_put)(td_conn *c, const td_delivery_rec *d); /* insert or replace; NOT_FOUND if no issuer */
     td_st (*delivery_get)(td_conn *c, const char *issuer_id, td_delivery_rec *out);

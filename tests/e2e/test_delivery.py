@@ -314,6 +314,40 @@ def test_cancel_card_token_delivers_delete(delivery_tokend, receivers):
     assert applied(v, operation="DIGITIZE", status="FAILED")[0]["errorCode"] == "CANCELED_BY_ISSUER", v
 
 
+def metric(server, name):
+    for line in server.anon(capture=False).get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def test_owed_without_settings_waits_visibly_then_goes(delivery_tokend, receivers):
+    """An issuer owed notifications before it has delivery settings: its rows
+    wait (never dead, never claimed), /metrics counts them, the log names the
+    issuer once, and they all go out, in order, once the settings exist."""
+    iss = NetIssuer(delivery_tokend)
+    card = iss.register_card()
+    dc = iss.green(card)
+    iss.dcard_op_ok(dc, "suspend")
+    tdlib.wait_until(lambda: metric(delivery_tokend, "tokend_outbox_unroutable_rows") >= 2, timeout=15,
+                     interval=0.1, what="the unroutable rows counted")
+    assert metric(delivery_tokend, "tokend_outbox_unroutable_issuers") >= 1
+    warned = [r for r in delivery_tokend.log_records() if r.get("event") == "delivery_unconfigured"
+              and iss.id in r.get("msg", "")]
+    assert len(warned) == 1, warned
+    rows = read_outbox(delivery_tokend, iss.id)
+    assert rows and all(r["state"] == "PENDING" and r["attempts"] == 0 for r in rows), rows
+    time.sleep(2.5)  # more refreshes: still one warning, still waiting
+    assert len([r for r in delivery_tokend.log_records() if r.get("event") == "delivery_unconfigured"
+                and iss.id in r.get("msg", "")]) == 1
+    rx = receivers.start()
+    set_delivery(delivery_tokend, iss.id, delivery_body(rx, "d1"))
+    wait_delivered(delivery_tokend, iss.id)
+    view = wait_token(rx, dc, "suspended")
+    assert [(h["operation"], h["status"]) for h in view["history"] if h["result"] != "duplicate"][:2] == \
+        [("DIGITIZE", "SUCCESSFUL"), ("SUSPEND", "SUCCESSFUL")], view
+
+
 # ---------------------------------------------------------------------------
 # 4. Receiver down then up; dead letters and replay; 401 and OAuth2
 # ---------------------------------------------------------------------------

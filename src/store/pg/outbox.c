@@ -524,8 +524,31 @@ static td_st v_outbox_stats(td_conn *c, int64_t *pending, int64_t *in_flight, in
     return TD_ST_OK;
 }
 
+/* Per issuer without settings, its open rows counted on the (issuer_id, ...)
+ * open-row indexes: the cost is that of those issuers' rows alone. */
+static pg_query q_outbox_unroutable = {.sql = "SELECT id, n FROM (SELECT i.id AS id, (SELECT count(*) FROM outbox o WHERE o.issuer_id = i.id AND o.state IN " \
+    OPEN_STATES ") AS n FROM issuers i WHERE NOT EXISTS (SELECT 1 FROM issuer_delivery d WHERE d.issuer_id = i.id)) " \
+    "AS owed WHERE n > 0 ORDER BY id LIMIT $1"};
+
+static td_st v_outbox_unroutable(td_conn *c, td_unroutable *out, size_t max, size_t *n)
+{
+    *n = 0;
+    pg_params p = {0};
+    pg_p_int(&p, (int64_t)max);
+    PGresult *res = NULL;
+    td_st st = pg_rows(c, &q_outbox_unroutable, &p, &res);
+    if (st == TD_ST_OK)
+        for (int row = 0; row < PQntuples(res) && *n < max; row++) {
+            pg_copy(res, row, 0, out[*n].issuer_id, sizeof out[*n].issuer_id);
+            out[(*n)++].rows = pg_i64(res, row, 1);
+        }
+    PQclear(res);
+    return st;
+}
+
 void pg_outbox_verbs(td_store_ops *ops)
 {
+    ops->outbox_unroutable = v_outbox_unroutable;
     ops->outbox_insert = v_outbox_insert;
     ops->outbox_cancel = v_outbox_cancel;
     ops->outbox_otp_times = v_outbox_otp_times;

@@ -393,8 +393,31 @@ static td_st v_outbox_stats(td_conn *c, int64_t *pending, int64_t *in_flight, in
     return r;
 }
 
+/* Per issuer without settings, its open rows counted on the (issuer_id, ...)
+ * open-row indexes: the cost is that of those issuers' rows alone. */
+static sq_query q_outbox_unroutable = {.sql = "SELECT id, n FROM (SELECT i.id AS id, (SELECT count(*) FROM outbox o WHERE o.issuer_id = i.id AND o.state IN " \
+    OPEN_STATES ") AS n FROM issuers i WHERE NOT EXISTS (SELECT 1 FROM issuer_delivery d WHERE d.issuer_id = i.id)) " \
+    "AS owed WHERE n > 0 ORDER BY id LIMIT ?1"};
+
+static td_st v_outbox_unroutable(td_conn *c, td_unroutable *out, size_t max, size_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *st = sq_stmt(c, &q_outbox_unroutable);
+    if (!st) return TD_ST_ERROR;
+    sqlite3_bind_int64(st, 1, (int64_t)max);
+    int rc;
+    while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sq_col_copy(st, 0, out[*n].issuer_id, sizeof out[*n].issuer_id);
+        out[(*n)++].rows = sqlite3_column_int64(st, 1);
+    }
+    td_st r = *n == max ? TD_ST_OK : sq_loop_result(rc, TD_ST_OK);
+    sq_finish(st);
+    return r;
+}
+
 void sq_outbox_verbs(td_store_ops *ops)
 {
+    ops->outbox_unroutable = v_outbox_unroutable;
     ops->outbox_insert = v_outbox_insert;
     ops->outbox_cancel = v_outbox_cancel;
     ops->outbox_otp_times = v_outbox_otp_times;
