@@ -1,0 +1,151 @@
+/* fuzz_render.c — libFuzzer target for what tokend builds from data it keeps
+ * or an operator gives it, rather than from a request: the canonical JSON it
+ * signs, a signature added to a stored token's JSON, the end-user message from
+ * an issuer's templates, and an issuer's delivery settings (admin API body).
+ * Input: [selector byte][data]; see docs/fuzzing.md. */
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/faces.h"
+#include "core/canonical.h"
+#include "core/token_json.h"
+#include "notify/notify.h"
+
+#define FZ_CHECK(cond)                                                                                                 \
+    do {                                                                                                               \
+        if (!(cond)) abort();                                                                                          \
+    } while (0)
+
+/* Canonical JSON is what members sign: it must parse back, and be a fixed
+ * point (canonical of its own parse is itself), or two nodes could sign
+ * different bytes for one payload. */
+static void fz_canonical(const char *text, size_t len)
+{
+    json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+    if (!v) return;
+    char *c1 = td_canonical_json(v);
+    json_decref(v);
+    if (!c1) return;
+    json_t *back = json_loads(c1, JSON_DECODE_ANY, NULL);
+    FZ_CHECK(back);
+    char *c2 = td_canonical_json(back);
+    json_decref(back);
+    FZ_CHECK(c2 && !strcmp(c1, c2));
+    free(c1);
+    free(c2);
+}
+
+/* A signature added to a stored token: the result is the same JSON with one
+ * more element at the end of the top-level payloadSignatures, nothing else. */
+static void fz_add_signature(const char *text)
+{
+    json_t *sig = json_pack("{s:s, s:s, s:s}", "memberId", "m:fz", "keyId", "k1", "signature", "c2ln");
+    char *out = td_token_json_add_signature(text, "ENDORSED", sig);
+    if (out) {
+        json_t *before = json_loads(text, 0, NULL), *after = json_loads(out, 0, NULL);
+        /* tokend only edits what it wrote: a text that does not parse may come
+         * out as anything, but one that parses must come out edited exactly. */
+        if (before && json_is_array(json_object_get(before, "payloadSignatures"))) {
+            FZ_CHECK(after);
+            json_t *sigs = json_object_get(after, "payloadSignatures");
+            size_t n = json_array_size(sigs);
+            FZ_CHECK(n >= 1);
+            json_t *last = json_array_get(sigs, n - 1);
+            FZ_CHECK(json_equal(json_object_get(last, "signature"), sig));
+            FZ_CHECK(!strcmp(json_string_value(json_object_get(last, "action")), "ENDORSED"));
+            json_array_remove(sigs, n - 1);
+            FZ_CHECK(json_equal(before, after));
+        }
+        json_decref(before);
+        json_decref(after);
+        free(out);
+    }
+    json_decref(sig);
+}
+
+/* The OTP reaches only the OTP message, whatever the issuer's templates say. */
+#define FZ_OTP "Q7Z4X9W2"
+static void fz_render(const char *templates, const char *message)
+{
+    char *text = td_render_message(templates, message, "4242", "GOOGLE_PAY", FZ_OTP, "ISS0000001");
+    if (!text) return;
+    if (strcmp(message, "OTP") != 0 && !strstr(templates, FZ_OTP)) FZ_CHECK(!strstr(text, FZ_OTP));
+    free(text);
+}
+
+/* Whether s is part of some object key in v (unknown field names are echoed
+ * by design: a secret that is also in a name can show through the name). */
+static bool in_some_key(json_t *v, const char *s)
+{
+    const char *key;
+    json_t *child;
+    size_t i;
+    if (json_is_object(v)) {
+        json_object_foreach(v, key, child)
+        {
+            if (strstr(key, s) || in_some_key(child, s)) return true;
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, child)
+        {
+            if (in_some_key(child, s)) return true;
+        }
+    }
+    return false;
+}
+
+/* An issuer's delivery settings: a refusal names the rule and never the
+ * secret; an acceptance fills terminated fields. */
+static void fz_delivery(const char *text, size_t len)
+{
+    json_t *b = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(b)) {
+        json_decref(b);
+        return;
+    }
+    td_delivery_rec d;
+    memset(&d, 0, sizeof d);
+    const char *secret = NULL;
+    td_error e = {0};
+    int rc = admin_parse_delivery(b, &d, &secret, &e);
+    if (rc) {
+        FZ_CHECK(e.code && e.detail[0] && memchr(e.detail, 0, sizeof e.detail));
+        json_t *auth = json_object_get(b, "auth");
+        const char *keys[] = {"token", "secret", "clientSecret", NULL};
+        for (int i = 0; keys[i]; i++) {
+            const char *s = json_string_value(json_object_get(auth, keys[i]));
+            if (s && strlen(s) >= 8 && !in_some_key(b, s)) FZ_CHECK(!strstr(e.detail, s));
+        }
+    } else {
+        FZ_CHECK(memchr(d.profile, 0, sizeof d.profile) && memchr(d.base_url, 0, sizeof d.base_url));
+    }
+    td_delivery_rec_free(&d);
+    json_decref(b);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1) return 0;
+    char *text = strndup((const char *)data + 1, size - 1); /* C strings end at the first NUL */
+    if (!text) return 0;
+    switch (data[0] % 4) {
+    case 0: fz_canonical((const char *)data + 1, size - 1); break;
+    case 1: fz_add_signature(text); break;
+    case 2: {
+        /* [templates JSON]\n[message name] */
+        char *nl = strchr(text, '\n');
+        if (nl) *nl = 0;
+        fz_render(text, nl ? nl + 1 : "OTP");
+        break;
+    }
+    default: fz_delivery((const char *)data + 1, size - 1); break;
+    }
+    free(text);
+    return 0;
+}
