@@ -629,6 +629,15 @@ _pg_databases = [0]
 PG_HEX = "CREATE FUNCTION hex(bytea) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT upper(encode($1, 'hex')) $$"
 
 
+def write_sql(db_path, statement):
+    """Changes a stopped server's store by hand (as an operator or an older
+    tokend would): a SQLite file through the sqlite3 CLI, or a PostgreSQL URL."""
+    if db_path.startswith("postgres"):
+        psql(db_path, statement)
+    else:
+        subprocess.run(["sqlite3", db_path, statement], check=True, timeout=60)
+
+
 def psql(url, command):
     p = subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", command],
                        capture_output=True, text=True, timeout=60)

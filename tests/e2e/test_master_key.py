@@ -34,13 +34,6 @@ def start_with_key(srv, key_path):
     return p.returncode, p.stdout + p.stderr
 
 
-def write_sql(db_path, statement):
-    if db_path.startswith("postgres"):
-        tdlib.psql(db_path, statement)
-    else:
-        subprocess.run(["sqlite3", db_path, statement], check=True, timeout=60)
-
-
 def checks(srv):
     return tdlib.sql(srv.db_path, "SELECT name, hex(value) AS v FROM store_meta ORDER BY name")
 
@@ -69,7 +62,7 @@ def test_store_without_check_is_checked_against_its_sealed_keys(tokend_factory, 
     srv = tokend_factory.start()
     new_member(srv, "Older store")
     assert srv.stop() == 0
-    write_sql(srv.db_path, "DELETE FROM store_meta")
+    tdlib.write_sql(srv.db_path, "DELETE FROM store_meta")
     path, _ = other_key(tmp_path)
     rc, out = start_with_key(srv, path)
     assert rc == 1 and REFUSED in out, out
@@ -85,7 +78,7 @@ def test_nodes_starting_together_share_one_check(tokend_factory, tmp_path):
     first = tokend_factory.start(name="a")
     workdir = first.dir
     assert first.stop() == 0
-    write_sql(first.db_path, "DELETE FROM store_meta")
+    tdlib.write_sql(first.db_path, "DELETE FROM store_meta")
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         nodes = list(pool.map(lambda n: tokend_factory.start(name=n, workdir=workdir), ["b", "c"]))
     assert all(n.alive for n in nodes)

@@ -8,7 +8,6 @@ refuses a bad value of it without quoting it (docs/api.md, Errors)."""
 
 import base64
 import glob
-import subprocess
 import time
 
 import tdlib
@@ -139,13 +138,6 @@ def test_pan_and_otp_never_shown(tokend_factory):
     assert "/network/v1/digitalCards/" in log or "/network/v1/" in log, log[-2000:]
 
 
-def write_sql(db_path, statement):
-    if db_path.startswith("postgres"):
-        tdlib.psql(db_path, statement)
-    else:
-        subprocess.run(["sqlite3", db_path, statement], check=True, timeout=60)
-
-
 def test_contacts_stored_in_clear_are_sealed_at_start(tokend_factory):
     """A card an older tokend wrote (phone and email in clear, no seal) is
     sealed at the next start, and its contact still decides and shows."""
@@ -153,7 +145,7 @@ def test_contacts_stored_in_clear_are_sealed_at_start(tokend_factory):
     iss = NetIssuer(srv)
     card = iss.register_card(phone="+33 6 12 34 56 78", email="old.style@example.com")
     assert srv.stop() == 0
-    write_sql(srv.db_path, "UPDATE cards SET phone = '+33 6 12 34 56 78', email = 'old.style@example.com', "
+    tdlib.write_sql(srv.db_path, "UPDATE cards SET phone = '+33 6 12 34 56 78', email = 'old.style@example.com', "
                            f"contact_sealed = substr(contact_sealed, 1, 0) WHERE card_id = '{card.id}'")
     srv = tokend_factory.restart(srv)
     assert any(r.get("event") == "contacts_sealed" for r in srv.log_records()), srv.tail()
