@@ -10,6 +10,7 @@
 
 #include "api/faces.h"
 #include "service/cards.h"
+#include "util/buf.h"
 #include "util/util.h"
 
 static bool is_issuer(const td_req *r)
@@ -57,36 +58,20 @@ void tokenio_get_token(td_req *r)
 
 /* ---- GET /tokens ---- */
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    int count;
-    bool oom;
-} list_buf;
+/* A page of tokens: at most page.limit (≤ 100) tokens of at most a few
+ * tens of KB each stay far below this bound. */
+#define LIST_TEXT_MAX (32u << 20)
 
-static void list_append(list_buf *b, const char *s)
-{
-    size_t n = strlen(s);
-    if (b->oom) return;
-    if (b->len + n + 2 > b->cap) {
-        size_t cap = (b->cap + n + 2) * 2;
-        char *nb = realloc(b->buf, cap);
-        if (!nb) {
-            b->oom = true;
-            return;
-        }
-        b->buf = nb;
-        b->cap = cap;
-    }
-    memcpy(b->buf + b->len, s, n + 1);
-    b->len += n;
-}
+typedef struct {
+    td_buf text;
+    int count;
+} list_buf;
 
 static void list_one(const char *json, void *arg)
 {
     list_buf *b = arg;
-    if (b->count++) list_append(b, ",");
-    list_append(b, json);
+    if (b->count++) td_buf_add_str(&b->text, ",");
+    td_buf_add_str(&b->text, json);
 }
 
 /* The issuer's digital cards, oldest first, created in [start, end), paged;
@@ -178,11 +163,11 @@ void tokenio_list_tokens(td_req *r)
     q.acting_as_ref_id = query_text(r, "filter.actingAsRefId", &e);
     if (e.code) goto fail;
 
-    list_buf b = {0};
-    list_append(&b, "{\"tokens\":[");
+    list_buf b = {.text = td_buf_bounded(LIST_TEXT_MAX)};
+    td_buf_add_str(&b.text, "{\"tokens\":[");
     if (is_issuer(r) ? list_card_tokens(r, &q, &b, &e) != TD_OK
                      : td_svc_list_tokens(r->svc, &q, list_one, &b, &e) != TD_OK) {
-        free(b.buf);
+        td_buf_reset(&b.text);
         goto fail;
     }
     /* offset is the next page's page.offset, or empty once there is no more. */
@@ -191,13 +176,13 @@ void tokenio_list_tokens(td_req *r)
         snprintf(tail, sizeof tail, "],\"offset\":\"%lld\"}", (long long)(q.offset + b.count));
     else
         snprintf(tail, sizeof tail, "],\"offset\":\"\"}");
-    list_append(&b, tail);
-    if (b.oom) {
-        free(b.buf);
+    td_buf_add_str(&b.text, tail);
+    if (!td_buf_ok(&b.text)) {
+        td_buf_reset(&b.text);
         td_reply_err(r, TD_E_INTERNAL, "out of memory");
         return;
     }
-    td_reply_json_steal(r, 200, b.buf);
+    td_reply_json_steal(r, 200, td_buf_steal(&b.text));
     return;
 fail:
     td_reply_error(r, &e, "");

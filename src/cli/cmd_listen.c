@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "util/buf.h"
 #include "util/util.h"
 
 #define BODY_MAX (1u << 20)
@@ -104,9 +105,7 @@ typedef struct {
 } listener;
 
 typedef struct {
-    char *body;
-    size_t len;
-    bool too_large;
+    td_buf body; /* at most BODY_MAX bytes */
 } conn_ctx;
 
 /* ---- small helpers ---- */
@@ -999,25 +998,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!c) {
         c = calloc(1, sizeof *c);
         if (!c) return MHD_NO;
+        c->body = td_buf_bounded(BODY_MAX);
         *con_cls = c;
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!c->too_large && c->len + *upload_size <= BODY_MAX) {
-            char *nb = realloc(c->body, c->len + *upload_size + 1);
-            if (!nb) return MHD_NO;
-            memcpy(nb + c->len, upload, *upload_size);
-            c->len += *upload_size;
-            nb[c->len] = 0;
-            c->body = nb;
-        } else {
-            c->too_large = true;
-        }
+        td_buf_add(&c->body, upload, *upload_size);
         *upload_size = 0;
+        if (c->body.oom) return MHD_NO;
         return MHD_YES;
     }
-    req r = {.conn = conn, .url = url, .body = c->body, .len = c->len, .status = 500};
-    if (c->too_large)
+    req r = {.conn = conn, .url = url, .body = c->body.p, .len = c->body.len, .status = 500};
+    if (c->body.too_large)
         answer_error(&r, 413, "the body is too large");
     else if (!strcmp(method, "POST"))
         serve_post(L, &r);
@@ -1050,7 +1042,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     conn_ctx *c = *con_cls;
     if (c) {
-        free(c->body);
+        td_buf_reset(&c->body);
         free(c);
     }
     *con_cls = NULL;

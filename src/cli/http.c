@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "cli/cli.h"
+#include "util/buf.h"
 #include "util/util.h"
 
 /* No tokend answer comes near this; more means something else is talking. */
@@ -21,16 +22,9 @@ bool cli_header_value_ok(const char *v)
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
-    cli_resp *r = arg;
+    td_buf *b = arg;
     size_t len = size * n;
-    if (r->len + len > BODY_MAX) return 0; /* aborts the transfer */
-    char *nb = realloc(r->body, r->len + len + 1);
-    if (!nb) return 0;
-    memcpy(nb + r->len, data, len);
-    r->len += len;
-    nb[r->len] = 0;
-    r->body = nb;
-    return len;
+    return td_buf_add(b, data, len) ? len : 0; /* 0 aborts the transfer */
 }
 
 /* Copies the value of header line `line` into out if its name is `name`. */
@@ -120,14 +114,17 @@ int cli_http(const cli_ctx *ctx, const cli_call *c, cli_resp *r)
     curl_easy_setopt(h, CURLOPT_USERAGENT, "tokenctl/1");
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    td_buf body = td_buf_bounded(BODY_MAX);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
     set_method(h, c);
     CURLcode rc = curl_easy_perform(h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
     curl_easy_cleanup(h);
+    r->len = body.len;
+    r->body = td_buf_steal(&body);
     /* The list held the Authorization header: wipe it before freeing. */
     for (struct curl_slist *s = hdrs; s; s = s->next)
         cli_forget(s->data, strlen(s->data));
@@ -140,7 +137,7 @@ int cli_http(const cli_ctx *ctx, const cli_call *c, cli_resp *r)
         cli_resp_free(r);
         return CLI_TRANSPORT;
     }
-    if (!r->body && !(r->body = calloc(1, 1))) {
+    if (!r->body) {
         fputs("tokenctl: out of memory\n", stderr);
         return CLI_TRANSPORT;
     }

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "util/buf.h"
 
 /* ---- what is copied (store_catalog.c) ---- */
 
@@ -84,16 +85,12 @@ void sc_digest_blob(crypto_hash_sha256_state *h, const uint8_t *p, size_t n);
 /* A bytea as PostgreSQL shows it (\x and hex); -1 if it is not in that form. */
 int sc_digest_bytea_hex(crypto_hash_sha256_state *h, const char *v, size_t n);
 
-/* A growing buffer for COPY data; oom set (and later adds ignored) when it cannot grow. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} copy_buf;
+/* COPY data goes through a td_buf (util/buf.h), sent and emptied each time
+ * it passes 1 MiB: one row's values are all that can push it further. */
+#define SC_COPY_BUF_MAX (64u << 20)
 
-void sc_buf_add(copy_buf *b, const void *s, size_t n);
-void sc_buf_copy_text(copy_buf *b, const char *s, size_t n);
-void sc_buf_copy_blob(copy_buf *b, const uint8_t *p, size_t n);
+void sc_buf_copy_text(td_buf *b, const char *s, size_t n);
+void sc_buf_copy_blob(td_buf *b, const uint8_t *p, size_t n);
 
 /* ---- the source: SQLite, read-only, one read transaction (store_source.c) ---- */
 
@@ -116,7 +113,7 @@ PGresult *sc_pg_exec(job *j, const char *sql, int nparams, const char *const *pa
                      const char *what, int *rc);
 int sc_pg_cmd(job *j, const char *sql, const char *what);
 /* Sends what b holds to the COPY in progress and empties b. */
-int sc_pg_put_copy(job *j, copy_buf *b);
+int sc_pg_put_copy(job *j, td_buf *b);
 int sc_lock_and_check_empty(job *j);
 int sc_copy_table(job *j, table *t);
 int sc_scan_target(job *j, table *t);

@@ -82,27 +82,8 @@ int sc_digest_bytea_hex(crypto_hash_sha256_state *h, const char *v, size_t n)
 
 /* ---- COPY data ---- */
 
-void sc_buf_add(copy_buf *b, const void *s, size_t n)
-{
-    if (b->oom || n == 0) return; /* n == 0: s may be NULL (an empty blob) */
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1 << 20;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
 /* A text value in COPY's text format: backslash, newline, CR and tab escaped. */
-void sc_buf_copy_text(copy_buf *b, const char *s, size_t n)
+void sc_buf_copy_text(td_buf *b, const char *s, size_t n)
 {
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
@@ -112,21 +93,21 @@ void sc_buf_copy_text(copy_buf *b, const char *s, size_t n)
                           : s[i] == '\t' ? "\\t"
                                          : NULL;
         if (!esc) continue;
-        sc_buf_add(b, s + run, i - run);
-        sc_buf_add(b, esc, 2);
+        td_buf_add(b, s + run, i - run);
+        td_buf_add(b, esc, 2);
         run = i + 1;
     }
-    sc_buf_add(b, s + run, n - run);
+    td_buf_add(b, s + run, n - run);
 }
 
 /* A bytea in COPY's text format: \x and hex, its backslash escaped. */
-void sc_buf_copy_blob(copy_buf *b, const uint8_t *p, size_t n)
+void sc_buf_copy_blob(td_buf *b, const uint8_t *p, size_t n)
 {
     char hex[2 * 512 + 1];
-    sc_buf_add(b, "\\\\x", 3);
+    td_buf_add(b, "\\\\x", 3);
     for (size_t off = 0; off < n; off += 512) {
         size_t k = n - off < 512 ? n - off : 512;
         sodium_bin2hex(hex, sizeof hex, p + off, k);
-        sc_buf_add(b, hex, 2 * k);
+        td_buf_add(b, hex, 2 * k);
     }
 }

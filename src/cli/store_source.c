@@ -154,13 +154,13 @@ void sc_source_sequence(job *j, table *t)
 
 /* Column i of the current row into the digest and, when b is not NULL, into
  * the COPY data; refuses what PostgreSQL's column could not hold. */
-static int source_value(const job *j, const table *t, sqlite3_stmt *st, int i, crypto_hash_sha256_state *h, copy_buf *b)
+static int source_value(const job *j, const table *t, sqlite3_stmt *st, int i, crypto_hash_sha256_state *h, td_buf *b)
 {
     const column *c = &t->cols[i];
     int type = sqlite3_column_type(st, i);
     if (type == SQLITE_NULL) {
         sc_digest_null(h);
-        if (b) sc_buf_add(b, "\\N", 2);
+        if (b) td_buf_add(b, "\\N", 2);
         return CLI_OK;
     }
     if (c->kind == V_INT) {
@@ -170,7 +170,7 @@ static int source_value(const job *j, const table *t, sqlite3_stmt *st, int i, c
         int64_t v = sqlite3_column_int64(st, i);
         char num[32];
         sc_digest_int(h, v);
-        if (b) sc_buf_add(b, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)v));
+        if (b) td_buf_add(b, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)v));
     } else if (c->kind == V_TEXT) {
         const char *p = type == SQLITE_BLOB ? sqlite3_column_blob(st, i) : (const char *)sqlite3_column_text(st, i);
         size_t n = (size_t)sqlite3_column_bytes(st, i);
@@ -197,23 +197,23 @@ int sc_scan_source(job *j, table *t, bool copy)
     if (sqlite3_prepare_v2(j->db, sql, -1, &st, NULL) != SQLITE_OK) return sq_fail(j, CLI_HTTP_ERROR, t->def->name);
     crypto_hash_sha256_state h;
     sc_digest_start(&h, t);
-    copy_buf b = {0};
+    td_buf b = td_buf_bounded(SC_COPY_BUF_MAX);
     int rc = CLI_OK, step;
     t->src_rows = 0;
     while (rc == CLI_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
         sc_digest_row(&h);
         for (int i = 0; i < t->ncols && rc == CLI_OK; i++) {
-            if (copy && i) sc_buf_add(&b, "\t", 1);
+            if (copy && i) td_buf_add(&b, "\t", 1);
             rc = source_value(j, t, st, i, &h, copy ? &b : NULL);
         }
-        if (copy) sc_buf_add(&b, "\n", 1);
+        if (copy) td_buf_add(&b, "\n", 1);
         t->src_rows++;
         if (copy && rc == CLI_OK && b.len >= (1u << 20)) rc = sc_pg_put_copy(j, &b);
     }
     if (rc == CLI_OK && step != SQLITE_DONE) rc = sq_fail(j, CLI_HTTP_ERROR, t->def->name);
     if (copy && rc == CLI_OK) rc = sc_pg_put_copy(j, &b);
     sqlite3_finalize(st);
-    free(b.p);
+    td_buf_reset(&b);
     crypto_hash_sha256_final(&h, t->src_sum);
     return rc;
 }

@@ -117,14 +117,14 @@ int sc_lock_and_check_empty(job *j)
     return rc;
 }
 
-int sc_pg_put_copy(job *j, copy_buf *b)
+int sc_pg_put_copy(job *j, td_buf *b)
 {
-    if (b->oom) return sc_fail(j, CLI_HTTP_ERROR, "out of memory");
+    if (!td_buf_ok(b)) return sc_fail(j, CLI_HTTP_ERROR, b->oom ? "out of memory" : "a row is too large to copy");
     if (b->len && PQputCopyData(j->pg, b->p, (int)b->len) != 1) {
         char m[512];
         return sc_fail(j, CLI_HTTP_ERROR, "sending rows failed: %s", pg_msg(j, NULL, m, sizeof m));
     }
-    b->len = 0;
+    td_buf_clear(b); /* sent: the buffer is reused from its start */
     return CLI_OK;
 }
 

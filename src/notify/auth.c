@@ -159,17 +159,7 @@ static size_t keep_body(char *p, size_t size, size_t n, void *ud)
 {
     xfer *x = ud;
     size_t len = size * n;
-    if (x->resp_len + len > TOKEN_BODY_MAX) {
-        x->resp_too_big = true;
-        return 0; /* aborts the transfer */
-    }
-    char *np = realloc(x->resp, x->resp_len + len + 1);
-    if (!np) return 0;
-    memcpy(np + x->resp_len, p, len);
-    x->resp = np;
-    x->resp_len += len;
-    x->resp[x->resp_len] = 0;
-    return len;
+    return td_buf_add(&x->resp, p, len) ? len : 0; /* 0 aborts the transfer */
 }
 
 static void token_fetch(td_notify *d, issuer_ent *e)
@@ -183,6 +173,7 @@ static void token_fetch(td_notify *d, issuer_ent *e)
     }
     x->kind = X_TOKEN;
     x->iss = e;
+    x->resp = td_buf_bounded(TOKEN_BODY_MAX);
     x->h = nw_handle_get(d);
     /* Authorization: Basic base64(client_id:secret) */
     const char *secret = e->secret ? e->secret : "";
@@ -240,7 +231,7 @@ void nw_token_done(td_notify *d, xfer *x, CURLcode rc)
     long code = 0;
     if (rc != CURLE_OK) {
         char c[140];
-        if (x->resp_too_big)
+        if (x->resp.too_large)
             snprintf(c, sizeof c, "answer larger than %d bytes", TOKEN_BODY_MAX);
         else
             nw_curl_why(x, rc, e->rec.timeout_ms, c, sizeof c);
@@ -251,7 +242,7 @@ void nw_token_done(td_notify *d, xfer *x, CURLcode rc)
     }
     if (!why[0]) {
         json_error_t je;
-        json_t *v = x->resp ? json_loadb(x->resp, x->resp_len, 0, &je) : NULL;
+        json_t *v = x->resp.p ? json_loadb(x->resp.p, x->resp.len, 0, &je) : NULL;
         json_t *tok = json_object_get(v, "access_token");
         json_t *exp = json_object_get(v, "expires_in");
         const char *t = json_string_value(tok);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "notify/notify.h"
+#include "util/buf.h"
 
 #define OPS(svc) ((svc)->store->ops)
 
@@ -43,9 +44,7 @@ typedef struct xfer {
     /* X_TOKEN */
     issuer_ent *iss;
     char *post;
-    char *resp;
-    size_t resp_len;
-    bool resp_too_big;
+    td_buf resp; /* the token endpoint's answer, at most TOKEN_BODY_MAX bytes */
 } xfer;
 
 /* One request's rows (several only for a d1 batch). */

@@ -54,12 +54,8 @@ void nw_xfer_cleanup(td_notify *d, xfer *x)
         free(x->post);
         x->post = NULL;
     }
-    if (x->resp) {
-        td_wipe(x->resp, x->resp_len);
-        free(x->resp);
-        x->resp = NULL;
-    }
-    x->resp_len = 0;
+    if (x->resp.p) td_wipe(x->resp.p, x->resp.len); /* an access token */
+    td_buf_reset(&x->resp);
 }
 
 bool nw_append_hdr(xfer *x, const char *h)
