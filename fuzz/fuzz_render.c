@@ -46,10 +46,15 @@ static void fz_add_signature(const char *text)
     json_t *sig = json_pack("{s:s, s:s, s:s}", "memberId", "m:fz", "keyId", "k1", "signature", "c2ln");
     char *out = td_token_json_add_signature(text, "ENDORSED", sig);
     if (out) {
-        json_t *before = json_loads(text, 0, NULL), *after = json_loads(out, 0, NULL);
-        /* tokend only edits what it wrote: a text that does not parse may come
-         * out as anything, but one that parses must come out edited exactly. */
-        if (before && json_is_array(json_object_get(before, "payloadSignatures"))) {
+        json_t *before = json_loads(text, JSON_PRESERVE_ORDER, NULL), *after = json_loads(out, 0, NULL);
+        /* The edit is of what tokend wrote: compact JSON (jansson's
+         * JSON_COMPACT, keys in their order). Such a text with a top-level
+         * payloadSignatures array must come out edited exactly; other texts
+         * (whitespace, escapes written another way) are outside its contract. */
+        char *as_written = before ? json_dumps(before, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        bool tokends = as_written && !strcmp(as_written, text);
+        free(as_written);
+        if (tokends && json_is_array(json_object_get(before, "payloadSignatures"))) {
             FZ_CHECK(after);
             json_t *sigs = json_object_get(after, "payloadSignatures");
             size_t n = json_array_size(sigs);
