@@ -235,7 +235,7 @@ launch_tokend() {
   shift
   TD_PORT=$(free_port)
   TD_URL="http://127.0.0.1:$TD_PORT"
-  env ${NODE_ENV[@]+"${NODE_ENV[@]}"} "$TOKEND" serve --listen "127.0.0.1:$TD_PORT" "$@" --rate-limit 0 \
+  env ${NODE_ENV[@]+"${NODE_ENV[@]}"} "$TOKEND" serve --listen "127.0.0.1:$TD_PORT" "$@" --rate-limit 0 --admin-rate-limit 0 --consent-rate-limit 0 --auth-failure-limit 0 --max-connections-per-ip 0 \
     --threads "${NODE_THREADS:-$THREADS}" ${TD_EXTRA[@]+"${TD_EXTRA[@]}"} 2>>"$RESULTS/tokend-$name.log" &
   TD_PID=$!
   PIDS+=("$TD_PID")
@@ -575,7 +575,7 @@ profile_callgrind() {
   shift 3
   port=$(free_port)
   valgrind --tool=callgrind --callgrind-out-file="$out" "$TOKEND" serve --listen "127.0.0.1:$port" \
-    --store "sqlite:$db" --rate-limit 0 --threads "$THREADS" 2>>"$RESULTS/valgrind-$name.log" &
+    --store "sqlite:$db" --rate-limit 0 --max-connections-per-ip 0 --threads "$THREADS" 2>>"$RESULTS/valgrind-$name.log" &
   pid=$!
   PIDS+=("$pid")
   wait_healthz "http://127.0.0.1:$port" "$pid" "tokend under valgrind" "$RESULTS/valgrind-$name.log" 300

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/conn_guard.h"
 #include "api/metrics.h"
 #include "api/ratelimit.h"
 #include "crypto/crypto.h"
@@ -28,7 +29,12 @@
 struct td_server {
     struct MHD_Daemon *d;
     td_svc *svc;
-    td_ratelimit *rl;
+    td_ratelimit *rl;          /* per credential owner (owner_key) */
+    td_ratelimit *rl_admin;    /* the admin key */
+    td_ratelimit *rl_consent;  /* consent pages, per source address */
+    td_ratelimit *rl_authfail; /* failed authentications, per source address */
+    td_conn_guard *guard;      /* request deadlines (conn_guard.h) */
+    struct MHD_OptionItem edge_opts[3];
     td_metrics *metrics;
     atomic_int inflight;
     _Atomic(const td_notify *) notify; /* the worker /metrics reads; NULL: none */
@@ -406,13 +412,175 @@ static td_err authenticate_admin(td_req *r, td_error *e)
     return TD_OK;
 }
 
+/* ---- abuse limits: source addresses, budgets, deadlines ---- */
+
+/* The client's address as a limit's key: IPv4 whole, IPv6 by its /64 (what one
+ * subscriber usually holds whole), a v4-mapped address as IPv4. Behind a proxy
+ * this is the proxy's address: tokend trusts no forwarding header. */
+static void source_key(td_req *r, char *out, size_t cap)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    char ip[INET6_ADDRSTRLEN] = "unknown";
+    if (sa && sa->sa_family == AF_INET) {
+        struct sockaddr_in a4;
+        memcpy(&a4, sa, sizeof a4);
+        inet_ntop(AF_INET, &a4.sin_addr, ip, sizeof ip);
+    } else if (sa && sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 a6;
+        memcpy(&a6, sa, sizeof a6);
+        if (IN6_IS_ADDR_V4MAPPED(&a6.sin6_addr)) {
+            inet_ntop(AF_INET, &a6.sin6_addr.s6_addr[12], ip, sizeof ip);
+        } else {
+            memset(&a6.sin6_addr.s6_addr[8], 0, 8);
+            inet_ntop(AF_INET6, &a6.sin6_addr, ip, sizeof ip);
+        }
+    }
+    td_strlcpy(out, ip, cap);
+}
+
+/* Whose budget a request spends: all of a member's API keys share one, as do
+ * an issuer's keys of one role. */
+static void owner_key(const td_auth *a, char *out, size_t cap)
+{
+    if (a->kind == TD_CRED_ISSUER)
+        snprintf(out, cap, "i:%s:%s", a->role, a->member_id);
+    else
+        snprintf(out, cap, "m:%s", a->member_id);
+}
+
+static void refuse_rate(td_req *r, int wait_s, const char *why)
+{
+    r->retry_after_s = wait_s;
+    td_reply_err(r, TD_E_RATE_LIMITED, why);
+}
+
+/* The consent pages need no credential (the code in the path is the
+ * capability), so they are limited per source address instead. */
+static bool is_consent(const td_route *rt)
+{
+    return rt->auth == TD_AUTH_NONE && rt->face == TD_FACE_HTML;
+}
+
+static td_err check_credential(td_req *r, td_error *e)
+{
+    switch (r->route->auth) {
+    case TD_AUTH_NONE: return TD_OK;
+    case TD_AUTH_MEMBER: return authenticate_member(r, false, e);
+    case TD_AUTH_MEMBER_OR_ISSUER: return authenticate_member(r, true, e);
+    case TD_AUTH_ADMIN: return authenticate_admin(r, e);
+    case TD_AUTH_ISSUER: return authenticate_issuer(r, "issuer", e);
+    case TD_AUTH_NETWORK: return authenticate_issuer(r, "network", e);
+    }
+    return TD_OK;
+}
+
+/* Checks the route's credential; false once the refusal is set. Each 401
+ * spends the source address's failed-authentication budget; once it is spent,
+ * every request needing a credential is 429 from that address, a valid key's
+ * too: were it let through, the answer would tell a guesser it had found one. */
+static bool authenticate(td_req *r)
+{
+    if (r->route->auth == TD_AUTH_NONE) return true;
+    char src[TD_RATELIMIT_KEY_MAX];
+    source_key(r, src, sizeof src);
+    int wait = td_ratelimit_peek(r->srv->rl_authfail, src);
+    if (wait) {
+        refuse_rate(r, wait, "too many failed authentications from this address");
+        return false;
+    }
+    td_error e = {0};
+    td_err rc = check_credential(r, &e);
+    if (rc == TD_OK) return true;
+    if (rc == TD_E_UNAUTHENTICATED) td_ratelimit_take(r->srv->rl_authfail, src);
+    td_reply_error(r, &e, "");
+    return false;
+}
+
+/* Spends one request of the caller's budget; false (and 429) when it is empty. */
+static bool within_rate(td_req *r)
+{
+    char key[TD_RATELIMIT_KEY_MAX];
+    td_ratelimit *rl = r->srv->rl;
+    if (r->auth.admin) {
+        rl = r->srv->rl_admin;
+        td_strlcpy(key, "admin", sizeof key);
+    } else if (r->auth.ok) {
+        owner_key(&r->auth, key, sizeof key);
+    } else if (is_consent(r->route)) {
+        rl = r->srv->rl_consent;
+        source_key(r, key, sizeof key);
+    } else {
+        return true; /* health, readiness and metrics */
+    }
+    int wait = td_ratelimit_take(rl, key);
+    if (!wait) return true;
+    refuse_rate(r, wait, r->auth.ok ? "rate limit exceeded for this credential" : "rate limit exceeded for this address");
+    return false;
+}
+
+/* Transfer codings other than chunked (gzip, identity, a list, a typo) are
+ * refused: libmicrohttpd 0.9.75 would read such a body until the client
+ * closes, and the client, waiting for an answer, never does (RFC 9112 6.1
+ * lets a server answer 501). */
+static bool coding_unsupported(const char *transfer_encoding)
+{
+    return transfer_encoding && strcasecmp(transfer_encoding, "chunked");
+}
+
+static int64_t request_timeout_us(const td_req *r)
+{
+    return (int64_t)r->svc->cfg->request_timeout_s * 1000000;
+}
+
+/* The request line and headers must arrive whole by this time, from the
+ * connection's start or, on a kept-alive connection, from the previous
+ * answer's end plus the idle allowance (connection-timeout). */
+static void await_request(td_conn *c, const td_config *cfg, int64_t idle_s)
+{
+    td_conn_deadline(c, td_mono_us() + (idle_s + cfg->request_timeout_s) * (int64_t)1000000);
+}
+
+/* The body must keep up body-min-rate on average, after a grace of
+ * request-timeout from the end of the headers. */
+static void await_body(td_req *r, size_t received)
+{
+    td_conn_deadline(r->guard, r->headers_us + request_timeout_us(r) +
+                                   (int64_t)((double)received * 1e6 / (double)r->svc->cfg->body_min_rate));
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode what)
+{
+    td_server *srv = cls;
+    if (what == MHD_CONNECTION_NOTIFY_CLOSED) {
+        td_conn_close(srv->guard, *socket_context);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    td_conn *c = ci ? td_conn_open(srv->guard, ci->connect_fd) : NULL;
+    await_request(c, srv->svc->cfg, 0);
+    *socket_context = c;
+}
+
+/* The daemon options of the abuse limits, for MHD_OPTION_ARRAY. */
+static struct MHD_OptionItem *edge_options(td_server *s)
+{
+    s->edge_opts[0] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s};
+    s->edge_opts[1] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                              (intptr_t)s->svc->cfg->max_connections_per_ip, NULL};
+    s->edge_opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    return s->edge_opts;
+}
+
 /* ---- the request lifecycle ---- */
 
 typedef struct {
     size_t total;
     const char *content_length; /* the first one seen */
     bool conflicting_length;    /* several Content-Length values that differ */
-    bool chunked;
+    const char *transfer_encoding; /* the first one seen */
 } header_scan;
 
 /* Sizes the headers and finds framing ambiguities: two different
@@ -427,7 +595,7 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
         if (s->content_length && strcmp(s->content_length, value ? value : "")) s->conflicting_length = true;
         if (!s->content_length) s->content_length = value ? value : "";
     } else if (!strcasecmp(key, "Transfer-Encoding")) {
-        s->chunked = true;
+        if (!s->transfer_encoding) s->transfer_encoding = value ? value : "";
     }
     return MHD_YES;
 }
@@ -465,7 +633,6 @@ static bool lacks_host(td_req *r, const char *version)
 /* Everything decided from the request line and headers, before the body. */
 static void start_request(td_req *r, const char *url, const char *method, const char *version)
 {
-    td_server *srv = r->srv;
     td_config *cfg = r->svc->cfg;
     td_error e = {0};
     r->method = parse_method(method);
@@ -476,9 +643,13 @@ static void start_request(td_req *r, const char *url, const char *method, const 
         td_reply_err(r, TD_E_HEADERS_TOO_LARGE, NULL);
         return;
     }
-    if (hs.conflicting_length || (hs.content_length && hs.chunked)) {
+    if (hs.conflicting_length || (hs.content_length && hs.transfer_encoding)) {
         td_reply_err(r, TD_E_INVALID_ARGUMENT,
                      "ambiguous message framing: conflicting Content-Length or Transfer-Encoding");
+        return;
+    }
+    if (coding_unsupported(hs.transfer_encoding)) {
+        td_reply_err(r, TD_E_NOT_IMPLEMENTED, "Transfer-Encoding: only chunked is supported");
         return;
     }
     if (r->raw_uri_len > (size_t)cfg->url_max) {
@@ -519,27 +690,8 @@ static void start_request(td_req *r, const char *url, const char *method, const 
         td_reply_err(r, TD_E_BODY_TOO_LARGE, NULL);
         return;
     }
-    td_err rc = TD_OK;
-    switch (r->route->auth) {
-    case TD_AUTH_NONE: break;
-    case TD_AUTH_MEMBER: rc = authenticate_member(r, false, &e); break;
-    case TD_AUTH_MEMBER_OR_ISSUER: rc = authenticate_member(r, true, &e); break;
-    case TD_AUTH_ADMIN: rc = authenticate_admin(r, &e); break;
-    case TD_AUTH_ISSUER: rc = authenticate_issuer(r, "issuer", &e); break;
-    case TD_AUTH_NETWORK: rc = authenticate_issuer(r, "network", &e); break;
-    }
-    if (rc != TD_OK) {
-        td_reply_error(r, &e, "");
-        return;
-    }
-    if (r->auth.ok && !r->auth.admin) {
-        int retry = td_ratelimit_take(srv->rl, r->auth.cred_hash);
-        if (retry > 0) {
-            r->retry_after_s = retry;
-            td_reply_err(r, TD_E_RATE_LIMITED, "rate limit exceeded for this credential");
-            return;
-        }
-    }
+    if (!authenticate(r)) return;
+    within_rate(r);
 }
 
 /* How far past body-max tokend keeps reading a body it will not use, so that
@@ -556,6 +708,7 @@ static bool answer_before_body(td_req *r)
 {
     const char *expect = td_header(r, MHD_HTTP_HEADER_EXPECT);
     if (expect && !strcasecmp(expect, "100-continue")) return true;
+    if (coding_unsupported(td_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING))) return true;
     const char *cl = td_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     int64_t len;
     return cl && (td_parse_i64(cl, &len) || (uint64_t)len > (uint64_t)r->svc->cfg->body_max + TD_BODY_DRAIN_MAX);
@@ -625,10 +778,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!r) return MHD_NO;
     if (!r->conn) {
         r->conn = conn;
+        r->headers_us = td_mono_us();
+        await_body(r, 0);
         start_request(r, url, method, version);
         return r->ready && answer_before_body(r) ? queue_answer(r) : MHD_YES;
     }
     if (*upload_size) {
+        r->body_seen += *upload_size;
+        await_body(r, r->body_seen);
         int rc = append_body(r, upload_data, *upload_size);
         *upload_size = 0;
         if (rc) {
@@ -638,6 +795,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return MHD_YES;
     }
+    td_conn_deadline(r->guard, 0); /* whole: answering it has no deadline here */
     if (r->dispatched) {
         /* Resumed: the completion set the answer under the lock. */
         pthread_mutex_lock(&r->mu);
@@ -660,13 +818,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
  * routing. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-    (void)conn;
     td_server *srv = cls;
     td_req *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->srv = srv;
     r->svc = srv->svc;
     r->start_us = td_mono_us();
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->guard = ci ? ci->socket_context : NULL;
     pthread_mutex_init(&r->mu, NULL);
     r->raw_uri_len = strlen(uri); /* checked against url_max in start_request */
     r->raw_path = strndup(uri, strcspn(uri, "?"));
@@ -698,6 +857,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     td_log_request(r->trace_id, METHODS[r->method], route, status, dur,
                    r->auth.ok && !r->auth.admin ? r->auth.member_id : NULL, r->errcode, fault);
     td_metrics_observe(srv->metrics, r->route ? (int)(r->route - td_routes) : td_route_count, status, dur);
+    await_request(r->guard, srv->svc->cfg, srv->svc->cfg->connection_timeout_s);
     free(r->resp);
     free(r->body);
     free(r->raw_path);
@@ -727,6 +887,15 @@ static size_t mhd_pool_size(const td_config *cfg)
     return need < 32768 ? 32768 : need;
 }
 
+static void free_limits(td_server *s)
+{
+    td_ratelimit_free(s->rl);
+    td_ratelimit_free(s->rl_admin);
+    td_ratelimit_free(s->rl_consent);
+    td_ratelimit_free(s->rl_authfail);
+    td_conn_guard_free(s->guard);
+}
+
 td_server *td_server_start(td_svc *svc, char *err, size_t cap)
 {
     td_config *cfg = svc->cfg;
@@ -734,6 +903,14 @@ td_server *td_server_start(td_svc *svc, char *err, size_t cap)
     if (!s) return NULL;
     s->svc = svc;
     s->rl = td_ratelimit_new(cfg->rate_rps, cfg->rate_burst);
+    s->rl_admin = td_ratelimit_new(cfg->admin_rps, cfg->admin_burst);
+    s->rl_consent = td_ratelimit_new(cfg->consent_rps, cfg->consent_burst);
+    s->rl_authfail = td_ratelimit_new(cfg->auth_fail_rps, cfg->auth_fail_burst);
+    s->guard = td_conn_guard_new(cfg->request_timeout_s < 4 ? 250 : 1000);
+    if (!s->rl || !s->rl_admin || !s->rl_consent || !s->rl_authfail || !s->guard) {
+        snprintf(err, cap, "out of memory");
+        goto fail;
+    }
     s->metrics = td_metrics_new(td_route_count + 1);
     char listen[96];
     td_config_listen_text(cfg, listen, sizeof listen);
@@ -757,14 +934,15 @@ td_server *td_server_start(td_svc *svc, char *err, size_t cap)
         /* Headers beyond our own limit still fit, so we answer 414/431 ourselves;
          * no bigger, since MHD zeroes the pool for every request. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, mhd_pool_size(cfg), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_ARRAY,
+        edge_options(s), MHD_OPTION_END);
     if (!s->d) {
         snprintf(err, cap, "cannot listen on %s (in use?)", listen);
         goto fail;
     }
     return s;
 fail:
-    td_ratelimit_free(s->rl);
+    free_limits(s);
     td_metrics_free(s->metrics);
     free(s);
     return NULL;
@@ -810,8 +988,8 @@ int td_server_shutdown(td_server *s, int64_t drain_ms)
         td_log(TD_LOG_ERROR, "shutdown", "%d requests still in flight after the drain period", left);
         return -1;
     }
-    MHD_stop_daemon(s->d);
-    td_ratelimit_free(s->rl);
+    MHD_stop_daemon(s->d); /* closes every connection: td_conn_close on each */
+    free_limits(s);
     td_metrics_free(s->metrics);
     free(s);
     return 0;

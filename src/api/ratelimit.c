@@ -1,9 +1,12 @@
 /* ratelimit.c — token buckets in a fixed open-addressed table. A full table
- * evicts the bucket idle the longest, which at worst forgives a client. */
+ * evicts the bucket idle the longest, which at worst forgives a client. The
+ * same table counts requests per credential, per source address, and failed
+ * authentications per source address (one table each, http.c). */
 #include "api/ratelimit.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +16,7 @@
 #define PROBE 16
 
 typedef struct {
-    char key[65];
+    char key[TD_RATELIMIT_KEY_MAX];
     double tokens;
     int64_t last_us;
 } bucket;
@@ -49,12 +52,10 @@ static uint32_t hash(const char *s)
     return h;
 }
 
-int td_ratelimit_take(td_ratelimit *rl, const char *key)
+/* The bucket of key, created full if absent, refilled up to now. Under rl->mu. */
+static bucket *refilled(td_ratelimit *rl, const char *key, int64_t now)
 {
-    if (!rl || rl->rps <= 0) return 0;
-    int64_t now = td_mono_us();
     uint32_t h = hash(key);
-    pthread_mutex_lock(&rl->mu);
     bucket *b = NULL, *oldest = NULL;
     for (int i = 0; i < PROBE; i++) {
         bucket *s = &rl->slots[(h + (uint32_t)i) % SLOTS];
@@ -73,13 +74,35 @@ int td_ratelimit_take(td_ratelimit *rl, const char *key)
     b->tokens += (double)(now - b->last_us) / 1e6 * rl->rps;
     if (b->tokens > rl->burst) b->tokens = rl->burst;
     b->last_us = now;
-    int wait = 0;
-    if (b->tokens >= 1) {
-        b->tokens -= 1;
-    } else {
-        wait = (int)ceil((1 - b->tokens) / rl->rps);
-        if (wait < 1) wait = 1;
-    }
+    return b;
+}
+
+/* Seconds until b holds a whole token; 0 if it holds one. */
+static int wait_s(const td_ratelimit *rl, const bucket *b)
+{
+    if (b->tokens >= 1) return 0;
+    int wait = (int)ceil((1 - b->tokens) / rl->rps);
+    return wait < 1 ? 1 : wait;
+}
+
+static int take_or_peek(td_ratelimit *rl, const char *key, bool take)
+{
+    if (!rl || rl->rps <= 0) return 0;
+    int64_t now = td_mono_us();
+    pthread_mutex_lock(&rl->mu);
+    bucket *b = refilled(rl, key, now);
+    int wait = wait_s(rl, b);
+    if (!wait && take) b->tokens -= 1;
     pthread_mutex_unlock(&rl->mu);
     return wait;
+}
+
+int td_ratelimit_take(td_ratelimit *rl, const char *key)
+{
+    return take_or_peek(rl, key, true);
+}
+
+int td_ratelimit_peek(td_ratelimit *rl, const char *key)
+{
+    return take_or_peek(rl, key, false);
 }

@@ -84,6 +84,9 @@ static int parse_int_in(const char *name, const char *v, int64_t lo, int64_t hi,
 INT_SETTER(set_threads, threads, 1, 64, 1)
 INT_SETTER(set_max_conn, max_connections, 1, 100000, 1)
 INT_SETTER(set_conn_timeout, connection_timeout_s, 1, 3600, 1)
+INT_SETTER(set_max_conn_per_ip, max_connections_per_ip, 0, 100000, 1)
+INT_SETTER(set_request_timeout, request_timeout_s, 1, 3600, 1)
+INT_SETTER(set_body_min_rate, body_min_rate, 1, 1LL << 30, 1)
 INT_SETTER(set_body_max, body_max, 1024, 16 * 1024 * 1024, 1)
 INT_SETTER(set_request_ttl, request_ttl_ms, 1, 365LL * 86400, 1000)
 INT_SETTER(set_consent_ttl, consent_ttl_ms, 1, 86400, 1000)
@@ -131,23 +134,60 @@ static int set_tsp_bearer(td_config *c, const char *v, char *err, size_t cap)
     return 0;
 }
 
-/* "RPS" or "RPS:BURST"; 0 disables rate limiting. */
-static int set_rate(td_config *c, const char *v, char *err, size_t cap)
+/* "RPS" or "RPS:BURST" (burst default 2 × RPS); RPS 0 disables the limit. */
+static int parse_rate(const char *v, double *rps_out, double *burst_out)
 {
     char buf[64];
     int64_t rps, burst;
-    if (td_strlcpy(buf, v, sizeof buf)) goto bad;
+    if (td_strlcpy(buf, v, sizeof buf)) return -1;
     char *colon = strchr(buf, ':');
     if (colon) *colon = 0;
-    if (td_parse_i64(buf, &rps) || rps < 0 || rps > 10000000) goto bad;
+    if (td_parse_i64(buf, &rps) || rps < 0 || rps > 10000000) return -1;
     burst = rps * 2;
-    if (colon && (td_parse_i64(colon + 1, &burst) || burst < 1 || burst > 100000000)) goto bad;
-    c->rate_rps = (double)rps;
-    c->rate_burst = (double)(burst ? burst : 1);
+    if (colon && (td_parse_i64(colon + 1, &burst) || burst < 1 || burst > 100000000)) return -1;
+    *rps_out = (double)rps;
+    *burst_out = (double)(burst ? burst : 1);
     return 0;
-bad:
+}
+
+static int set_rate(td_config *c, const char *v, char *err, size_t cap)
+{
+    if (!parse_rate(v, &c->rate_rps, &c->rate_burst)) return 0;
     snprintf(err, cap, "rate-limit must be RPS or RPS:BURST, got '%s'", v);
     return -1;
+}
+
+static int set_admin_rate(td_config *c, const char *v, char *err, size_t cap)
+{
+    if (!parse_rate(v, &c->admin_rps, &c->admin_burst)) return 0;
+    snprintf(err, cap, "admin-rate-limit must be RPS or RPS:BURST, got '%s'", v);
+    return -1;
+}
+
+static int set_consent_rate(td_config *c, const char *v, char *err, size_t cap)
+{
+    if (!parse_rate(v, &c->consent_rps, &c->consent_burst)) return 0;
+    snprintf(err, cap, "consent-rate-limit must be RPS or RPS:BURST, got '%s'", v);
+    return -1;
+}
+
+/* "N:SECONDS": N failed authentications per SECONDS, as a bucket of N that
+ * refills over SECONDS; "0" (or N 0) disables the limit. */
+static int set_auth_failures(td_config *c, const char *v, char *err, size_t cap)
+{
+    char buf[64];
+    int64_t n, secs;
+    char *colon = NULL;
+    if (!strcmp(v, "0")) v = "0:1";
+    if (!td_strlcpy(buf, v, sizeof buf) && (colon = strchr(buf, ':'))) *colon = 0;
+    if (!colon || td_parse_i64(buf, &n) || n < 0 || n > 1000000 || td_parse_i64(colon + 1, &secs) || secs < 1 ||
+        secs > 86400) {
+        snprintf(err, cap, "auth-failure-limit must be N:SECONDS (N 0 disables), got '%s'", v);
+        return -1;
+    }
+    c->auth_fail_burst = n ? (double)n : 1;
+    c->auth_fail_rps = (double)n / (double)secs;
+    return 0;
 }
 
 /* "ACCESS=LOW,TRANSFER=STANDARD,STANDING_ORDER=PRIVILEGED". */
@@ -215,9 +255,24 @@ static const option OPTIONS[] = {
      "file holding the 32-byte master key, hex (default: master.key beside the SQLite file)"},
     {"threads", set_threads, "HTTP worker threads (default 2)"},
     {"max-connections", set_max_conn, "concurrent connections (default 4096)"},
-    {"connection-timeout", set_conn_timeout, "seconds before an idle or slow connection is closed (default 30)"},
+    {"max-connections-per-ip", set_max_conn_per_ip,
+     "concurrent connections from one source address; more are closed at once (0 = no cap; default 64)"},
+    {"connection-timeout", set_conn_timeout, "seconds before an idle connection is closed (default 30)"},
+    {"request-timeout", set_request_timeout,
+     "seconds a request's line and headers have to arrive whole, counted from the connection's start or the "
+     "previous answer's end plus connection-timeout; the body has as long again plus its size at body-min-rate "
+     "(default 20)"},
+    {"body-min-rate", set_body_min_rate, "bytes per second a request body must arrive at, on average (default 500)"},
     {"body-max", set_body_max, "largest request body in bytes (default 65536)"},
-    {"rate-limit", set_rate, "requests per second per credential, RPS[:BURST]; 0 disables (default 200:400)"},
+    {"rate-limit", set_rate,
+     "requests per second per member (all its API keys together) or per issuer and role, RPS[:BURST]; 0 "
+     "disables (default 200:400)"},
+    {"admin-rate-limit", set_admin_rate, "requests per second with the admin key, RPS[:BURST]; 0 disables (default 100:200)"},
+    {"consent-rate-limit", set_consent_rate,
+     "requests per second to the consent pages per source address, RPS[:BURST]; 0 disables (default 5:20)"},
+    {"auth-failure-limit", set_auth_failures,
+     "failed authentications per source address, N:SECONDS; beyond them every authenticated request from "
+     "that address is 429 until the budget refills; 0 disables (default 20:60)"},
     {"request-ttl", set_request_ttl, "seconds a token request stays open (default 3600)"},
     {"consent-ttl", set_consent_ttl, "seconds a consent link stays valid (default 600)"},
     {"access-ttl", set_access_ttl, "default access-token lifetime in seconds (default 7776000 = 90 days)"},
@@ -326,6 +381,15 @@ static void defaults(td_config *c)
     c->threads = 2;
     c->max_connections = 4096;
     c->connection_timeout_s = 30;
+    c->max_connections_per_ip = 64;
+    c->request_timeout_s = 20;
+    c->body_min_rate = 500;
+    c->admin_rps = 100;
+    c->admin_burst = 200;
+    c->consent_rps = 5;
+    c->consent_burst = 20;
+    c->auth_fail_rps = 20.0 / 60.0;
+    c->auth_fail_burst = 20;
     c->body_max = 65536;
     c->url_max = 2048;
     c->headers_max = 16384;

@@ -20,12 +20,21 @@ typedef struct td_config {
     uint8_t master_key[32];
     int threads; /* HTTP worker threads */
     int max_connections;
-    int connection_timeout_s; /* idle or slow clients are dropped after this */
+    int max_connections_per_ip; /* 0: no cap */
+    int connection_timeout_s;   /* idle clients are dropped after this */
+    int request_timeout_s;      /* a request's line and headers arrive whole within this (http.c) */
+    int64_t body_min_rate;      /* bytes/s a body must average after its grace of request_timeout_s */
     long body_max;            /* bytes */
     int url_max;
     int headers_max;
-    double rate_rps; /* per credential; 0 disables */
+    double rate_rps; /* per member or issuer and role (http.c owner_key); 0 disables */
     double rate_burst;
+    double admin_rps; /* the admin key; 0 disables */
+    double admin_burst;
+    double consent_rps; /* consent pages, per source address; 0 disables */
+    double consent_burst;
+    double auth_fail_rps; /* failed authentications per source address; 0 disables */
+    double auth_fail_burst;
     int64_t request_ttl_ms;    /* token requests expire after this */
     int64_t consent_ttl_ms;    /* consent links expire after this */
     int64_t access_ttl_ms;     /* default access-token lifetime */

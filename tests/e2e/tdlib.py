@@ -43,6 +43,13 @@ if E2E_STORE not in ("sqlite", "pg") or (E2E_STORE == "pg" and not PG_URL):
 DEFAULT_SETTINGS = {
     "fault-injection": "true",
     "rate-limit": "100000:100000",
+    # Tests send many bad credentials and consent requests from one address,
+    # and some open many connections; test_limits.py and test_slow_clients.py
+    # test these limits with their own values.
+    "admin-rate-limit": "100000:100000",
+    "auth-failure-limit": "100000:1",
+    "consent-rate-limit": "100000:100000",
+    "max-connections-per-ip": "1000",
 }
 
 # ---------------------------------------------------------------------------

@@ -155,6 +155,12 @@ static void test_defaults(void **state)
     assert_int_equal(c.connection_timeout_s, 30);
     assert_int_equal(c.body_max, 65536);
     assert_true(c.rate_rps == 200.0 && c.rate_burst == 400.0);
+    assert_true(c.admin_rps == 100.0 && c.admin_burst == 200.0);
+    assert_true(c.consent_rps == 5.0 && c.consent_burst == 20.0);
+    assert_true(c.auth_fail_burst == 20.0 && c.auth_fail_rps * 60 > 19.99 && c.auth_fail_rps * 60 < 20.01);
+    assert_int_equal(c.max_connections_per_ip, 64);
+    assert_int_equal(c.request_timeout_s, 20);
+    assert_int_equal(c.body_min_rate, 500);
     assert_true(c.request_ttl_ms == 3600 * 1000LL);
     assert_true(c.consent_ttl_ms == 600 * 1000LL);
     assert_true(c.access_ttl_ms == 90LL * 86400 * 1000);
@@ -327,6 +333,29 @@ static void test_bad_listen(void **state)
     assert_string_equal(c.listen_host, "::1"); /* brackets are URL syntax, not the address */
     assert_int_equal(c.listen_port, 65535);
     assert_string_equal(c.public_url, "http://[::1]:65535");
+}
+
+/* The abuse limits of docs/api.md: each refuses what it cannot mean. */
+static void test_abuse_limits(void **state)
+{
+    (void)state;
+    static const char *const bad_auth[] = {"", "5", "x:60", "5:0", "5:86401", "-1:60", "5:x", "1000001:60"};
+    for (size_t i = 0; i < sizeof bad_auth / sizeof bad_auth[0]; i++)
+        expect_error((char *const[]){"--auth-failure-limit", (char *)bad_auth[i], NULL},
+                     "auth-failure-limit must be N:SECONDS");
+    expect_error((char *const[]){"--admin-rate-limit", "x", NULL}, "admin-rate-limit must be RPS or RPS:BURST");
+    expect_error((char *const[]){"--consent-rate-limit", "1:0", NULL}, "consent-rate-limit must be RPS or RPS:BURST");
+    expect_error((char *const[]){"--request-timeout", "0", NULL}, "request_timeout_s must be an integer");
+    expect_error((char *const[]){"--body-min-rate", "0", NULL}, "body_min_rate must be an integer");
+    expect_error((char *const[]){"--max-connections-per-ip", "-1", NULL}, "max_connections_per_ip must be an integer");
+    td_config c;
+    expect_ok(&c, (char *const[]){"--auth-failure-limit", "6:3", "--admin-rate-limit", "0", "--consent-rate-limit",
+                                  "2:9", "--max-connections-per-ip", "0", NULL});
+    assert_true(c.auth_fail_burst == 6.0 && c.auth_fail_rps == 2.0);
+    assert_true(c.admin_rps == 0.0 && c.consent_rps == 2.0 && c.consent_burst == 9.0);
+    assert_int_equal(c.max_connections_per_ip, 0);
+    expect_ok(&c, (char *const[]){"--auth-failure-limit", "0", NULL});
+    assert_true(c.auth_fail_rps == 0.0); /* disabled */
 }
 
 static void test_bad_rate_limit(void **state)
@@ -568,6 +597,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_listen_ipv6, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_listen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_rate_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abuse_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_cancel_levels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_numbers_and_bools, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_command_line, setup, teardown),
