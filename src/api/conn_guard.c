@@ -15,26 +15,26 @@
 #include "util/log.h"
 #include "util/util.h"
 
-struct td_conn {
-    td_conn *prev, *next;
+struct td_guarded {
+    td_guarded *prev, *next;
     int fd;
     _Atomic int64_t deadline_us; /* 0: none */
     bool shut;                   /* under the guard's lock */
 };
 
 struct td_conn_guard {
-    pthread_mutex_t mu; /* the list; a socket is closed only after td_conn_close */
+    pthread_mutex_t mu; /* the list; a socket is closed only after td_guard_close */
     pthread_cond_t wake;
-    td_conn *head;
+    td_guarded *head;
     int64_t sweep_ms;
     bool stop;
     pthread_t sweeper;
     _Atomic uint64_t swept;
 };
 
-td_conn *td_conn_open(td_conn_guard *g, int fd)
+td_guarded *td_guard_open(td_conn_guard *g, int fd)
 {
-    td_conn *c = calloc(1, sizeof *c);
+    td_guarded *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->fd = fd;
     pthread_mutex_lock(&g->mu);
@@ -45,7 +45,7 @@ td_conn *td_conn_open(td_conn_guard *g, int fd)
     return c;
 }
 
-void td_conn_close(td_conn_guard *g, td_conn *c)
+void td_guard_close(td_conn_guard *g, td_guarded *c)
 {
     if (!c) return;
     pthread_mutex_lock(&g->mu);
@@ -56,7 +56,7 @@ void td_conn_close(td_conn_guard *g, td_conn *c)
     free(c);
 }
 
-void td_conn_deadline(td_conn *c, int64_t deadline_us)
+void td_guard_deadline(td_guarded *c, int64_t deadline_us)
 {
     if (c) atomic_store(&c->deadline_us, deadline_us);
 }
@@ -71,7 +71,7 @@ uint64_t td_conn_guard_swept(const td_conn_guard *g)
 static int sweep(td_conn_guard *g, int64_t now)
 {
     int n = 0;
-    for (td_conn *c = g->head; c; c = c->next) {
+    for (td_guarded *c = g->head; c; c = c->next) {
         int64_t d = atomic_load(&c->deadline_us);
         if (c->shut || !d || now < d) continue;
         shutdown(c->fd, SHUT_RDWR);
@@ -127,7 +127,7 @@ void td_conn_guard_free(td_conn_guard *g)
     pthread_cond_signal(&g->wake);
     pthread_mutex_unlock(&g->mu);
     pthread_join(g->sweeper, NULL);
-    for (td_conn *c = g->head, *next; c; c = next) {
+    for (td_guarded *c = g->head, *next; c; c = next) {
         next = c->next;
         free(c);
     }

@@ -536,16 +536,16 @@ static int64_t request_timeout_us(const td_req *r)
 /* The request line and headers must arrive whole by this time, from the
  * connection's start or, on a kept-alive connection, from the previous
  * answer's end plus the idle allowance (connection-timeout). */
-static void await_request(td_conn *c, const td_config *cfg, int64_t idle_s)
+static void await_request(td_guarded *c, const td_config *cfg, int64_t idle_s)
 {
-    td_conn_deadline(c, td_mono_us() + (idle_s + cfg->request_timeout_s) * (int64_t)1000000);
+    td_guard_deadline(c, td_mono_us() + (idle_s + cfg->request_timeout_s) * (int64_t)1000000);
 }
 
 /* The body must keep up body-min-rate on average, after a grace of
  * request-timeout from the end of the headers. */
 static void await_body(td_req *r, size_t received)
 {
-    td_conn_deadline(r->guard, r->headers_us + request_timeout_us(r) +
+    td_guard_deadline(r->guard, r->headers_us + request_timeout_us(r) +
                                    (int64_t)((double)received * 1e6 / (double)r->svc->cfg->body_min_rate));
 }
 
@@ -554,12 +554,12 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 {
     td_server *srv = cls;
     if (what == MHD_CONNECTION_NOTIFY_CLOSED) {
-        td_conn_close(srv->guard, *socket_context);
+        td_guard_close(srv->guard, *socket_context);
         *socket_context = NULL;
         return;
     }
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    td_conn *c = ci ? td_conn_open(srv->guard, ci->connect_fd) : NULL;
+    td_guarded *c = ci ? td_guard_open(srv->guard, ci->connect_fd) : NULL;
     await_request(c, srv->svc->cfg, 0);
     *socket_context = c;
 }
@@ -795,7 +795,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return MHD_YES;
     }
-    td_conn_deadline(r->guard, 0); /* whole: answering it has no deadline here */
+    td_guard_deadline(r->guard, 0); /* whole: answering it has no deadline here */
     if (r->dispatched) {
         /* Resumed: the completion set the answer under the lock. */
         pthread_mutex_lock(&r->mu);
@@ -988,7 +988,7 @@ int td_server_shutdown(td_server *s, int64_t drain_ms)
         td_log(TD_LOG_ERROR, "shutdown", "%d requests still in flight after the drain period", left);
         return -1;
     }
-    MHD_stop_daemon(s->d); /* closes every connection: td_conn_close on each */
+    MHD_stop_daemon(s->d); /* closes every connection: td_guard_close on each */
     free_limits(s);
     td_metrics_free(s->metrics);
     free(s);

@@ -19,7 +19,7 @@ typedef struct td_server td_server;
 typedef struct td_svc td_svc;
 typedef struct td_req td_req;
 typedef struct td_notify td_notify;
-typedef struct td_conn td_conn;
+typedef struct td_guarded td_guarded; /* conn_guard.h */
 
 typedef enum { TD_GET, TD_POST, TD_PUT, TD_DELETE, TD_METHOD_OTHER } td_method;
 
@@ -87,7 +87,7 @@ struct td_req {
 
     char trace_id[40];
     int64_t start_us;
-    td_conn *guard;     /* the connection's request deadline (conn_guard.h); NULL: unguarded */
+    td_guarded *guard;  /* the connection's request deadline (conn_guard.h); NULL: unguarded */
     int64_t headers_us; /* when the headers were whole: the body's deadline counts from here */
     size_t body_seen;   /* body bytes received, kept or not */
     td_auth auth;
