@@ -39,6 +39,27 @@ static void fz_canonical(const char *text, size_t len)
     free(c2);
 }
 
+/* Whether the top-level payloadSignatures is the last place its key appears
+ * in the text: nothing in its array, nor in any top-level member after it,
+ * holds the key. tokend writes tokens so (payload first, signatures after,
+ * the signatures themselves never holding it): that is the edit's contract. */
+static bool signatures_key_is_last(json_t *token)
+{
+    bool after = false, last = true;
+    const char *key;
+    json_t *v;
+    json_object_foreach(token, key, v)
+    {
+        if (!strcmp(key, "payloadSignatures")) after = true;
+        if (!after) continue;
+        char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!t || strstr(t, "\"payloadSignatures\"")) last = false;
+        free(t);
+        if (after && strcmp(key, "payloadSignatures") && strstr(key, "payloadSignatures")) last = false;
+    }
+    return last;
+}
+
 /* A signature added to a stored token: the result is the same JSON with one
  * more element at the end of the top-level payloadSignatures, nothing else. */
 static void fz_add_signature(const char *text)
@@ -54,7 +75,7 @@ static void fz_add_signature(const char *text)
         char *as_written = before ? json_dumps(before, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         bool tokends = as_written && !strcmp(as_written, text);
         free(as_written);
-        if (tokends && json_is_array(json_object_get(before, "payloadSignatures"))) {
+        if (tokends && json_is_array(json_object_get(before, "payloadSignatures")) && signatures_key_is_last(before)) {
             FZ_CHECK(after);
             json_t *sigs = json_object_get(after, "payloadSignatures");
             size_t n = json_array_size(sigs);
