@@ -345,8 +345,11 @@ static td_err require_client_cert(td_req *r, td_error *e)
 static td_err check_binding(td_req *r, const td_cred_rec *cred, td_error *e)
 {
     if (!cred->cert_sha256[0]) return TD_OK;
-    if (request_peer(r) == TD_PEER_VALID && !strcmp(r->peer_sha256, cred->cert_sha256)) return TD_OK;
-    return td_fail(e, TD_E_UNAUTHENTICATED, "this API key is bound to another client certificate");
+    td_peer p = request_peer(r);
+    if (p == TD_PEER_VALID && !strcmp(r->peer_sha256, cred->cert_sha256)) return TD_OK;
+    return td_fail(e, TD_E_UNAUTHENTICATED,
+                   p == TD_PEER_NONE ? "this API key is bound to a client certificate: present it (mutual TLS)"
+                                     : "this API key is bound to another client certificate");
 }
 
 /* Looks the key up and fills r->auth. Store trouble is 503; an unknown key 401. */

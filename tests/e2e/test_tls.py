@@ -310,7 +310,8 @@ def test_bound_member_key_on_a_face_without_the_requirement(tokend_factory, pki)
     c = tdlib.Client(srv, headers={"Authorization": "Bearer " + key}, capture=False)
     r = c.get("/tokens", params={"page.limit": "1"})
     tdlib.assert_tokenio_error(r, 401, "UNAUTHENTICATED")
-    assert "bound to another client certificate" in r.json()["error"]["message"]
+    assert "bound to a client certificate: present it" in r.json()["error"]["message"]
+    assert key not in r.text
     assert with_cert(c, pki, "client-a").get("/tokens", params={"page.limit": "1"}).status_code == 200
     assert srv.stop() == 0
     srv2 = tokend_factory.restart(srv)
