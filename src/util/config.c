@@ -275,7 +275,7 @@ typedef struct {
 static const option OPTIONS[] = {
     {"listen", set_listen, "ADDR:PORT to listen on, [ADDR]:PORT for IPv6 (default 127.0.0.1:8080)"},
     {"store", set_store, "store URL, sqlite:PATH (default sqlite:./var/tokend.db)"},
-    {"public-url", set_public_url, "base URL of consent links (default http://LISTEN)"},
+    {"public-url", set_public_url, "base URL of consent links (default http://LISTEN, https://LISTEN with tls-cert)"},
     {"admin-key", set_admin_key, "admin API key (prefer TOKEND_ADMIN_KEY or admin-key-file)"},
     {"admin-key-file", set_admin_key_file,
      "file holding the admin API key (default: admin.key beside the SQLite file)"},
