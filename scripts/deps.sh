@@ -7,11 +7,11 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   build-essential cmake pkg-config clang
-  libmicrohttpd-dev libjansson-dev libsodium-dev libsqlite3-dev libcurl4-openssl-dev
+  libmicrohttpd-dev libgnutls28-dev libjansson-dev libsodium-dev libsqlite3-dev libcurl4-openssl-dev
   libpq-dev libcmocka-dev
   python3 python3-pytest python3-requests
   nodejs npm
-  sqlite3 curl jq
+  sqlite3 curl jq openssl
 )
 # Only the test command needs these (benchmarks need wrk and nginx too).
 # PostgreSQL and pg_auto_failover: the tests start their own throwaway clusters

@@ -1,7 +1,8 @@
 /* main.c — `tokend serve`: load settings and keys, open the store, make the
- * TSP connector, serve HTTP, run the step-up timers and the notification
- * delivery worker until SIGTERM/SIGINT, then drain requests, stop the timers,
- * let the deliveries in flight finish, and commit before exiting. */
+ * TSP connector, serve HTTP(S), run the step-up timers and the notification
+ * delivery worker until SIGTERM/SIGINT (SIGHUP rereads the TLS certificates),
+ * then drain requests, stop the timers, let the deliveries in flight finish,
+ * and commit before exiting. */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,6 +39,22 @@ static void wake_delivery(void)
     td_notify_kick(atomic_load(&hooked_worker));
 }
 
+/* Waits for SIGTERM or SIGINT (returned); each SIGHUP meanwhile rereads the
+ * TLS files, and a failed reload keeps the certificates in use. */
+static int wait_for_stop(const sigset_t *signals, td_server *srv)
+{
+    for (;;) {
+        int sig = 0;
+        sigwait(signals, &sig);
+        if (sig != SIGHUP) return sig;
+        char err[512];
+        if (td_server_reload_tls(srv, err, sizeof err))
+            td_log(TD_LOG_WARN, "tls_reload", "SIGHUP: %s; the certificates in use stay", err);
+        else
+            td_log(TD_LOG_INFO, "tls_reload", "SIGHUP: TLS certificate, key and client CAs reread; new connections use them");
+    }
+}
+
 static int serve(int argc, char **argv)
 {
     static td_config cfg;
@@ -51,6 +68,7 @@ static int serve(int argc, char **argv)
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (td_config_load(&cfg, argc, argv, err, sizeof err)) {
@@ -120,10 +138,11 @@ static int serve(int argc, char **argv)
     td_store_redact_url(cfg.store_url, store_shown, sizeof store_shown);
     char listen[96];
     td_config_listen_text(&cfg, listen, sizeof listen);
-    td_log(TD_LOG_INFO, "listening", "tokend listening on http://%s (store %s); admin key in %s. Try: curl http://%s/healthz",
-           listen, store_shown, cfg.admin_key_file[0] ? cfg.admin_key_file : "TOKEND_ADMIN_KEY", listen);
-    int sig = 0;
-    sigwait(&stop, &sig);
+    const char *scheme = td_config_tls(&cfg) ? "https" : "http";
+    td_log(TD_LOG_INFO, "listening", "tokend listening on %s://%s (store %s); admin key in %s. Try: curl %s://%s/healthz",
+           scheme, listen, store_shown, cfg.admin_key_file[0] ? cfg.admin_key_file : "TOKEND_ADMIN_KEY", scheme,
+           listen);
+    int sig = wait_for_stop(&stop, srv);
     td_log(TD_LOG_INFO, "shutdown", "signal %d: draining requests and commits", sig);
     /* Longer than a write may wait for the writer, so every parked request ends. */
     if (td_server_shutdown(srv, cfg.commit_timeout_ms + 5000) != 0) {

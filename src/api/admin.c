@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api/faces.h"
+#include "api/tls.h"
 #include "crypto/crypto.h"
 #include "service/cards.h"
 #include "service/delivery.h"
@@ -38,20 +39,50 @@ void admin_create_member(td_req *r)
 
 static void render_api_key(td_write *w)
 {
-    td_write_answer(w, 201, json_pack("{s:s}", "apiKey", ((td_create_api_key *)w)->api_key));
+    td_create_api_key *cmd = (td_create_api_key *)w;
+    json_t *v = json_pack("{s:s}", "apiKey", cmd->api_key);
+    if (v && cmd->cert_sha256[0]) json_object_set_new(v, "certFingerprint", json_string(cmd->cert_sha256));
+    td_write_answer(w, 201, v);
+}
+
+/* body.certFingerprint: the SHA-256 fingerprint of the client certificate an
+ * API key is bound to (docs/operations.md, "TLS"); out "" when absent, or null
+ * where null_unbinds. */
+static int parse_cert_fingerprint(json_t *b, bool required, bool null_unbinds, char out[65], td_error *e)
+{
+    json_t *v = json_object_get(b, "certFingerprint");
+    out[0] = 0;
+    if (!v && !required) return 0;
+    if (!v) {
+        td_fail(e, TD_E_INVALID_ARGUMENT, "body.certFingerprint is required (null unbinds)");
+        return -1;
+    }
+    if (json_is_null(v) && null_unbinds) return 0;
+    const char *s = json_string_value(v);
+    if (!s || strlen(s) != json_string_length(v) || td_tls_fingerprint_parse(s, out)) {
+        out[0] = 0;
+        td_fail(e, TD_E_INVALID_ARGUMENT,
+                "body.certFingerprint must be the client certificate's SHA-256 fingerprint: 64 hex digits, "
+                "in pairs separated by ':' or not%s",
+                null_unbinds ? ", or null to unbind" : "");
+        return -1;
+    }
+    return 0;
 }
 
 void admin_create_member_api_key(td_req *r)
 {
-    static const char *const ALLOWED[] = {"level", NULL};
+    static const char *const ALLOWED[] = {"level", "certFingerprint", NULL};
     if (!td_param_id(r, 0, "memberId")) return;
     td_error e = {0};
     const char *level;
     td_level lvl;
+    char fp[65];
     json_t *b = td_body_json(r, &e);
     if (!b || td_json_only(b, "body", ALLOWED, &e) || td_json_string(b, "body", "level", true, 16, &level, &e) ||
         (td_level_parse(level, &lvl) &&
-         td_fail(&e, TD_E_INVALID_ARGUMENT, "level must be LOW, STANDARD or PRIVILEGED"))) {
+         td_fail(&e, TD_E_INVALID_ARGUMENT, "level must be LOW, STANDARD or PRIVILEGED")) ||
+        parse_cert_fingerprint(b, false, false, fp, &e)) {
         json_decref(b);
         td_reply_error(r, &e, r->params[0]);
         return;
@@ -62,6 +93,7 @@ void admin_create_member_api_key(td_req *r)
     cmd->kind = TD_CRED_MEMBER;
     td_strlcpy(cmd->owner_id, r->params[0], sizeof cmd->owner_id);
     cmd->level = lvl;
+    td_strlcpy(cmd->cert_sha256, fp, sizeof cmd->cert_sha256);
     cmd->w.subject = cmd->owner_id;
     td_svc_create_api_key(r->svc, cmd);
 }
@@ -103,9 +135,10 @@ void admin_create_issuer(td_req *r)
 
 void admin_create_issuer_api_key(td_req *r)
 {
-    static const char *const ALLOWED[] = {"role", NULL};
+    static const char *const ALLOWED[] = {"role", "certFingerprint", NULL};
     td_error e = {0};
     const char *role;
+    char fp[65];
     if (!valid_issuer_id(r->params[0])) {
         td_reply_err(r, TD_E_INVALID_ARGUMENT, "issuerId must be exactly 10 characters of [A-Za-z0-9_-]");
         return;
@@ -113,7 +146,8 @@ void admin_create_issuer_api_key(td_req *r)
     json_t *b = td_body_json(r, &e);
     if (!b || td_json_only(b, "body", ALLOWED, &e) || td_json_string(b, "body", "role", true, 16, &role, &e) ||
         (strcmp(role, "issuer") && strcmp(role, "network") &&
-         td_fail(&e, TD_E_INVALID_ARGUMENT, "role must be issuer or network"))) {
+         td_fail(&e, TD_E_INVALID_ARGUMENT, "role must be issuer or network")) ||
+        parse_cert_fingerprint(b, false, false, fp, &e)) {
         json_decref(b);
         td_reply_error(r, &e, r->params[0]);
         return;
@@ -123,10 +157,61 @@ void admin_create_issuer_api_key(td_req *r)
         cmd->kind = TD_CRED_ISSUER;
         td_strlcpy(cmd->owner_id, r->params[0], sizeof cmd->owner_id);
         td_strlcpy(cmd->role, role, sizeof cmd->role);
+        td_strlcpy(cmd->cert_sha256, fp, sizeof cmd->cert_sha256);
         cmd->w.subject = cmd->owner_id;
     }
     json_decref(b);
     if (cmd) td_svc_create_api_key(r->svc, cmd);
+}
+
+static void render_binding(td_write *w)
+{
+    td_bind_api_key *cmd = (td_bind_api_key *)w;
+    td_write_answer(w, 200,
+                    json_pack("{s:o}", "certFingerprint",
+                              cmd->cert_sha256[0] ? json_string(cmd->cert_sha256) : json_null()));
+}
+
+/* {"apiKey": "tk_...", "certFingerprint": "<SHA-256>" | null}: the key (shown
+ * once at creation, so its holder names it) gets bound to that client
+ * certificate, or unbound. The key is hashed here and never kept or echoed. */
+static void bind_api_key(td_req *r, td_cred_kind kind)
+{
+    static const char *const ALLOWED[] = {"apiKey", "certFingerprint", NULL};
+    td_error e = {0};
+    const char *key;
+    char fp[65];
+    json_t *b = td_body_json(r, &e);
+    if (!b || td_json_only(b, "body", ALLOWED, &e) || td_json_string(b, "body", "apiKey", true, 200, &key, &e) ||
+        parse_cert_fingerprint(b, true, true, fp, &e)) {
+        json_decref(b);
+        td_reply_error(r, &e, r->params[0]);
+        return;
+    }
+    td_bind_api_key *cmd = td_face_new_write(r, sizeof *cmd, render_binding);
+    if (cmd) {
+        cmd->kind = kind;
+        td_strlcpy(cmd->owner_id, r->params[0], sizeof cmd->owner_id);
+        td_api_key_hash(key, cmd->key_hash);
+        td_strlcpy(cmd->cert_sha256, fp, sizeof cmd->cert_sha256);
+        cmd->w.subject = cmd->owner_id;
+    }
+    json_decref(b);
+    if (cmd) td_svc_bind_api_key(r->svc, cmd);
+}
+
+void admin_bind_member_api_key(td_req *r)
+{
+    if (td_param_id(r, 0, "memberId")) bind_api_key(r, TD_CRED_MEMBER);
+}
+
+void admin_bind_issuer_api_key(td_req *r)
+{
+    if (!valid_issuer_id(r->params[0])) {
+        td_reply_err(r, TD_E_INVALID_ARGUMENT, "issuerId must be exactly 10 characters of [A-Za-z0-9_-]");
+        return;
+    }
+    bind_api_key(r, TD_CRED_ISSUER);
 }
 
 /* {"store": "none" | "unavailable" | "stalled"} — only with fault-injection on. */

@@ -111,6 +111,8 @@ void admin_create_member(td_req *r);
 void admin_create_member_api_key(td_req *r);
 void admin_create_issuer(td_req *r);
 void admin_create_issuer_api_key(td_req *r);
+void admin_bind_member_api_key(td_req *r);
+void admin_bind_issuer_api_key(td_req *r);
 void admin_set_fault(td_req *r);
 void admin_put_card_policy(td_req *r);
 void admin_get_card_policy(td_req *r);

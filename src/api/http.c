@@ -21,6 +21,7 @@
 #include "api/conn_guard.h"
 #include "api/metrics.h"
 #include "api/ratelimit.h"
+#include "api/tls.h"
 #include "crypto/crypto.h"
 #include "service/service.h"
 #include "util/log.h"
@@ -36,6 +37,7 @@ struct td_server {
     td_conn_guard *guard;      /* request deadlines (conn_guard.h) */
     struct MHD_OptionItem edge_opts[3];
     td_metrics *metrics;
+    td_tls *tls; /* NULL: plain HTTP */
     atomic_int inflight;
     _Atomic(const td_notify *) notify; /* the worker /metrics reads; NULL: none */
 };
@@ -322,6 +324,40 @@ static int b64_decode_std(const char *in, char *out, size_t cap)
     return memchr(out, 0, n) ? -1 : 0;
 }
 
+/* The connection's client certificate, looked at once per request. */
+static td_peer request_peer(td_req *r)
+{
+    if (!r->peer_checked) {
+        r->peer = r->srv->tls ? td_tls_peer(r->srv->tls, r->conn, r->peer_sha256) : TD_PEER_NONE;
+        r->peer_checked = true;
+    }
+    return (td_peer)r->peer;
+}
+
+/* A face listed in --tls-client-faces takes no request without a client
+ * certificate valid for the client CAs: 401, before any credential is read. */
+static td_err require_client_cert(td_req *r, td_error *e)
+{
+    if (!(r->svc->cfg->tls_client_faces & td_route_tls_face(r->route))) return TD_OK;
+    td_peer p = request_peer(r);
+    if (p == TD_PEER_VALID) return TD_OK;
+    return td_fail(e, TD_E_UNAUTHENTICATED,
+                   p == TD_PEER_NONE ? "this endpoint needs a client certificate (mutual TLS)"
+                                     : "the client certificate is not valid for this server's client CAs");
+}
+
+/* An API key bound to a certificate is valid only on a connection that
+ * presented that certificate, valid for the client CAs. */
+static td_err check_binding(td_req *r, const td_cred_rec *cred, td_error *e)
+{
+    if (!cred->cert_sha256[0]) return TD_OK;
+    td_peer p = request_peer(r);
+    if (p == TD_PEER_VALID && !strcmp(r->peer_sha256, cred->cert_sha256)) return TD_OK;
+    return td_fail(e, TD_E_UNAUTHENTICATED,
+                   p == TD_PEER_NONE ? "this API key is bound to a client certificate: present it (mutual TLS)"
+                                     : "this API key is bound to another client certificate");
+}
+
 /* Looks the key up and fills r->auth. Store trouble is 503; an unknown key 401. */
 static td_err authenticate_key(td_req *r, const char *key, td_cred_rec *cred, td_error *e)
 {
@@ -331,7 +367,7 @@ static td_err authenticate_key(td_req *r, const char *key, td_cred_rec *cred, td
     td_err rc = td_svc_authenticate(r->svc, key, cred, e);
     if (rc == TD_E_UNAVAILABLE) return rc;
     if (rc != TD_OK) return td_fail(e, TD_E_UNAUTHENTICATED, "invalid API key");
-    return TD_OK;
+    return check_binding(r, cred, e);
 }
 
 static void accept_cred(td_req *r, const td_cred_rec *cred)
@@ -690,6 +726,11 @@ static void start_request(td_req *r, const char *url, const char *method, const 
         td_reply_err(r, TD_E_BODY_TOO_LARGE, NULL);
         return;
     }
+    td_err rc = r->srv->tls ? require_client_cert(r, &e) : TD_OK;
+    if (rc != TD_OK) {
+        td_reply_error(r, &e, "");
+        return;
+    }
     if (!authenticate(r)) return;
     within_rate(r);
 }
@@ -896,12 +937,31 @@ static void free_limits(td_server *s)
     td_conn_guard_free(s->guard);
 }
 
+/* HTTPS: the certificates loaded, and libmicrohttpd's options for them
+ * (opts: 4 items); plain HTTP leaves opts empty. */
+static int setup_tls(td_server *s, unsigned *flags, struct MHD_OptionItem *opts, char *err, size_t cap)
+{
+    opts[0] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    if (!td_config_tls(s->svc->cfg)) return 0;
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+        MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
+        snprintf(err, cap, "this libmicrohttpd was built without HTTPS (GnuTLS) support");
+        return -1;
+    }
+    s->tls = td_tls_new(s->svc->cfg, err, cap);
+    if (!s->tls) return -1;
+    td_tls_mhd_options(s->tls, opts);
+    *flags |= MHD_USE_TLS;
+    return 0;
+}
+
 td_server *td_server_start(td_svc *svc, char *err, size_t cap)
 {
     td_config *cfg = svc->cfg;
     td_server *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->svc = svc;
+    struct MHD_OptionItem tls_opts[4];
     s->rl = td_ratelimit_new(cfg->rate_rps, cfg->rate_burst);
     s->rl_admin = td_ratelimit_new(cfg->admin_rps, cfg->admin_burst);
     s->rl_consent = td_ratelimit_new(cfg->consent_rps, cfg->consent_burst);
@@ -926,6 +986,7 @@ td_server *td_server_start(td_svc *svc, char *err, size_t cap)
         snprintf(err, cap, "listen address must be an IPv4 or IPv6 address, got '%s'", cfg->listen_host);
         goto fail;
     }
+    if (setup_tls(s, &flags, tls_opts, err, cap)) goto fail;
     s->d = MHD_start_daemon(
         flags, cfg->listen_port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, NULL,
         MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads,
@@ -935,7 +996,7 @@ td_server *td_server_start(td_svc *svc, char *err, size_t cap)
          * no bigger, since MHD zeroes the pool for every request. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, mhd_pool_size(cfg), MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_ARRAY,
-        edge_options(s), MHD_OPTION_END);
+        edge_options(s), MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!s->d) {
         snprintf(err, cap, "cannot listen on %s (in use?)", listen);
         goto fail;
@@ -943,9 +1004,19 @@ td_server *td_server_start(td_svc *svc, char *err, size_t cap)
     return s;
 fail:
     free_limits(s);
+    td_tls_free(s->tls);
     td_metrics_free(s->metrics);
     free(s);
     return NULL;
+}
+
+int td_server_reload_tls(td_server *s, char *err, size_t cap)
+{
+    if (!s->tls) {
+        snprintf(err, cap, "not serving HTTPS (no tls-cert): nothing to reload");
+        return -1;
+    }
+    return td_tls_reload(s->tls, err, cap);
 }
 
 /* Stop accepting: new clients get a refused connection, not a hang.
@@ -990,6 +1061,7 @@ int td_server_shutdown(td_server *s, int64_t drain_ms)
     }
     MHD_stop_daemon(s->d); /* closes every connection: td_guard_close on each */
     free_limits(s);
+    td_tls_free(s->tls);
     td_metrics_free(s->metrics);
     free(s);
     return 0;

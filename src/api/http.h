@@ -107,6 +107,12 @@ struct td_req {
     bool dispatched;    /* the handler ran */
     pthread_mutex_t mu; /* orders the answer against suspending */
     void *pending;      /* a write in flight (freed by its completion) */
+
+    /* HTTPS: the client certificate, looked at once when a face or a bound
+     * credential needs it (td_tls_peer's answer; its SHA-256 in hex). */
+    bool peer_checked;
+    int peer;
+    char peer_sha256[65];
 };
 
 /* Answers. Each sets r->ready. */
@@ -146,6 +152,9 @@ const char *td_idempotency_key(td_req *r, td_error *e);
 extern const td_route td_routes[];
 extern const int td_route_count;
 
+/* The td_tls_face (util/config.h) a route belongs to, for --tls-client-faces. */
+unsigned td_route_tls_face(const td_route *rt);
+
 /* The face whose shape errors take on a path no route matched: /banking/ and
  * /network/ → D1, /igwapi/v2.0/ → classic, anything else → Token.io. */
 td_face td_face_of_path(const char *path);
@@ -169,6 +178,10 @@ td_server *td_server_start(td_svc *svc, char *err, size_t cap);
  * (including writes waiting for their commit), then stops. Returns -1 if
  * requests were still in flight: the server is then left as it is. */
 int td_server_shutdown(td_server *s, int64_t drain_ms);
+/* Rereads the TLS certificate, key and client CAs (SIGHUP): new connections
+ * use them, open ones keep theirs. 0, or -1 with a message (nothing changed;
+ * also when the server is not serving HTTPS). */
+int td_server_reload_tls(td_server *s, char *err, size_t cap);
 /* The notification worker whose counters /metrics shows (notify/notify.h);
  * until it is set, or with NULL, they read zero. Thread-safe. */
 void td_server_set_notify(td_server *s, const td_notify *w);

@@ -4,6 +4,7 @@
 
 #include "api/faces.h"
 #include "api/http.h"
+#include "util/config.h"
 #include "util/util.h"
 
 #define R(m, p, h, a, f)                                                                                               \
@@ -138,6 +139,10 @@ const td_route td_routes[] = {
     R(TD_POST, "/admin/v1/members/{memberId}/api-keys", admin_create_member_api_key, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
     R(TD_POST, "/admin/v1/issuers", admin_create_issuer, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
     R(TD_POST, "/admin/v1/issuers/{issuerId}/api-keys", admin_create_issuer_api_key, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
+    R(TD_POST, "/admin/v1/members/{memberId}/api-keys:bind", admin_bind_member_api_key, TD_AUTH_ADMIN,
+      TD_FACE_TOKENIO),
+    R(TD_POST, "/admin/v1/issuers/{issuerId}/api-keys:bind", admin_bind_issuer_api_key, TD_AUTH_ADMIN,
+      TD_FACE_TOKENIO),
     R(TD_POST, "/admin/v1/faults", admin_set_fault, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
     R(TD_PUT, "/admin/v1/issuers/{issuerId}/card-policy", admin_put_card_policy, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
     R(TD_GET, "/admin/v1/issuers/{issuerId}/card-policy", admin_get_card_policy, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
@@ -149,6 +154,21 @@ const td_route td_routes[] = {
     R(TD_POST, "/admin/v1/tsp", admin_set_tsp, TD_AUTH_ADMIN, TD_FACE_TOKENIO),
 };
 const int td_route_count = (int)(sizeof td_routes / sizeof td_routes[0]);
+
+/* Derived from who may call a route and how it answers, which already say
+ * which face it is part of. */
+unsigned td_route_tls_face(const td_route *rt)
+{
+    switch (rt->auth) {
+    case TD_AUTH_NETWORK: return TD_TLS_FACE_NETWORK;
+    case TD_AUTH_ISSUER: return rt->face == TD_FACE_CLASSIC ? TD_TLS_FACE_CLASSIC : TD_TLS_FACE_ISSUER;
+    case TD_AUTH_ADMIN: return TD_TLS_FACE_ADMIN;
+    case TD_AUTH_MEMBER:
+    case TD_AUTH_MEMBER_OR_ISSUER: return TD_TLS_FACE_TOKEN;
+    case TD_AUTH_NONE: break;
+    }
+    return rt->face == TD_FACE_HTML ? TD_TLS_FACE_CONSENT : TD_TLS_FACE_OPS;
+}
 
 td_face td_face_of_path(const char *path)
 {

@@ -89,6 +89,7 @@ static td_st run_create_api_key(td_conn *c, td_write *w)
     td_strlcpy(k.owner_id, cmd->owner_id, sizeof k.owner_id);
     k.level = cmd->level;
     td_strlcpy(k.role, cmd->role, sizeof k.role);
+    td_strlcpy(k.cert_sha256, cmd->cert_sha256, sizeof k.cert_sha256);
     k.created_ms = td_now_ms();
     return OPS(w)->cred_insert(c, &k);
 }
@@ -232,6 +233,44 @@ static void cred_remember(const td_cred_rec *cred)
     cred_cache.slot[i].cred = *cred;
     cred_cache.slot[i].until_us = td_mono_us() + CRED_TTL_US;
     pthread_mutex_unlock(&cred_cache.mu);
+}
+
+/* Drops a credential from the cache: its next use reads the store. */
+static void cred_forget(const char *hash)
+{
+    unsigned i = cred_slot(hash);
+    pthread_mutex_lock(&cred_cache.mu);
+    if (!strcmp(cred_cache.slot[i].cred.hash, hash)) cred_cache.slot[i].until_us = 0;
+    pthread_mutex_unlock(&cred_cache.mu);
+}
+
+static td_st run_bind_api_key(td_conn *c, td_write *w)
+{
+    td_bind_api_key *cmd = (td_bind_api_key *)w;
+    td_st st = OPS(w)->cred_bind(c, cmd->key_hash, cmd->kind, cmd->owner_id, cmd->cert_sha256);
+    if (st == TD_ST_NOT_FOUND) {
+        td_fail(&w->err, TD_E_NOT_FOUND, "%s %s has no such API key", cmd->kind == TD_CRED_MEMBER ? "member" : "issuer",
+                cmd->owner_id);
+        return TD_ST_OK;
+    }
+    return st;
+}
+
+/* After the commit and before the answer: the caller's next request, on this
+ * node, is checked against the new binding. */
+static void bind_api_key_done(td_write *w)
+{
+    td_bind_api_key *cmd = (td_bind_api_key *)w;
+    cred_forget(cmd->key_hash);
+    cmd->face_complete(w);
+}
+
+void td_svc_bind_api_key(td_svc *svc, td_bind_api_key *cmd)
+{
+    cmd->w.run = run_bind_api_key;
+    cmd->face_complete = cmd->w.complete;
+    cmd->w.complete = bind_api_key_done;
+    td_svc_submit(svc, &cmd->w);
 }
 
 td_err td_svc_authenticate(td_svc *svc, const char *api_key, td_cred_rec *cred, td_error *e)

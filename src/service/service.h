@@ -81,9 +81,24 @@ typedef struct {
     char owner_id[TD_ID_MAX];
     td_level level;   /* members */
     char role[16];    /* issuers */
+    char cert_sha256[65]; /* bound client certificate (SHA-256 of its DER, hex); "" = none */
     char api_key[80]; /* out, shown once */
 } td_create_api_key;
 void td_svc_create_api_key(td_svc *svc, td_create_api_key *cmd);
+
+/* Binds an existing API key of this owner to a client certificate, or
+ * unbinds it (cert_sha256 ""): 404 if the owner has no such key. This node
+ * applies it from the answer on; other nodes within their credential cache's
+ * lifetime (30 s). */
+typedef struct {
+    td_write w;
+    td_cred_kind kind;
+    char owner_id[TD_ID_MAX];
+    char key_hash[65]; /* td_api_key_hash of the key: the key itself is not kept */
+    char cert_sha256[65];
+    void (*face_complete)(td_write *w); /* set by td_svc_bind_api_key */
+} td_bind_api_key;
+void td_svc_bind_api_key(td_svc *svc, td_bind_api_key *cmd);
 
 typedef struct {
     td_write w;

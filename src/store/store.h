@@ -59,6 +59,7 @@ typedef struct {
     td_level level;           /* members */
     char role[16];            /* issuers: issuer | network */
     int64_t created_ms;
+    char cert_sha256[65]; /* bound client certificate: SHA-256 of its DER, lower-case hex; "" = not bound */
 } td_cred_rec;
 
 typedef struct {
@@ -311,6 +312,9 @@ typedef struct td_store_ops {
 
     td_st (*cred_insert)(td_conn *c, const td_cred_rec *k);
     td_st (*cred_get)(td_conn *c, const char *hash, td_cred_rec *out);
+    /* Sets the credential's cert_sha256 ("" unbinds); NOT_FOUND unless the
+     * credential exists and belongs to this kind and owner. */
+    td_st (*cred_bind)(td_conn *c, const char *hash, td_cred_kind kind, const char *owner_id, const char *cert_sha256);
 
     td_st (*issuer_insert)(td_conn *c, const td_issuer_rec *i);
     td_st (*issuer_get)(td_conn *c, const char *id, td_issuer_rec *out);

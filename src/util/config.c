@@ -63,6 +63,74 @@ STRING_SETTER(set_public_url, public_url)
 STRING_SETTER(set_admin_key_file, admin_key_file)
 STRING_SETTER(set_master_key_file, master_key_file)
 STRING_SETTER(set_admin_key, admin_key)
+STRING_SETTER(set_tls_cert, tls_cert_file)
+STRING_SETTER(set_tls_key, tls_key_file)
+STRING_SETTER(set_tls_client_ca, tls_client_ca_file)
+
+/* The face names --tls-client-faces takes, in td_tls_face order. */
+static const struct {
+    const char *name;
+    td_tls_face bit;
+} TLS_FACES[] = {
+    {"network", TD_TLS_FACE_NETWORK}, {"issuer", TD_TLS_FACE_ISSUER}, {"classic", TD_TLS_FACE_CLASSIC},
+    {"token", TD_TLS_FACE_TOKEN},     {"admin", TD_TLS_FACE_ADMIN},   {"consent", TD_TLS_FACE_CONSENT},
+    {"ops", TD_TLS_FACE_OPS},
+};
+/* The faces used by networks and issuers, whose connections carry client
+ * certificates: required there once a client CA is set. */
+#define TLS_CLIENT_FACES_DEFAULT (TD_TLS_FACE_NETWORK | TD_TLS_FACE_ISSUER | TD_TLS_FACE_CLASSIC)
+
+/* The td_tls_face named by [s, s+n); 0 if none is. */
+static unsigned tls_face_named(const char *s, size_t n)
+{
+    for (size_t i = 0; i < sizeof TLS_FACES / sizeof TLS_FACES[0]; i++)
+        if (strlen(TLS_FACES[i].name) == n && !memcmp(TLS_FACES[i].name, s, n)) return TLS_FACES[i].bit;
+    return 0;
+}
+
+/* "network,issuer,..." (no empty items) or "none". */
+static int set_tls_client_faces(td_config *c, const char *v, char *err, size_t cap)
+{
+    unsigned faces = 0;
+    if (strcmp(v, "none") != 0) {
+        for (const char *s = v;; s++) {
+            size_t n = strcspn(s, ",");
+            unsigned bit = tls_face_named(s, n);
+            if (!bit) goto bad;
+            faces |= bit;
+            s += n;
+            if (!*s) break;
+        }
+    }
+    c->tls_client_faces = faces;
+    c->tls_client_faces_set = true;
+    return 0;
+bad:
+    snprintf(err, cap,
+             "tls-client-faces must be none or a comma-separated list of network, issuer, classic, token, admin, "
+             "consent, ops; got '%.64s'",
+             v);
+    return -1;
+}
+
+/* The TLS settings belong together: checked once all sources are read. */
+static int check_tls(td_config *c, char *err, size_t cap)
+{
+    if (!c->tls_cert_file[0] != !c->tls_key_file[0]) {
+        snprintf(err, cap, "tls-cert and tls-key go together: set both for HTTPS, or neither");
+        return -1;
+    }
+    if (c->tls_client_ca_file[0] && !c->tls_cert_file[0]) {
+        snprintf(err, cap, "tls-client-ca needs tls-cert and tls-key (client certificates come over HTTPS)");
+        return -1;
+    }
+    if (c->tls_client_faces_set && c->tls_client_faces && !c->tls_client_ca_file[0]) {
+        snprintf(err, cap, "tls-client-faces needs tls-client-ca (the CAs client certificates are checked against)");
+        return -1;
+    }
+    if (c->tls_client_ca_file[0] && !c->tls_client_faces_set) c->tls_client_faces = TLS_CLIENT_FACES_DEFAULT;
+    return 0;
+}
 
 static int parse_int_in(const char *name, const char *v, int64_t lo, int64_t hi, int64_t *out, char *err, size_t cap)
 {
@@ -247,7 +315,7 @@ typedef struct {
 static const option OPTIONS[] = {
     {"listen", set_listen, "ADDR:PORT to listen on, [ADDR]:PORT for IPv6 (default 127.0.0.1:8080)"},
     {"store", set_store, "store URL, sqlite:PATH (default sqlite:./var/tokend.db)"},
-    {"public-url", set_public_url, "base URL of consent links (default http://LISTEN)"},
+    {"public-url", set_public_url, "base URL of consent links (default http://LISTEN, https://LISTEN with tls-cert)"},
     {"admin-key", set_admin_key, "admin API key (prefer TOKEND_ADMIN_KEY or admin-key-file)"},
     {"admin-key-file", set_admin_key_file,
      "file holding the admin API key (default: admin.key beside the SQLite file)"},
@@ -300,6 +368,14 @@ static const option OPTIONS[] = {
      "before: it refuses otherwise)"},
     {"fault-injection", set_fault, "true enables POST /admin/v1/faults (tests only)"},
     {"debug", set_debug, "true logs at debug level"},
+    {"tls-cert", set_tls_cert,
+     "PEM file with the server certificate (and its chain): serve HTTPS, TLS 1.2 and 1.3 only; reread on SIGHUP"},
+    {"tls-key", set_tls_key, "PEM file with the private key of tls-cert; reread on SIGHUP"},
+    {"tls-client-ca", set_tls_client_ca,
+     "PEM file with the CAs client certificates must chain to: clients are asked for one; reread on SIGHUP"},
+    {"tls-client-faces", set_tls_client_faces,
+     "faces that refuse requests without a valid client certificate, comma-separated of network, issuer, "
+     "classic, token, admin, consent, ops; or none (default with tls-client-ca: network,issuer,classic)"},
 };
 #define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
 
@@ -446,10 +522,11 @@ int td_config_load(td_config *c, int argc, char **argv, char *err, size_t cap)
         }
         if (o->set(c, v, err, cap)) return -1;
     }
+    if (check_tls(c, err, cap)) return -1;
     if (!c->public_url[0]) {
         char listen[96];
         td_config_listen_text(c, listen, sizeof listen);
-        snprintf(c->public_url, sizeof c->public_url, "http://%s", listen);
+        snprintf(c->public_url, sizeof c->public_url, "%s://%s", td_config_tls(c) ? "https" : "http", listen);
     }
     size_t n = strlen(c->public_url);
     while (n && c->public_url[n - 1] == '/')

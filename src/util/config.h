@@ -9,6 +9,18 @@
 
 #include "core/token.h"
 
+/* The faces a client certificate can be required on (--tls-client-faces):
+ * each route belongs to one (td_route_tls_face in api/routes.c). */
+typedef enum {
+    TD_TLS_FACE_NETWORK = 1 << 0, /* Network API, /network/v1 (the TSP's calls) */
+    TD_TLS_FACE_ISSUER = 1 << 1,  /* Issuer API, /banking/v1 */
+    TD_TLS_FACE_CLASSIC = 1 << 2, /* Classic RPC, /igwapi/v2.0 (issuer keys too) */
+    TD_TLS_FACE_TOKEN = 1 << 3,   /* Token API */
+    TD_TLS_FACE_ADMIN = 1 << 4,   /* /admin/v1 */
+    TD_TLS_FACE_CONSENT = 1 << 5, /* the consent pages (end users' browsers) */
+    TD_TLS_FACE_OPS = 1 << 6,     /* /healthz, /readyz, /metrics */
+} td_tls_face;
+
 typedef struct td_config {
     char listen_host[64]; /* an IPv4 or IPv6 address, without brackets */
     uint16_t listen_port;
@@ -52,7 +64,20 @@ typedef struct td_config {
     bool new_store;            /* create an empty SQLite store even where the master key says one existed */
     bool fault_injection;      /* enables POST /admin/v1/faults, for tests only */
     bool log_debug;
+    /* HTTPS: both files set, or neither (plain HTTP). PEM files, read at
+     * start and again on SIGHUP. */
+    char tls_cert_file[1024];      /* the server's certificate chain */
+    char tls_key_file[1024];       /* its private key */
+    char tls_client_ca_file[1024]; /* CAs client certificates must chain to; "" = none requested */
+    unsigned tls_client_faces;     /* td_tls_face bits needing a valid client certificate */
+    bool tls_client_faces_set;     /* given explicitly (else the default once a client CA is set) */
 } td_config;
+
+/* True when tokend serves HTTPS. */
+static inline bool td_config_tls(const td_config *c)
+{
+    return c->tls_cert_file[0] != 0;
+}
 
 /* Fills cfg from defaults, file, environment and argv (argv[0] is the
  * subcommand's first flag). Returns 0, or -1 with a message in err. */

@@ -70,12 +70,13 @@ class ServerPool:
         self.label = label
         self.servers = []
 
-    def start(self, settings=None, env=None, name=None, workdir=None, host="127.0.0.1"):
-        """A new server; workdir=<an earlier server's dir> restarts on its store."""
+    def start(self, settings=None, env=None, name=None, workdir=None, host="127.0.0.1", tls_ca=None):
+        """A new server; workdir=<an earlier server's dir> restarts on its store;
+        tls_ca: an HTTPS server's CA file (tdlib.Server)."""
         name = name or f"{self.label}-{len(self.servers)}"
         if workdir is None:
             workdir = str(self.tmp_path_factory.mktemp(name))
-        srv = tdlib.Server(workdir, name=name, settings=settings, env=env, host=host)
+        srv = tdlib.Server(workdir, name=name, settings=settings, env=env, host=host, tls_ca=tls_ca)
         self.servers.append(srv)
         return srv.start()
 
@@ -84,7 +85,7 @@ class ServerPool:
         assert not old.alive, "stop or kill the old server first"
         return self.start(settings=settings if settings is not None else _explicit(old),
                           env=env if env is not None else old.extra_env,
-                          name=old.name + "-r", workdir=old.dir)
+                          name=old.name + "-r", workdir=old.dir, tls_ca=old.tls_ca)
 
     def stop_all(self):
         problems = []

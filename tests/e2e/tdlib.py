@@ -174,11 +174,14 @@ class Server:
 
     settings: {"commit-timeout": "200", ...} passed as --flags (None drops a
     default); env: extra environment, e.g. {"TOKEND_RATE_LIMIT": "2:2"};
-    host: the loopback address to listen on ("::1" for IPv6)."""
+    host: the loopback address to listen on ("::1" for IPv6); tls_ca: for a
+    server started with --tls-cert, the CA file its certificate is checked
+    against (the URL is then https://)."""
 
-    def __init__(self, workdir, name="tokend", settings=None, env=None, host="127.0.0.1"):
+    def __init__(self, workdir, name="tokend", settings=None, env=None, host="127.0.0.1", tls_ca=None):
         self.dir = workdir
         self.host = host
+        self.tls_ca = tls_ca
         os.makedirs(self.dir, exist_ok=True)
         self.name = name
         self.settings = dict(DEFAULT_SETTINGS)
@@ -248,7 +251,7 @@ class Server:
                 self.stopped_at = time.time()
                 return False, f"exited with {rc}: {self.tail(5)}"
             try:
-                r = requests.get(self.url + "/healthz", timeout=5)
+                r = requests.get(self.url + "/healthz", timeout=5, verify=self.tls_ca or True)
                 if r.status_code == 200:
                     return True, ""
             except requests.RequestException:
@@ -308,7 +311,7 @@ class Server:
 
     @property
     def url(self):
-        return f"http://{self.listen}"
+        return f"{'https' if self.tls_ca else 'http'}://{self.listen}"
 
     @property
     def admin_key(self):
@@ -382,8 +385,9 @@ class Client:
         h = dict(self.headers)
         h.update(headers or {})
         url = path if path.startswith("http") else self.server.url + path
+        # verify per request: a Session's own would lose to $REQUESTS_CA_BUNDLE.
         r = self.session.request(method, url, json=json, data=data, headers=h, params=params, timeout=timeout,
-                                 allow_redirects=allow_redirects)
+                                 allow_redirects=allow_redirects, verify=self.server.tls_ca or True)
         if self.capture:
             record_capture(method, urllib.parse.urlsplit(r.request.url).path, r, self.exclude)
         return r

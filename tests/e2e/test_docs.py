@@ -105,3 +105,15 @@ def test_postgres_md_formation_by_hand():
         shutil.rmtree("/tmp/td-ha-byhand", ignore_errors=True)
     assert "ANY 1" in out, out  # the standby is synchronous
     assert '"status": "ready"' in out, out  # tokend on the new primary after the switchover
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="the block makes its certificates with openssl")
+def test_operations_md_tls():
+    try:
+        out = run_block("docs/operations.md", "tls", timeout=120)
+    finally:
+        shutil.rmtree("/tmp/td-tls", ignore_errors=True)
+    lines = out.strip().splitlines()
+    assert '"this endpoint needs a client certificate (mutual TLS)"' in lines[0], out
+    assert lines[1] == "400", out  # the bound key, with its certificate, past authentication
+    assert lines[-1] == "subject=CN = server-renewed", out  # the certificate renewed by SIGHUP

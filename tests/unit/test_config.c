@@ -461,6 +461,48 @@ static void test_public_url(void **state)
     assert_string_equal(c.public_url, "https://tokend.example/base");
 }
 
+/* The TLS settings: files together or not at all, client faces parsed by
+ * name, defaulting to the network's and issuers' faces once a client CA is
+ * set; the consent links' default scheme follows. */
+static void test_tls_settings(void **state)
+{
+    (void)state;
+    td_config c;
+    expect_ok(&c, (char *const[]){NULL});
+    assert_false(td_config_tls(&c));
+    assert_int_equal(c.tls_client_faces, 0);
+
+    expect_ok(&c, (char *const[]){"--tls-cert", "/s.pem", "--tls-key", "/s.key", "--listen", "127.0.0.1:9443", NULL});
+    assert_true(td_config_tls(&c));
+    assert_string_equal(c.tls_cert_file, "/s.pem");
+    assert_string_equal(c.tls_key_file, "/s.key");
+    assert_int_equal(c.tls_client_faces, 0);
+    assert_string_equal(c.public_url, "https://127.0.0.1:9443");
+
+    expect_ok(&c, (char *const[]){"--tls-cert", "/s.pem", "--tls-key", "/s.key", "--tls-client-ca", "/ca.pem", NULL});
+    assert_string_equal(c.tls_client_ca_file, "/ca.pem");
+    assert_int_equal(c.tls_client_faces, TD_TLS_FACE_NETWORK | TD_TLS_FACE_ISSUER | TD_TLS_FACE_CLASSIC);
+
+    expect_ok(&c, (char *const[]){"--tls-cert", "/s.pem", "--tls-key", "/s.key", "--tls-client-ca", "/ca.pem",
+                                  "--tls-client-faces", "token,admin,ops,consent,network", NULL});
+    assert_int_equal(c.tls_client_faces, TD_TLS_FACE_TOKEN | TD_TLS_FACE_ADMIN | TD_TLS_FACE_OPS |
+                                             TD_TLS_FACE_CONSENT | TD_TLS_FACE_NETWORK);
+    expect_ok(&c, (char *const[]){"--tls-cert", "/s.pem", "--tls-key", "/s.key", "--tls-client-ca", "/ca.pem",
+                                  "--tls-client-faces", "none", NULL});
+    assert_int_equal(c.tls_client_faces, 0);
+
+    expect_error((char *const[]){"--tls-cert", "/s.pem", NULL}, "tls-cert and tls-key go together");
+    expect_error((char *const[]){"--tls-key", "/s.key", NULL}, "tls-cert and tls-key go together");
+    expect_error((char *const[]){"--tls-client-ca", "/ca.pem", NULL}, "tls-client-ca needs tls-cert");
+    expect_error((char *const[]){"--tls-cert", "/s.pem", "--tls-key", "/s.key", "--tls-client-faces", "network", NULL},
+                 "tls-client-faces needs tls-client-ca");
+    static const char *const bad[] = {"", ",", "Network", "network,", "network,,issuer", "tokens", "none,network"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_error((char *const[]){"--tls-cert", "/s.pem", "--tls-key", "/s.key", "--tls-client-ca", "/ca.pem",
+                                     "--tls-client-faces", (char *)bad[i], NULL},
+                     "tls-client-faces must be none or");
+}
+
 /* ---- key files ---- */
 
 static void expect_mode_0600(const char *path)
@@ -603,6 +645,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_command_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_config_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_public_url, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_keys_generates_and_rereads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_keys_admin_from_env, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_keys_rejects_bad_files, setup, teardown),

@@ -14,6 +14,8 @@
 
 #include "api/faces.h"
 #include "api/http.h"
+#include "api/tls.h"
+#include "util/config.h"
 #include "util/util.h"
 
 static const td_method METHODS[] = {TD_GET, TD_POST, TD_PUT, TD_DELETE, TD_METHOD_OTHER};
@@ -55,6 +57,58 @@ static bool pattern_has_method(const char *pattern, td_method m)
 }
 
 /* ---- the table itself ---- */
+
+/* The face --tls-client-faces names a route by, told from its path alone. */
+static unsigned tls_face_by_path(const td_route *rt)
+{
+    const char *p = rt->pattern;
+    if (!strncmp(p, "/network/", 9)) return TD_TLS_FACE_NETWORK;
+    if (!strncmp(p, "/banking/", 9)) return TD_TLS_FACE_ISSUER;
+    if (!strncmp(p, "/igwapi/", 8)) return TD_TLS_FACE_CLASSIC;
+    if (!strncmp(p, "/admin/", 7)) return TD_TLS_FACE_ADMIN;
+    if (!strncmp(p, "/consent/", 9)) return TD_TLS_FACE_CONSENT;
+    if (!strcmp(p, "/healthz") || !strcmp(p, "/readyz") || !strcmp(p, "/metrics")) return TD_TLS_FACE_OPS;
+    return TD_TLS_FACE_TOKEN;
+}
+
+static void test_route_tls_faces(void **state)
+{
+    (void)state;
+    for (int i = 0; i < td_route_count; i++)
+        if (td_route_tls_face(&td_routes[i]) != tls_face_by_path(&td_routes[i]))
+            fail_msg("route %s: TLS face %u, expected %u", td_routes[i].pattern, td_route_tls_face(&td_routes[i]),
+                     tls_face_by_path(&td_routes[i]));
+}
+
+/* Fingerprints as openssl prints them (colons, upper case) or as sha256sum
+ * does; nothing else. */
+static void test_fingerprint_parse(void **state)
+{
+    (void)state;
+    static const char WANT[] = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+    char out[65];
+    assert_int_equal(td_tls_fingerprint_parse(WANT, out), 0);
+    assert_string_equal(out, WANT);
+    assert_int_equal(td_tls_fingerprint_parse("0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9:"
+                                              "0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9",
+                                              out),
+                     0);
+    assert_string_equal(out, WANT);
+    static const char *const bad[] = {
+        "",
+        "0a1b",
+        "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f",   /* 63 digits */
+        "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9a", /* 65 */
+        "0g1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9",  /* not hex */
+        ":0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9",
+        "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9:",
+        "0a::1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9",
+        "0a1:b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9",
+        "sha256//CgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCk=",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (td_tls_fingerprint_parse(bad[i], out) == 0) fail_msg("accepted '%s'", bad[i]);
+}
 
 static void test_route_table_sane(void **state)
 {
@@ -1228,6 +1282,8 @@ int main(void)
         cmocka_unit_test(test_check_currency_and_amount),
         cmocka_unit_test(test_check_token_expiration),
         cmocka_unit_test(test_check_duplicates_rejected_by_parser),
+        cmocka_unit_test(test_route_tls_faces),
+        cmocka_unit_test(test_fingerprint_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,6 +45,15 @@ static td_st run_cred(td_conn *c, void *a)
 {
     return OPS->cred_insert(c, a);
 }
+typedef struct {
+    const char *hash, *owner_id, *cert_sha256;
+    td_cred_kind kind;
+} cred_binding;
+static td_st run_cred_bind(td_conn *c, void *a)
+{
+    cred_binding *b = a;
+    return OPS->cred_bind(c, b->hash, b->kind, b->owner_id, b->cert_sha256);
+}
 static td_st run_issuer(td_conn *c, void *a)
 {
     return OPS->issuer_insert(c, a);
@@ -420,6 +429,45 @@ static void test_credentials(void **state)
     assert_string_equal(got.owner_id, "iss1");
     assert_string_equal(got.role, "network");
     assert_int_equal(OPS->cred_get(rd(s), "cccc", &got), TD_ST_NOT_FOUND);
+}
+
+/* A credential's certificate binding: inserted with one, set, changed and
+ * cleared; only by its own kind and owner. */
+static void test_credential_binding(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    static const char FP_A[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    static const char FP_B[] = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+    td_cred_rec i = {.kind = TD_CRED_ISSUER, .created_ms = 6};
+    td_strlcpy(i.hash, "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd", sizeof i.hash);
+    td_strlcpy(i.owner_id, "iss2", sizeof i.owner_id);
+    td_strlcpy(i.role, "network", sizeof i.role);
+    td_strlcpy(i.cert_sha256, FP_A, sizeof i.cert_sha256);
+    assert_int_equal(s->run_sync(s, run_cred, &i), TD_ST_OK);
+    td_cred_rec got;
+    assert_int_equal(OPS->cred_get(rd(s), i.hash, &got), TD_ST_OK);
+    assert_string_equal(got.cert_sha256, FP_A);
+
+    cred_binding b = {i.hash, "iss2", FP_B, TD_CRED_ISSUER};
+    assert_int_equal(s->run_sync(s, run_cred_bind, &b), TD_ST_OK);
+    assert_int_equal(OPS->cred_get(rd(s), i.hash, &got), TD_ST_OK);
+    assert_string_equal(got.cert_sha256, FP_B);
+    assert_string_equal(got.role, "network");
+
+    cred_binding other_owner = {i.hash, "iss3", FP_A, TD_CRED_ISSUER};
+    cred_binding other_kind = {i.hash, "iss2", FP_A, TD_CRED_MEMBER};
+    cred_binding unknown = {"eeee", "iss2", FP_A, TD_CRED_ISSUER};
+    assert_int_equal(s->run_sync(s, run_cred_bind, &other_owner), TD_ST_NOT_FOUND);
+    assert_int_equal(s->run_sync(s, run_cred_bind, &other_kind), TD_ST_NOT_FOUND);
+    assert_int_equal(s->run_sync(s, run_cred_bind, &unknown), TD_ST_NOT_FOUND);
+    assert_int_equal(OPS->cred_get(rd(s), i.hash, &got), TD_ST_OK);
+    assert_string_equal(got.cert_sha256, FP_B);
+
+    cred_binding clear = {i.hash, "iss2", "", TD_CRED_ISSUER};
+    assert_int_equal(s->run_sync(s, run_cred_bind, &clear), TD_ST_OK);
+    assert_int_equal(OPS->cred_get(rd(s), i.hash, &got), TD_ST_OK);
+    assert_string_equal(got.cert_sha256, "");
 }
 
 static void test_issuers(void **state)
@@ -1387,6 +1435,7 @@ int main(void)
         T(test_members),
         T(test_keys),
         T(test_credentials),
+        T(test_credential_binding),
         T(test_issuers),
         T(test_requests),
         T(test_tokens_insert_get_update),
