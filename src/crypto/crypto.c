@@ -167,6 +167,12 @@ void td_api_key_hash(const char *api_key, char out[65])
     sodium_bin2hex(out, 65, digest, sizeof digest);
 }
 
+void td_api_key_id(const char hash[65], char out[17])
+{
+    memcpy(out, hash, 16);
+    out[16] = '\0';
+}
+
 int td_ct_equal(const char *a, const char *b)
 {
     if (!a || !b) return -1;

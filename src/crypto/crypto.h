@@ -57,6 +57,9 @@ int td_open(const uint8_t key[TD_MASTER_KEY_LEN], const uint8_t *sealed, size_t 
  * a fixed domain key (API keys have 256 bits of entropy, so a slow hash is
  * unnecessary). out gets 64 hex chars + NUL. */
 void td_api_key_hash(const char *api_key, char out[65]);
+/* An API key's id, shown and used to revoke it: the first 16 characters of
+ * its hash (64 bits of a hash of 256 random bits say nothing of the key). */
+void td_api_key_id(const char hash[65], char out[17]);
 
 /* Constant-time string equality for secrets of equal length; 0 if equal. */
 int td_ct_equal(const char *a, const char *b);

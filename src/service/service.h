@@ -82,8 +82,36 @@ typedef struct {
     td_level level;   /* members */
     char role[16];    /* issuers */
     char api_key[80]; /* out, shown once */
+    char key_id[17];  /* out: names it from then on */
 } td_create_api_key;
 void td_svc_create_api_key(td_svc *svc, td_create_api_key *cmd);
+
+/* Revokes an owner's API key by its id: it stops authenticating at once on
+ * this node (its cache entry is dropped after the commit) and within
+ * TD_CRED_CACHE_TTL_S seconds on the other nodes of one store. Revoking it
+ * again answers the first revocation's time. */
+#define TD_CRED_CACHE_TTL_S 5
+typedef struct {
+    td_write w;
+    td_cred_kind kind;
+    char owner_id[TD_ID_MAX];
+    char key_id[17];
+    int64_t revoked_ms;                  /* out */
+    char hash[65];                       /* out: its cache entry */
+    void (*face_complete)(td_write *w); /* the face's complete, called after the cache is cleared */
+} td_revoke_api_key;
+void td_svc_revoke_api_key(td_svc *svc, td_revoke_api_key *cmd);
+
+/* An owner's API keys (never the keys themselves: id, level or role, times). */
+td_err td_svc_list_api_keys(td_svc *svc, td_cred_kind kind, const char *owner_id,
+                            void (*fn)(const td_cred_rec *, void *), void *arg, td_error *e);
+
+/* The credential audit log (credential_events), after after_id, at most limit. */
+td_err td_svc_list_credential_events(td_svc *svc, int64_t after_id, int limit,
+                                     void (*fn)(const td_credevent_rec *, void *), void *arg, td_error *e);
+/* Appends one event to it inside the caller's transaction. */
+td_st td_credevent_write(td_conn *c, const td_store_ops *ops, const char *type, const char *owner_kind,
+                         const char *owner_id, const char *key_id, const char *detail_json);
 
 typedef struct {
     td_write w;
@@ -115,7 +143,7 @@ td_err td_svc_list_keys(td_svc *svc, const char *member_id, void (*fn)(const td_
                         td_error *e);
 td_err td_svc_get_key(td_svc *svc, const char *member_id, const char *key_id, td_key_rec *out, td_error *e);
 
-/* Authenticates an API key; fills cred. TD_E_UNAUTHENTICATED if unknown. */
+/* Authenticates an API key; fills cred. TD_E_UNAUTHENTICATED if unknown or revoked. */
 td_err td_svc_authenticate(td_svc *svc, const char *api_key, td_cred_rec *cred, td_error *e);
 /* For /readyz: the store answers and a write can commit; else false with
  * the reason. */

@@ -54,12 +54,26 @@ typedef enum { TD_CRED_MEMBER = 0, TD_CRED_ISSUER = 1 } td_cred_kind;
 
 typedef struct {
     char hash[65]; /* keyed hash of the API key */
+    char key_id[17]; /* names the key without showing it: td_api_key_id (migration 012/010) */
     td_cred_kind kind;
     char owner_id[TD_ID_MAX]; /* memberId or issuerId */
     td_level level;           /* members */
     char role[16];            /* issuers: issuer | network */
     int64_t created_ms;
+    int64_t revoked_ms; /* 0 = valid; else when it was revoked (it no longer authenticates) */
 } td_cred_rec;
+
+/* One entry of the credential audit log (credential_events): an API key made
+ * or revoked, a master key rotation. */
+typedef struct {
+    int64_t id; /* assigned on insert, increasing */
+    int64_t time_ms;
+    char type[32];       /* API_KEY_CREATED, API_KEY_REVOKED, MASTER_KEY_ROTATED */
+    char owner_kind[8];  /* member | issuer | store */
+    char owner_id[TD_ID_MAX];
+    char key_id[24];     /* the API key's id; "" for the store */
+    char detail_json[512];
+} td_credevent_rec;
 
 typedef struct {
     char id[16];
@@ -305,7 +319,19 @@ typedef struct td_store_ops {
     td_st (*key_delete)(td_conn *c, const char *member_id, const char *key_id);
 
     td_st (*cred_insert)(td_conn *c, const td_cred_rec *k);
-    td_st (*cred_get)(td_conn *c, const char *hash, td_cred_rec *out);
+    td_st (*cred_get)(td_conn *c, const char *hash, td_cred_rec *out); /* revoked ones too */
+    /* Sets revoked_ms = now_ms on the owner's key key_id unless it is revoked
+     * already (then it keeps its first time); out gets the row as it now is.
+     * NOT_FOUND if the owner has no such key. */
+    td_st (*cred_revoke)(td_conn *c, td_cred_kind kind, const char *owner_id, const char *key_id, int64_t now_ms,
+                         td_cred_rec *out);
+    /* The owner's keys, oldest first, revoked ones included. */
+    td_st (*cred_list)(td_conn *c, td_cred_kind kind, const char *owner_id, void (*fn)(const td_cred_rec *, void *),
+                       void *arg);
+    td_st (*credevent_append)(td_conn *c, td_credevent_rec *e); /* sets e->id */
+    /* Events with id > after_id, in id order, at most limit. */
+    td_st (*credevent_list)(td_conn *c, int64_t after_id, int limit, void (*fn)(const td_credevent_rec *, void *),
+                            void *arg);
 
     td_st (*issuer_insert)(td_conn *c, const td_issuer_rec *i);
     td_st (*issuer_get)(td_conn *c, const char *id, td_issuer_rec *out);

@@ -147,6 +147,7 @@ void pg_writer_stop(pg_store *s);
 void pg_read_key(const PGresult *res, int row, int col0, td_key_rec *k);
 
 void pg_members_verbs(td_store_ops *ops);
+void pg_credentials_verbs(td_store_ops *ops);
 void pg_requests_verbs(td_store_ops *ops);
 void pg_tokens_verbs(td_store_ops *ops);
 void pg_idempotency_verbs(td_store_ops *ops);

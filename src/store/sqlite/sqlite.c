@@ -22,6 +22,7 @@ static void assemble_verbs(td_store_ops *ops)
 {
     ops->ping = v_ping;
     sq_members_verbs(ops);
+    sq_credentials_verbs(ops);
     sq_requests_verbs(ops);
     sq_tokens_verbs(ops);
     sq_idempotency_verbs(ops);
