@@ -110,6 +110,13 @@ int td_pan_open(const uint8_t master[TD_MASTER_KEY_LEN], const uint8_t *sealed, 
  * PAN) could be found by hashing guesses. out gets 64 hex chars + NUL. */
 void td_idem_request_hash(const uint8_t master[TD_MASTER_KEY_LEN], const char *method, const char *path,
                           const char *body, size_t body_len, char out[65]);
+/* The hashing key that function derives from the master key, and the hash
+ * under a given one: a store whose master key was rotated keeps hashing with
+ * the key of its first master key (sealed in store_meta "idem_hash_key"), as
+ * stored hashes cannot be recomputed without their requests. */
+void td_idem_hash_key(const uint8_t master[TD_MASTER_KEY_LEN], uint8_t out[32]);
+void td_idem_request_hash_keyed(const uint8_t key[32], const char *method, const char *path, const char *body,
+                                size_t body_len, char out[65]);
 /* Seals a stored answer (XChaCha20-Poly1305 IETF, random nonce prepended)
  * with aad as associated data (the record's scope, key and request hash), so
  * an answer copied onto another record does not open. *out is a malloc'd

@@ -55,6 +55,32 @@ struct td_write {
  * -1 with the reason in err (service/master_key.c). */
 int td_svc_check_master_key(td_svc *svc, char *err, size_t cap);
 
+/* store_meta names of a master key rotation: the new key's check while one is
+ * under way (tokend refuses to start), and the idempotency hashing key a
+ * rotated store keeps, sealed with the current master key. */
+#define TD_META_REKEY_TO "rekey_to"
+#define TD_META_IDEM_HASH_KEY "idem_hash_key"
+/* The master key check sealed with key (*sealed malloc'd; 0 on success), and
+ * whether a sealed check opens with key. */
+int td_master_check_seal(const uint8_t key[32], uint8_t **sealed, size_t *len);
+bool td_master_check_opens(const uint8_t key[32], const uint8_t *sealed, size_t n);
+
+/* Master key rotation (service/rekey.c; `tokenctl store rekey`, with every
+ * tokend stopped): reseals every sealed value of the store from old_key to
+ * new_key, one row per transaction, then records the new key's check. Run
+ * again after any interruption, it finishes the job: a value that opens with
+ * the new key is left as it is. */
+typedef struct {
+    td_store *store;
+    uint8_t old_key[32], new_key[32];
+    int64_t kill_after; /* test hook: SIGKILL itself after this many rows resealed (0 = never) */
+    /* out */
+    int64_t resealed, already; /* rows resealed now, rows found resealed by an earlier run */
+    bool was_done;             /* the store was already under new_key */
+    char err[512];
+} td_rekey;
+int td_rekey_run(td_rekey *rk);
+
 /* Queues w. If the store refuses (shutting down), completes it with 503. */
 void td_svc_submit(td_svc *svc, td_write *w);
 /* The idempotency request hash of the parts: keyed with the master key

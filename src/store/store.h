@@ -302,6 +302,30 @@ typedef struct {
     char state[12]; /* PENDING, FIRED, CANCELLED */
 } td_timer_rec;
 
+/* One row's values sealed with the master key, as `tokenctl store rekey`
+ * reads and rewrites them (docs/operations.md). Which fields a kind uses: */
+typedef enum {
+    TD_SEALED_MEMBER_KEY = 0, /* owner member_id, id key_id; blob: sealed_secret */
+    TD_SEALED_CARD,           /* owner issuer_id, id card_id; blob: pan_sealed, blob2: contact_sealed, fp: pan_fp */
+    TD_SEALED_DELIVERY,       /* owner issuer_id; blob: secret_sealed */
+    TD_SEALED_OUTBOX,         /* owner issuer_id, num id; blob: secret_sealed (an OTP) */
+    TD_SEALED_IDEM,           /* owner scope, id key; text: body (a sealed answer), fp: req_hash */
+    TD_SEALED_KINDS
+} td_sealed_kind;
+
+typedef struct {
+    td_sealed_kind kind;
+    char owner[TD_ID_MAX];
+    char id[256];
+    int64_t num;
+    uint8_t blob[512];
+    size_t blob_len;
+    uint8_t blob2[400];
+    size_t blob2_len;
+    char fp[65];
+    char *text; /* malloc'd */
+} td_sealed_rec;
+
 /* ---- the verbs ---- */
 
 typedef struct td_store_ops {
@@ -480,6 +504,19 @@ typedef struct td_store_ops {
     td_st (*meta_get)(td_conn *c, const char *name, uint8_t *value, size_t cap, size_t *len);
     /* CONFLICT if the name is there already (two nodes starting at once) */
     td_st (*meta_insert)(td_conn *c, const char *name, const uint8_t *value, size_t len);
+    /* Upserts a fact; deletes one (OK when absent). */
+    td_st (*meta_put)(td_conn *c, const char *name, const uint8_t *value, size_t len);
+    td_st (*meta_delete)(td_conn *c, const char *name);
+    /* Other processes serving the store: PostgreSQL sessions of tokend nodes
+     * (application_name 'tokend'; tokenctl names its own otherwise); 0 on
+     * SQLite, whose file lock already keeps tokend out. */
+    td_st (*serving_sessions)(td_conn *c, int64_t *n);
+    /* The next row of kind after `after` (its owner, id / num; all empty to
+     * start) that holds a sealed value, in key order: NOT_FOUND past the last.
+     * out->text is malloc'd (td_sealed_rec_free). */
+    td_st (*sealed_next)(td_conn *c, td_sealed_kind kind, const td_sealed_rec *after, td_sealed_rec *out);
+    /* Writes r's sealed values (and a card's fingerprint) back to its row. */
+    td_st (*sealed_put)(td_conn *c, const td_sealed_rec *r);
     /* one sealed member key (the oldest), NOT_FOUND in a store without any:
      * what a store made before the master key check was sealed with */
     td_st (*sealed_sample)(td_conn *c, uint8_t *sealed, size_t cap, size_t *len);
@@ -544,11 +581,17 @@ td_store *td_store_open(const char *url, char *err, size_t cap);
  * loses ":secret", and a password=... parameter its value. */
 void td_store_redact_url(const char *url, char *out, size_t cap);
 
+/* What PostgreSQL sessions opened after this call call themselves
+ * (application_name; "tokend" unless set, at most 31 characters). */
+void td_store_set_client_name(const char *name);
+const char *td_store_client_name(void);
+
 /* Frees the malloc'd members of records. */
 void td_token_rec_free(td_token_rec *t);
 void td_request_rec_free(td_request_rec *r);
 void td_idem_rec_free(td_idem_rec *r);
 void td_dcard_rec_free(td_dcard_rec *r);
 void td_delivery_rec_free(td_delivery_rec *r);
+void td_sealed_rec_free(td_sealed_rec *r);
 
 #endif

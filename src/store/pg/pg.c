@@ -41,6 +41,7 @@ static void assemble_verbs(td_store_ops *ops)
     pg_delivery_verbs(ops);
     pg_timers_verbs(ops);
     pg_meta_verbs(ops);
+    pg_sealed_verbs(ops);
 }
 
 static int writers_wanted(void)

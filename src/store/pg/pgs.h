@@ -158,5 +158,6 @@ void pg_outbox_verbs(td_store_ops *ops);
 void pg_delivery_verbs(td_store_ops *ops);
 void pg_timers_verbs(td_store_ops *ops);
 void pg_meta_verbs(td_store_ops *ops);
+void pg_sealed_verbs(td_store_ops *ops);
 
 #endif

@@ -123,5 +123,6 @@ void sq_outbox_verbs(td_store_ops *ops);
 void sq_delivery_verbs(td_store_ops *ops);
 void sq_timers_verbs(td_store_ops *ops);
 void sq_meta_verbs(td_store_ops *ops);
+void sq_sealed_verbs(td_store_ops *ops);
 
 #endif
