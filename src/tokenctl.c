@@ -58,6 +58,7 @@ static const command COMMANDS[] = {
     {"store", "verify", cmd_store_verify},
     {"store", "backup", cmd_store_backup},
     {"store", "restore", cmd_store_restore},
+    {"store", "rekey", cmd_store_rekey},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
@@ -123,6 +124,8 @@ static const char USAGE[] =
     "Backing up the SQLite store (docs/operations.md):\n"
     "  store backup sqlite:PATH FILE             a consistent copy, while tokend serves\n"
     "  store restore FILE sqlite:PATH [--replace]  put a backup in place (tokend stopped)\n"
+    "Rotating the master key (tokend stopped; docs/operations.md):\n"
+    "  store rekey STORE --old-key FILE --new-key FILE  reseal every sealed value\n"
     "\n"
     "Options (before or after the command):\n"
     "  --url URL        tokend's base URL (default: TOKEND_URL, else " DEFAULT_URL ")\n"

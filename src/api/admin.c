@@ -40,7 +40,7 @@ void admin_create_member(td_req *r)
 static void render_api_key(td_write *w)
 {
     td_create_api_key *cmd = (td_create_api_key *)w;
-    json_t *v = json_pack("{s:s}", "apiKey", cmd->api_key);
+    json_t *v = json_pack("{s:s, s:s}", "apiKey", cmd->api_key, "keyId", cmd->key_id);
     if (v && cmd->cert_sha256[0]) json_object_set_new(v, "certFingerprint", json_string(cmd->cert_sha256));
     td_write_answer(w, 201, v);
 }
@@ -99,7 +99,7 @@ void admin_create_member_api_key(td_req *r)
 }
 
 /* D1 issuer ids are exactly 10 characters. */
-static bool valid_issuer_id(const char *s)
+bool admin_valid_issuer_id(const char *s)
 {
     return strlen(s) == 10 && td_is_id_chars(s, 10, 10, "_-");
 }
@@ -118,7 +118,7 @@ void admin_create_issuer(td_req *r)
     json_t *b = td_body_json(r, &e);
     if (!b || td_json_only(b, "body", ALLOWED, &e) || td_json_string(b, "body", "issuerId", true, 10, &id, &e) ||
         td_json_string(b, "body", "displayName", true, 255, &name, &e) ||
-        (!valid_issuer_id(id) &&
+        (!admin_valid_issuer_id(id) &&
          td_fail(&e, TD_E_INVALID_ARGUMENT, "issuerId must be exactly 10 characters of [A-Za-z0-9_-]"))) {
         json_decref(b);
         td_reply_error(r, &e, "");
@@ -139,7 +139,7 @@ void admin_create_issuer_api_key(td_req *r)
     td_error e = {0};
     const char *role;
     char fp[65];
-    if (!valid_issuer_id(r->params[0])) {
+    if (!admin_valid_issuer_id(r->params[0])) {
         td_reply_err(r, TD_E_INVALID_ARGUMENT, "issuerId must be exactly 10 characters of [A-Za-z0-9_-]");
         return;
     }
@@ -207,7 +207,7 @@ void admin_bind_member_api_key(td_req *r)
 
 void admin_bind_issuer_api_key(td_req *r)
 {
-    if (!valid_issuer_id(r->params[0])) {
+    if (!admin_valid_issuer_id(r->params[0])) {
         td_reply_err(r, TD_E_INVALID_ARGUMENT, "issuerId must be exactly 10 characters of [A-Za-z0-9_-]");
         return;
     }
@@ -261,7 +261,7 @@ static void dispose_policy(td_write *w)
 
 static bool issuer_param(td_req *r)
 {
-    if (valid_issuer_id(r->params[0])) return true;
+    if (admin_valid_issuer_id(r->params[0])) return true;
     td_reply_err(r, TD_E_INVALID_ARGUMENT, "issuerId must be exactly 10 characters of [A-Za-z0-9_-]");
     return false;
 }

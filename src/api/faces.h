@@ -118,6 +118,14 @@ void admin_put_card_policy(td_req *r);
 void admin_get_card_policy(td_req *r);
 void admin_list_outbox(td_req *r);
 void admin_set_tsp(td_req *r);
+/* D1 issuer ids: exactly 10 characters of [A-Za-z0-9_-]. */
+bool admin_valid_issuer_id(const char *s);
+/* API keys' lifecycle and the credential audit log (admin_creds.c). */
+void admin_list_member_api_keys(td_req *r);
+void admin_list_issuer_api_keys(td_req *r);
+void admin_revoke_member_api_key(td_req *r);
+void admin_revoke_issuer_api_key(td_req *r);
+void admin_list_credential_events(td_req *r);
 /* Notification delivery (docs/notifications.md): an issuer's delivery
  * settings, and replaying dead letters (one, or all of an issuer's). */
 void admin_put_delivery(td_req *r);

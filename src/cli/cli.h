@@ -167,6 +167,7 @@ int cmd_listen(cli_ctx *ctx, int argc, char **argv);
 int cmd_store_copy(cli_ctx *ctx, int argc, char **argv);
 int cmd_store_backup(cli_ctx *ctx, int argc, char **argv);
 int cmd_store_restore(cli_ctx *ctx, int argc, char **argv);
+int cmd_store_rekey(cli_ctx *ctx, int argc, char **argv);
 int cmd_store_verify(cli_ctx *ctx, int argc, char **argv);
 
 /* Shared by the commands (cmd_common.c): one call with the admin key or the

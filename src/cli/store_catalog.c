@@ -30,6 +30,7 @@ const table_def sc_tables[] = {
     {"outbox", {"issuer_id", "id"}},
     {"timers", {"issuer_id", "id"}},
     {"store_meta", {"name"}},
+    {"credential_events", {"id"}},
 };
 /* N_TABLES sizes the job's arrays in store_copy.h: a table added here must count there. */
 _Static_assert(sizeof sc_tables / sizeof sc_tables[0] == N_TABLES, "N_TABLES is not the number of tables");

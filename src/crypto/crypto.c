@@ -167,6 +167,12 @@ void td_api_key_hash(const char *api_key, char out[65])
     sodium_bin2hex(out, 65, digest, sizeof digest);
 }
 
+void td_api_key_id(const char hash[65], char out[17])
+{
+    memcpy(out, hash, 16);
+    out[16] = '\0';
+}
+
 int td_ct_equal(const char *a, const char *b)
 {
     if (!a || !b) return -1;
@@ -318,14 +324,27 @@ int td_pan_open(const uint8_t master[TD_MASTER_KEY_LEN], const uint8_t *sealed, 
 _Static_assert(sizeof TD_IDEM_CONTEXT - 1 == crypto_kdf_CONTEXTBYTES, "KDF context must be 8 bytes");
 #define TD_IDEM_ANSWER_MAX (16u << 20) /* far above any answer a write renders */
 
+void td_idem_hash_key(const uint8_t master[TD_MASTER_KEY_LEN], uint8_t out[32])
+{
+    _Static_assert(crypto_generichash_KEYBYTES == 32, "the hashing key is 32 bytes");
+    crypto_kdf_derive_from_key(out, 32, TD_IDEM_HASH_SUBKEY, TD_IDEM_CONTEXT, master);
+}
+
 void td_idem_request_hash(const uint8_t master[TD_MASTER_KEY_LEN], const char *method, const char *path,
                           const char *body, size_t body_len, char out[65])
 {
-    uint8_t key[crypto_generichash_KEYBYTES], digest[32];
-    crypto_generichash_state st;
-    crypto_kdf_derive_from_key(key, sizeof key, TD_IDEM_HASH_SUBKEY, TD_IDEM_CONTEXT, master);
-    crypto_generichash_init(&st, key, sizeof key, sizeof digest);
+    uint8_t key[32];
+    td_idem_hash_key(master, key);
+    td_idem_request_hash_keyed(key, method, path, body, body_len, out);
     sodium_memzero(key, sizeof key);
+}
+
+void td_idem_request_hash_keyed(const uint8_t key[32], const char *method, const char *path, const char *body,
+                                size_t body_len, char out[65])
+{
+    uint8_t digest[32];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, key, 32, sizeof digest);
     /* The NULs keep ("POST", "/ab") apart from ("POST/", "ab"). */
     crypto_generichash_update(&st, (const uint8_t *)method, strlen(method) + 1);
     crypto_generichash_update(&st, (const uint8_t *)path, strlen(path) + 1);

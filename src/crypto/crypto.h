@@ -57,6 +57,9 @@ int td_open(const uint8_t key[TD_MASTER_KEY_LEN], const uint8_t *sealed, size_t 
  * a fixed domain key (API keys have 256 bits of entropy, so a slow hash is
  * unnecessary). out gets 64 hex chars + NUL. */
 void td_api_key_hash(const char *api_key, char out[65]);
+/* An API key's id, shown and used to revoke it: the first 16 characters of
+ * its hash (64 bits of a hash of 256 random bits say nothing of the key). */
+void td_api_key_id(const char hash[65], char out[17]);
 
 /* Constant-time string equality for secrets of equal length; 0 if equal. */
 int td_ct_equal(const char *a, const char *b);
@@ -107,6 +110,13 @@ int td_pan_open(const uint8_t master[TD_MASTER_KEY_LEN], const uint8_t *sealed, 
  * PAN) could be found by hashing guesses. out gets 64 hex chars + NUL. */
 void td_idem_request_hash(const uint8_t master[TD_MASTER_KEY_LEN], const char *method, const char *path,
                           const char *body, size_t body_len, char out[65]);
+/* The hashing key that function derives from the master key, and the hash
+ * under a given one: a store whose master key was rotated keeps hashing with
+ * the key of its first master key (sealed in store_meta "idem_hash_key"), as
+ * stored hashes cannot be recomputed without their requests. */
+void td_idem_hash_key(const uint8_t master[TD_MASTER_KEY_LEN], uint8_t out[32]);
+void td_idem_request_hash_keyed(const uint8_t key[32], const char *method, const char *path, const char *body,
+                                size_t body_len, char out[65]);
 /* Seals a stored answer (XChaCha20-Poly1305 IETF, random nonce prepended)
  * with aad as associated data (the record's scope, key and request hash), so
  * an answer copied onto another record does not open. *out is a malloc'd

@@ -1,5 +1,4 @@
-/* members.c — members and their signing keys, API credentials, issuers. */
-#include <pthread.h>
+/* members.c — members and their signing keys, issuers (API keys: credentials.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,44 +58,6 @@ static td_st run_create_member(td_conn *c, td_write *w)
 void td_svc_create_member(td_svc *svc, td_create_member *cmd)
 {
     cmd->w.run = run_create_member;
-    td_svc_submit(svc, &cmd->w);
-}
-
-static td_st run_create_api_key(td_conn *c, td_write *w)
-{
-    td_create_api_key *cmd = (td_create_api_key *)w;
-    td_st st;
-    if (cmd->kind == TD_CRED_MEMBER) {
-        td_member_rec m;
-        st = OPS(w)->member_get(c, cmd->owner_id, &m);
-    } else {
-        td_issuer_rec i;
-        st = OPS(w)->issuer_get(c, cmd->owner_id, &i);
-    }
-    if (st == TD_ST_NOT_FOUND) {
-        td_fail(&w->err, TD_E_NOT_FOUND, "%s %s not found", cmd->kind == TD_CRED_MEMBER ? "member" : "issuer",
-                cmd->owner_id);
-        return TD_ST_OK;
-    }
-    if (st != TD_ST_OK) return st;
-    /* "tk_" marks tokend keys in secret scanners; 32 random bytes behind it. */
-    char secret[64];
-    if (td_new_secret(32, secret, sizeof secret)) return TD_ST_ERROR;
-    snprintf(cmd->api_key, sizeof cmd->api_key, "tk_%s", secret);
-    td_cred_rec k = {0};
-    td_api_key_hash(cmd->api_key, k.hash);
-    k.kind = cmd->kind;
-    td_strlcpy(k.owner_id, cmd->owner_id, sizeof k.owner_id);
-    k.level = cmd->level;
-    td_strlcpy(k.role, cmd->role, sizeof k.role);
-    td_strlcpy(k.cert_sha256, cmd->cert_sha256, sizeof k.cert_sha256);
-    k.created_ms = td_now_ms();
-    return OPS(w)->cred_insert(c, &k);
-}
-
-void td_svc_create_api_key(td_svc *svc, td_create_api_key *cmd)
-{
-    cmd->w.run = run_create_api_key;
     td_svc_submit(svc, &cmd->w);
 }
 
@@ -193,98 +154,6 @@ td_err td_svc_get_key(td_svc *svc, const char *member_id, const char *key_id, td
     if (!c) return td_fail(e, TD_E_UNAVAILABLE, "the store is unavailable");
     td_st st = svc->store->ops->key_get(c, member_id, key_id, out);
     return st == TD_ST_OK ? TD_OK : read_failed(st, e, "key", key_id);
-}
-
-/* Authenticated credentials, cached briefly so that a request does not pay a
- * store read for its key (16 % of a GET, bench/HISTORY.md). Keys cannot be
- * revoked yet; when they can, revocation must clear this cache. */
-#define CRED_SLOTS 4096
-#define CRED_TTL_US (30 * 1000000LL)
-static struct {
-    pthread_mutex_t mu;
-    struct {
-        td_cred_rec cred;
-        int64_t until_us;
-    } slot[CRED_SLOTS];
-} cred_cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static unsigned cred_slot(const char *hash)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v * 16 + (unsigned)(hash[i] <= '9' ? hash[i] - '0' : hash[i] - 'a' + 10);
-    return v % CRED_SLOTS;
-}
-
-static bool cred_cached(const char *hash, td_cred_rec *out)
-{
-    unsigned i = cred_slot(hash);
-    pthread_mutex_lock(&cred_cache.mu);
-    bool hit = cred_cache.slot[i].until_us > td_mono_us() && !strcmp(cred_cache.slot[i].cred.hash, hash);
-    if (hit) *out = cred_cache.slot[i].cred;
-    pthread_mutex_unlock(&cred_cache.mu);
-    return hit;
-}
-
-static void cred_remember(const td_cred_rec *cred)
-{
-    unsigned i = cred_slot(cred->hash);
-    pthread_mutex_lock(&cred_cache.mu);
-    cred_cache.slot[i].cred = *cred;
-    cred_cache.slot[i].until_us = td_mono_us() + CRED_TTL_US;
-    pthread_mutex_unlock(&cred_cache.mu);
-}
-
-/* Drops a credential from the cache: its next use reads the store. */
-static void cred_forget(const char *hash)
-{
-    unsigned i = cred_slot(hash);
-    pthread_mutex_lock(&cred_cache.mu);
-    if (!strcmp(cred_cache.slot[i].cred.hash, hash)) cred_cache.slot[i].until_us = 0;
-    pthread_mutex_unlock(&cred_cache.mu);
-}
-
-static td_st run_bind_api_key(td_conn *c, td_write *w)
-{
-    td_bind_api_key *cmd = (td_bind_api_key *)w;
-    td_st st = OPS(w)->cred_bind(c, cmd->key_hash, cmd->kind, cmd->owner_id, cmd->cert_sha256);
-    if (st == TD_ST_NOT_FOUND) {
-        td_fail(&w->err, TD_E_NOT_FOUND, "%s %s has no such API key", cmd->kind == TD_CRED_MEMBER ? "member" : "issuer",
-                cmd->owner_id);
-        return TD_ST_OK;
-    }
-    return st;
-}
-
-/* After the commit and before the answer: the caller's next request, on this
- * node, is checked against the new binding. */
-static void bind_api_key_done(td_write *w)
-{
-    td_bind_api_key *cmd = (td_bind_api_key *)w;
-    cred_forget(cmd->key_hash);
-    cmd->face_complete(w);
-}
-
-void td_svc_bind_api_key(td_svc *svc, td_bind_api_key *cmd)
-{
-    cmd->w.run = run_bind_api_key;
-    cmd->face_complete = cmd->w.complete;
-    cmd->w.complete = bind_api_key_done;
-    td_svc_submit(svc, &cmd->w);
-}
-
-td_err td_svc_authenticate(td_svc *svc, const char *api_key, td_cred_rec *cred, td_error *e)
-{
-    char hash[65];
-    td_api_key_hash(api_key, hash);
-    if (cred_cached(hash, cred)) return TD_OK;
-    td_conn *c = svc->store->reader(svc->store);
-    if (!c) return td_fail(e, TD_E_UNAVAILABLE, "the store is unavailable");
-    td_st st = svc->store->ops->cred_get(c, hash, cred);
-    if (st == TD_ST_NOT_FOUND) return td_fail(e, TD_E_UNAUTHENTICATED, "unknown API key");
-    if (st != TD_ST_OK) return td_fail(e, TD_E_UNAVAILABLE, "the store is unavailable");
-    cred_remember(cred);
-    return TD_OK;
 }
 
 bool td_svc_ready(td_svc *svc, char *why, size_t cap)

@@ -55,6 +55,32 @@ struct td_write {
  * -1 with the reason in err (service/master_key.c). */
 int td_svc_check_master_key(td_svc *svc, char *err, size_t cap);
 
+/* store_meta names of a master key rotation: the new key's check while one is
+ * under way (tokend refuses to start), and the idempotency hashing key a
+ * rotated store keeps, sealed with the current master key. */
+#define TD_META_REKEY_TO "rekey_to"
+#define TD_META_IDEM_HASH_KEY "idem_hash_key"
+/* The master key check sealed with key (*sealed malloc'd; 0 on success), and
+ * whether a sealed check opens with key. */
+int td_master_check_seal(const uint8_t key[32], uint8_t **sealed, size_t *len);
+bool td_master_check_opens(const uint8_t key[32], const uint8_t *sealed, size_t n);
+
+/* Master key rotation (service/rekey.c; `tokenctl store rekey`, with every
+ * tokend stopped): reseals every sealed value of the store from old_key to
+ * new_key, one row per transaction, then records the new key's check. Run
+ * again after any interruption, it finishes the job: a value that opens with
+ * the new key is left as it is. */
+typedef struct {
+    td_store *store;
+    uint8_t old_key[32], new_key[32];
+    int64_t kill_after; /* test hook: SIGKILL itself after this many rows resealed (0 = never) */
+    /* out */
+    int64_t resealed, already; /* rows resealed now, rows found resealed by an earlier run */
+    bool was_done;             /* the store was already under new_key */
+    char err[512];
+} td_rekey;
+int td_rekey_run(td_rekey *rk);
+
 /* Queues w. If the store refuses (shutting down), completes it with 503. */
 void td_svc_submit(td_svc *svc, td_write *w);
 /* The idempotency request hash of the parts: keyed with the master key
@@ -83,13 +109,30 @@ typedef struct {
     char role[16];    /* issuers */
     char cert_sha256[65]; /* bound client certificate (SHA-256 of its DER, hex); "" = none */
     char api_key[80]; /* out, shown once */
+    char key_id[17];  /* out: names it from then on */
 } td_create_api_key;
 void td_svc_create_api_key(td_svc *svc, td_create_api_key *cmd);
+
+/* Revokes an owner's API key by its id: it stops authenticating at once on
+ * this node (its cache entry is dropped after the commit) and within
+ * TD_CRED_CACHE_TTL_S seconds on the other nodes of one store. Revoking it
+ * again answers the first revocation's time. */
+#define TD_CRED_CACHE_TTL_S 5
+typedef struct {
+    td_write w;
+    td_cred_kind kind;
+    char owner_id[TD_ID_MAX];
+    char key_id[17];
+    int64_t revoked_ms;                  /* out */
+    char hash[65];                       /* out: its cache entry */
+    void (*face_complete)(td_write *w); /* the face's complete, called after the cache is cleared */
+} td_revoke_api_key;
+void td_svc_revoke_api_key(td_svc *svc, td_revoke_api_key *cmd);
 
 /* Binds an existing API key of this owner to a client certificate, or
  * unbinds it (cert_sha256 ""): 404 if the owner has no such key. This node
  * applies it from the answer on; other nodes within their credential cache's
- * lifetime (30 s). */
+ * lifetime (TD_CRED_CACHE_TTL_S). */
 typedef struct {
     td_write w;
     td_cred_kind kind;
@@ -99,6 +142,17 @@ typedef struct {
     void (*face_complete)(td_write *w); /* set by td_svc_bind_api_key */
 } td_bind_api_key;
 void td_svc_bind_api_key(td_svc *svc, td_bind_api_key *cmd);
+
+/* An owner's API keys (never the keys themselves: id, level or role, times). */
+td_err td_svc_list_api_keys(td_svc *svc, td_cred_kind kind, const char *owner_id,
+                            void (*fn)(const td_cred_rec *, void *), void *arg, td_error *e);
+
+/* The credential audit log (credential_events), after after_id, at most limit. */
+td_err td_svc_list_credential_events(td_svc *svc, int64_t after_id, int limit,
+                                     void (*fn)(const td_credevent_rec *, void *), void *arg, td_error *e);
+/* Appends one event to it inside the caller's transaction. */
+td_st td_credevent_write(td_conn *c, const td_store_ops *ops, const char *type, const char *owner_kind,
+                         const char *owner_id, const char *key_id, const char *detail_json);
 
 typedef struct {
     td_write w;
@@ -130,7 +184,7 @@ td_err td_svc_list_keys(td_svc *svc, const char *member_id, void (*fn)(const td_
                         td_error *e);
 td_err td_svc_get_key(td_svc *svc, const char *member_id, const char *key_id, td_key_rec *out, td_error *e);
 
-/* Authenticates an API key; fills cred. TD_E_UNAUTHENTICATED if unknown. */
+/* Authenticates an API key; fills cred. TD_E_UNAUTHENTICATED if unknown or revoked. */
 td_err td_svc_authenticate(td_svc *svc, const char *api_key, td_cred_rec *cred, td_error *e);
 /* For /readyz: the store answers and a write can commit; else false with
  * the reason. */

@@ -13,7 +13,10 @@
 void td_request_hash(const td_svc *svc, const char *method, const char *path, const char *body, size_t body_len,
                      char out[65])
 {
-    td_idem_request_hash(svc->cfg->master_key, method, path, body, body_len, out);
+    if (svc->cfg->idem_hash_key_set)
+        td_idem_request_hash_keyed(svc->cfg->idem_hash_key, method, path, body, body_len, out);
+    else
+        td_idem_request_hash(svc->cfg->master_key, method, path, body, body_len, out);
 }
 
 /* The associated data that binds a sealed answer to its record: the unit

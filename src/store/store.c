@@ -73,3 +73,24 @@ void td_delivery_rec_free(td_delivery_rec *r)
     free(r->templates_json);
     r->templates_json = NULL;
 }
+
+void td_sealed_rec_free(td_sealed_rec *r)
+{
+    free(r->text);
+    r->text = NULL;
+}
+
+/* The name a PostgreSQL session shows in pg_stat_activity: "tokend" for the
+ * server, something else for a tool that must tell its own sessions apart
+ * from serving nodes' (serving_sessions). */
+static char client_name[32] = "tokend";
+
+void td_store_set_client_name(const char *name)
+{
+    snprintf(client_name, sizeof client_name, "%s", name);
+}
+
+const char *td_store_client_name(void)
+{
+    return client_name;
+}

@@ -54,13 +54,27 @@ typedef enum { TD_CRED_MEMBER = 0, TD_CRED_ISSUER = 1 } td_cred_kind;
 
 typedef struct {
     char hash[65]; /* keyed hash of the API key */
+    char key_id[17]; /* names the key without showing it: td_api_key_id (migration 012/010) */
     td_cred_kind kind;
     char owner_id[TD_ID_MAX]; /* memberId or issuerId */
     td_level level;           /* members */
     char role[16];            /* issuers: issuer | network */
     int64_t created_ms;
     char cert_sha256[65]; /* bound client certificate: SHA-256 of its DER, lower-case hex; "" = not bound */
+    int64_t revoked_ms; /* 0 = valid; else when it was revoked (it no longer authenticates) */
 } td_cred_rec;
+
+/* One entry of the credential audit log (credential_events): an API key made
+ * or revoked, a master key rotation. */
+typedef struct {
+    int64_t id; /* assigned on insert, increasing */
+    int64_t time_ms;
+    char type[32];       /* API_KEY_CREATED, API_KEY_REVOKED, MASTER_KEY_ROTATED */
+    char owner_kind[8];  /* member | issuer | store */
+    char owner_id[TD_ID_MAX];
+    char key_id[24];     /* the API key's id; "" for the store */
+    char detail_json[512];
+} td_credevent_rec;
 
 typedef struct {
     char id[16];
@@ -293,6 +307,29 @@ typedef struct {
     char issuer_id[16];
     int64_t rows; /* PENDING and IN_FLIGHT */
 } td_unroutable;
+/* One row's values sealed with the master key, as `tokenctl store rekey`
+ * reads and rewrites them (docs/operations.md). Which fields a kind uses: */
+typedef enum {
+    TD_SEALED_MEMBER_KEY = 0, /* owner member_id, id key_id; blob: sealed_secret */
+    TD_SEALED_CARD,           /* owner issuer_id, id card_id; blob: pan_sealed, blob2: contact_sealed, fp: pan_fp */
+    TD_SEALED_DELIVERY,       /* owner issuer_id; blob: secret_sealed */
+    TD_SEALED_OUTBOX,         /* owner issuer_id, num id; blob: secret_sealed (an OTP) */
+    TD_SEALED_IDEM,           /* owner scope, id key; text: body (a sealed answer), fp: req_hash */
+    TD_SEALED_KINDS
+} td_sealed_kind;
+
+typedef struct {
+    td_sealed_kind kind;
+    char owner[TD_ID_MAX];
+    char id[256];
+    int64_t num;
+    uint8_t blob[512];
+    size_t blob_len;
+    uint8_t blob2[400];
+    size_t blob2_len;
+    char fp[65];
+    char *text; /* malloc'd */
+} td_sealed_rec;
 
 /* ---- the verbs ---- */
 
@@ -311,10 +348,22 @@ typedef struct td_store_ops {
     td_st (*key_delete)(td_conn *c, const char *member_id, const char *key_id);
 
     td_st (*cred_insert)(td_conn *c, const td_cred_rec *k);
-    td_st (*cred_get)(td_conn *c, const char *hash, td_cred_rec *out);
+    td_st (*cred_get)(td_conn *c, const char *hash, td_cred_rec *out); /* revoked ones too */
     /* Sets the credential's cert_sha256 ("" unbinds); NOT_FOUND unless the
      * credential exists and belongs to this kind and owner. */
     td_st (*cred_bind)(td_conn *c, const char *hash, td_cred_kind kind, const char *owner_id, const char *cert_sha256);
+    /* Sets revoked_ms = now_ms on the owner's key key_id unless it is revoked
+     * already (then it keeps its first time); out gets the row as it now is.
+     * NOT_FOUND if the owner has no such key. */
+    td_st (*cred_revoke)(td_conn *c, td_cred_kind kind, const char *owner_id, const char *key_id, int64_t now_ms,
+                         td_cred_rec *out);
+    /* The owner's keys, oldest first, revoked ones included. */
+    td_st (*cred_list)(td_conn *c, td_cred_kind kind, const char *owner_id, void (*fn)(const td_cred_rec *, void *),
+                       void *arg);
+    td_st (*credevent_append)(td_conn *c, td_credevent_rec *e); /* sets e->id */
+    /* Events with id > after_id, in id order, at most limit. */
+    td_st (*credevent_list)(td_conn *c, int64_t after_id, int limit, void (*fn)(const td_credevent_rec *, void *),
+                            void *arg);
 
     td_st (*issuer_insert)(td_conn *c, const td_issuer_rec *i);
     td_st (*issuer_get)(td_conn *c, const char *id, td_issuer_rec *out);
@@ -467,6 +516,19 @@ typedef struct td_store_ops {
     td_st (*meta_get)(td_conn *c, const char *name, uint8_t *value, size_t cap, size_t *len);
     /* CONFLICT if the name is there already (two nodes starting at once) */
     td_st (*meta_insert)(td_conn *c, const char *name, const uint8_t *value, size_t len);
+    /* Upserts a fact; deletes one (OK when absent). */
+    td_st (*meta_put)(td_conn *c, const char *name, const uint8_t *value, size_t len);
+    td_st (*meta_delete)(td_conn *c, const char *name);
+    /* Other processes serving the store: PostgreSQL sessions of tokend nodes
+     * (application_name 'tokend'; tokenctl names its own otherwise); 0 on
+     * SQLite, whose file lock already keeps tokend out. */
+    td_st (*serving_sessions)(td_conn *c, int64_t *n);
+    /* The next row of kind after `after` (its owner, id / num; all empty to
+     * start) that holds a sealed value, in key order: NOT_FOUND past the last.
+     * out->text is malloc'd (td_sealed_rec_free). */
+    td_st (*sealed_next)(td_conn *c, td_sealed_kind kind, const td_sealed_rec *after, td_sealed_rec *out);
+    /* Writes r's sealed values (and a card's fingerprint) back to its row. */
+    td_st (*sealed_put)(td_conn *c, const td_sealed_rec *r);
     /* one sealed member key (the oldest), NOT_FOUND in a store without any:
      * what a store made before the master key check was sealed with */
     td_st (*sealed_sample)(td_conn *c, uint8_t *sealed, size_t cap, size_t *len);
@@ -531,11 +593,17 @@ td_store *td_store_open(const char *url, char *err, size_t cap);
  * loses ":secret", and a password=... parameter its value. */
 void td_store_redact_url(const char *url, char *out, size_t cap);
 
+/* What PostgreSQL sessions opened after this call call themselves
+ * (application_name; "tokend" unless set, at most 31 characters). */
+void td_store_set_client_name(const char *name);
+const char *td_store_client_name(void);
+
 /* Frees the malloc'd members of records. */
 void td_token_rec_free(td_token_rec *t);
 void td_request_rec_free(td_request_rec *r);
 void td_idem_rec_free(td_idem_rec *r);
 void td_dcard_rec_free(td_dcard_rec *r);
 void td_delivery_rec_free(td_delivery_rec *r);
+void td_sealed_rec_free(td_sealed_rec *r);
 
 #endif

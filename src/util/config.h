@@ -30,6 +30,10 @@ typedef struct td_config {
     char master_key_file[1024];
     char admin_key[128]; /* from TOKEND_ADMIN_KEY or the file */
     uint8_t master_key[32];
+    /* The idempotency request hashing key, when the store keeps one (after a
+     * master key rotation: service/master_key.c); else derived from master_key. */
+    uint8_t idem_hash_key[32];
+    bool idem_hash_key_set;
     int threads; /* HTTP worker threads */
     int max_connections;
     int max_connections_per_ip; /* 0: no cap */

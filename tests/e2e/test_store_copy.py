@@ -49,7 +49,7 @@ pytestmark = [
 # Every table tokend keeps (schema_migrations is each engine's own).
 TABLES = ["members", "member_keys", "credentials", "issuers", "issuer_delivery", "token_requests", "tokens",
           "token_events", "idempotency", "cards", "digital_cards", "dcard_events", "operations", "outbox", "timers",
-          "store_meta"]
+          "store_meta", "credential_events"]
 
 # Sealed bytes, compared byte for byte between the engines.
 SEALED = {"member_keys": ("member_id, key_id", "sealed_secret"), "cards": ("issuer_id, card_id", "pan_sealed"),

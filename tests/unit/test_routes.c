@@ -430,7 +430,7 @@ static void test_extra_segment_not_matched(void **state)
     expect_no_route("/healthz/extra");
     expect_no_route("/tokens/ta:1/cancel/extra");
     expect_no_route("/member/m:1/keys/k1/extra");
-    expect_no_route("/admin/v1/members/m:1/api-keys/extra");
+    expect_no_route("/admin/v1/members/m:1/api-keys/0123456789abcdef/extra");
 }
 
 /* Each {param} left empty: an empty segment never fills a parameter. */

@@ -470,6 +470,101 @@ static void test_credential_binding(void **state)
     assert_string_equal(got.cert_sha256, "");
 }
 
+/* Revocation: by owner and key id, once (a second revoke keeps the first
+ * time), never another owner's key; the list shows revoked keys too. */
+typedef struct {
+    td_cred_kind kind;
+    const char *owner, *key_id;
+    int64_t now;
+    td_cred_rec out;
+} revoke_arg;
+
+static td_st run_revoke(td_conn *c, void *a)
+{
+    revoke_arg *r = a;
+    return OPS->cred_revoke(c, r->kind, r->owner, r->key_id, r->now, &r->out);
+}
+
+static void count_cred(const td_cred_rec *k, void *arg)
+{
+    int *n = arg;
+    *n += k->revoked_ms ? 100 : 1;
+}
+
+static void test_credential_revoke(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    td_cred_rec a = {.kind = TD_CRED_MEMBER, .level = TD_LEVEL_LOW, .created_ms = 5};
+    td_strlcpy(a.hash, "1111111111111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", sizeof a.hash);
+    td_strlcpy(a.key_id, "1111111111111111", sizeof a.key_id);
+    td_strlcpy(a.owner_id, "m:alice:1", sizeof a.owner_id);
+    td_cred_rec b = a;
+    td_strlcpy(b.hash, "2222222222222222aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", sizeof b.hash);
+    td_strlcpy(b.key_id, "2222222222222222", sizeof b.key_id);
+    b.created_ms = 6;
+    assert_int_equal(s->run_sync(s, run_cred, &a), TD_ST_OK);
+    assert_int_equal(s->run_sync(s, run_cred, &b), TD_ST_OK);
+
+    revoke_arg r = {.kind = TD_CRED_MEMBER, .owner = "m:bob:1", .key_id = "1111111111111111", .now = 50};
+    assert_int_equal(s->run_sync(s, run_revoke, &r), TD_ST_NOT_FOUND); /* not bob's */
+    r.owner = "m:alice:1";
+    r.kind = TD_CRED_ISSUER;
+    assert_int_equal(s->run_sync(s, run_revoke, &r), TD_ST_NOT_FOUND); /* not an issuer's */
+    r.kind = TD_CRED_MEMBER;
+    assert_int_equal(s->run_sync(s, run_revoke, &r), TD_ST_OK);
+    assert_true(r.out.revoked_ms == 50);
+    assert_string_equal(r.out.hash, a.hash);
+    r.now = 60;
+    assert_int_equal(s->run_sync(s, run_revoke, &r), TD_ST_OK);
+    assert_true(r.out.revoked_ms == 50); /* the first revocation's time */
+
+    td_cred_rec got;
+    assert_int_equal(OPS->cred_get(rd(s), a.hash, &got), TD_ST_OK);
+    assert_true(got.revoked_ms == 50);
+    assert_string_equal(got.key_id, "1111111111111111");
+    assert_int_equal(OPS->cred_get(rd(s), b.hash, &got), TD_ST_OK);
+    assert_true(got.revoked_ms == 0);
+    int n = 0;
+    assert_int_equal(OPS->cred_list(rd(s), TD_CRED_MEMBER, "m:alice:1", count_cred, &n), TD_ST_OK);
+    assert_int_equal(n, 101);
+}
+
+/* The audit log: ids increase, listed after an id, bounded by limit. */
+static td_st run_credevent(td_conn *c, void *a)
+{
+    return OPS->credevent_append(c, a);
+}
+
+static void collect_event(const td_credevent_rec *e, void *arg)
+{
+    char *out = arg;
+    size_t n = strlen(out);
+    snprintf(out + n, 200 - n, "%s:%s:%s;", e->type, e->owner_id, e->detail_json);
+}
+
+static void test_credential_events(void **state)
+{
+    fixture *f = *state;
+    td_store *s = f->s;
+    td_credevent_rec e1 = {.time_ms = 1, .type = "API_KEY_CREATED", .owner_kind = "member", .owner_id = "m1",
+                           .key_id = "k1", .detail_json = "{\"level\":\"LOW\"}"};
+    td_credevent_rec e2 = {.time_ms = 2, .type = "API_KEY_REVOKED", .owner_kind = "member", .owner_id = "m1",
+                           .key_id = "k1"};
+    assert_int_equal(s->run_sync(s, run_credevent, &e1), TD_ST_OK);
+    assert_int_equal(s->run_sync(s, run_credevent, &e2), TD_ST_OK);
+    assert_true(e2.id > e1.id);
+    char got[200] = "";
+    assert_int_equal(OPS->credevent_list(rd(s), 0, 10, collect_event, got), TD_ST_OK);
+    assert_string_equal(got, "API_KEY_CREATED:m1:{\"level\":\"LOW\"};API_KEY_REVOKED:m1:{};");
+    got[0] = 0;
+    assert_int_equal(OPS->credevent_list(rd(s), e1.id, 10, collect_event, got), TD_ST_OK);
+    assert_string_equal(got, "API_KEY_REVOKED:m1:{};");
+    got[0] = 0;
+    assert_int_equal(OPS->credevent_list(rd(s), 0, 1, collect_event, got), TD_ST_OK);
+    assert_string_equal(got, "API_KEY_CREATED:m1:{\"level\":\"LOW\"};");
+}
+
 static void test_issuers(void **state)
 {
     fixture *f = *state;
@@ -1436,6 +1531,8 @@ int main(void)
         T(test_keys),
         T(test_credentials),
         T(test_credential_binding),
+        T(test_credential_revoke),
+        T(test_credential_events),
         T(test_issuers),
         T(test_requests),
         T(test_tokens_insert_get_update),

@@ -17,7 +17,7 @@
  * "already exists, skipping") would reach stderr outside the JSON log. JIT
  * off: the planner costs the outbox's bounded index scans at the whole
  * index and compiled them, adding 100-400 ms to a claim of a few rows. */
-static const char *const SESSION_SQL = "SET synchronous_commit = on; SET application_name = 'tokend'; "
+static const char *const SESSION_SQL = "SET synchronous_commit = on; SET application_name = '%s'; "
                                        "SET bytea_output = 'hex'; SET client_min_messages = warning; SET jit = off";
 
 /* The server's warnings, as log lines rather than raw stderr. */
@@ -33,7 +33,9 @@ static void log_notice(void *arg, const char *message)
 static bool session_ready(td_conn *c)
 {
     PQsetNoticeProcessor(c->pg, log_notice, NULL);
-    PGresult *r = PQexec(c->pg, SESSION_SQL);
+    char sql[320];
+    snprintf(sql, sizeof sql, SESSION_SQL, td_store_client_name()); /* a name of ours, never a caller's */
+    PGresult *r = PQexec(c->pg, sql);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     return ok;

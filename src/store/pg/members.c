@@ -1,4 +1,4 @@
-/* pg/members.c — members, their signing keys, API credentials, issuers and
+/* pg/members.c — members, their signing keys, issuers and
  * their card policy: its SQL, and the code that binds and reads it. */
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +15,8 @@ static td_st cmd_one(td_conn *c, pg_query *q, const pg_params *p, td_st none)
     return r;
 }
 
-/* Members, credentials and issuers are never deleted, and only the policy
- * (replaced whole) and a credential's certificate binding (one column) are
- * updated: their reads take no row lock even inside a job. */
+/* Members and issuers are never updated or deleted (only the
+ * policy, replaced whole): their reads take no row lock even inside a job. */
 
 static pg_query q_member_insert = {.sql = "INSERT INTO members(id, display_name, created_ms) VALUES ($1, $2, $3) "
                                           "ON CONFLICT DO NOTHING"};
@@ -153,58 +152,6 @@ static td_st v_key_delete(td_conn *c, const char *member_id, const char *key_id)
     return cmd_one(c, &q_key_delete, &p, TD_ST_NOT_FOUND);
 }
 
-static pg_query q_cred_insert = {
-    .sql = "INSERT INTO credentials(hash, kind, owner_id, level, role, created_ms, cert_sha256) "
-           "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"};
-
-static td_st v_cred_insert(td_conn *c, const td_cred_rec *k)
-{
-    pg_params p = {0};
-    pg_p_text(&p, k->hash);
-    pg_p_int(&p, (int)k->kind);
-    pg_p_text(&p, k->owner_id);
-    pg_p_int(&p, (int)k->level);
-    pg_p_text(&p, k->role);
-    pg_p_int(&p, k->created_ms);
-    pg_p_text(&p, k->cert_sha256);
-    return cmd_one(c, &q_cred_insert, &p, TD_ST_CONFLICT);
-}
-
-static pg_query q_cred_get = {
-    .sql = "SELECT hash, kind, owner_id, level, role, created_ms, cert_sha256 FROM credentials WHERE hash = $1"};
-
-static td_st v_cred_get(td_conn *c, const char *hash, td_cred_rec *out)
-{
-    pg_params p = {0};
-    pg_p_text(&p, hash);
-    PGresult *res;
-    td_st r = pg_row(c, &q_cred_get, &p, &res);
-    if (r != TD_ST_OK) return r;
-    pg_copy(res, 0, 0, out->hash, sizeof out->hash);
-    out->kind = (td_cred_kind)pg_i64(res, 0, 1);
-    pg_copy(res, 0, 2, out->owner_id, sizeof out->owner_id);
-    out->level = (td_level)pg_i64(res, 0, 3);
-    pg_copy(res, 0, 4, out->role, sizeof out->role);
-    out->created_ms = pg_i64(res, 0, 5);
-    pg_copy(res, 0, 6, out->cert_sha256, sizeof out->cert_sha256);
-    PQclear(res);
-    return TD_ST_OK;
-}
-
-static pg_query q_cred_bind = {
-    .sql = "UPDATE credentials SET cert_sha256 = $4 WHERE hash = $1 AND kind = $2 AND owner_id = $3"};
-
-static td_st v_cred_bind(td_conn *c, const char *hash, td_cred_kind kind, const char *owner_id,
-                         const char *cert_sha256)
-{
-    pg_params p = {0};
-    pg_p_text(&p, hash);
-    pg_p_int(&p, (int)kind);
-    pg_p_text(&p, owner_id);
-    pg_p_text(&p, cert_sha256);
-    return cmd_one(c, &q_cred_bind, &p, TD_ST_NOT_FOUND);
-}
-
 static pg_query q_issuer_insert = {.sql = "INSERT INTO issuers(id, display_name, created_ms) VALUES ($1, $2, $3) "
                                           "ON CONFLICT DO NOTHING"};
 
@@ -268,9 +215,6 @@ void pg_members_verbs(td_store_ops *ops)
     ops->key_for_level = v_key_for_level;
     ops->key_list = v_key_list;
     ops->key_delete = v_key_delete;
-    ops->cred_insert = v_cred_insert;
-    ops->cred_get = v_cred_get;
-    ops->cred_bind = v_cred_bind;
     ops->issuer_insert = v_issuer_insert;
     ops->issuer_get = v_issuer_get;
     ops->issuer_policy_get = v_issuer_policy_get;

@@ -37,6 +37,43 @@ static td_st v_meta_insert(td_conn *c, const char *name, const uint8_t *value, s
     return r == TD_ST_OK && changed == 0 ? TD_ST_CONFLICT : r;
 }
 
+static pg_query q_meta_put = {.sql = "INSERT INTO store_meta(name, value) VALUES ($1, $2) "
+                                     "ON CONFLICT (name) DO UPDATE SET value = excluded.value"};
+
+static td_st v_meta_put(td_conn *c, const char *name, const uint8_t *value, size_t len)
+{
+    pg_params p = {0};
+    pg_p_text(&p, name);
+    pg_p_blob(&p, value, len);
+    return pg_cmd(c, &q_meta_put, &p, NULL);
+}
+
+static pg_query q_meta_delete = {.sql = "DELETE FROM store_meta WHERE name = $1"};
+
+static td_st v_meta_delete(td_conn *c, const char *name)
+{
+    pg_params p = {0};
+    pg_p_text(&p, name);
+    return pg_cmd(c, &q_meta_delete, &p, NULL);
+}
+
+/* Sessions of serving nodes: every tokend session sets application_name
+ * 'tokend' (conn.c); a tool that calls this names its own otherwise. Seeing
+ * another role's sessions' names needs no privilege. */
+static pg_query q_serving = {.sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND application_name = 'tokend' AND pid <> pg_backend_pid()"};
+
+static td_st v_serving_sessions(td_conn *c, int64_t *n)
+{
+    pg_params p = {0};
+    PGresult *res;
+    td_st r = pg_row(c, &q_serving, &p, &res);
+    if (r != TD_ST_OK) return r;
+    *n = pg_i64(res, 0, 0);
+    PQclear(res);
+    return TD_ST_OK;
+}
+
 static pg_query q_sealed_sample = {.sql = "SELECT sealed_secret FROM member_keys WHERE length(sealed_secret) > 0 "
                                           "ORDER BY created_ms, key_id LIMIT 1"};
 
@@ -52,5 +89,8 @@ void pg_meta_verbs(td_store_ops *ops)
 {
     ops->meta_get = v_meta_get;
     ops->meta_insert = v_meta_insert;
+    ops->meta_put = v_meta_put;
+    ops->meta_delete = v_meta_delete;
+    ops->serving_sessions = v_serving_sessions;
     ops->sealed_sample = v_sealed_sample;
 }

@@ -30,6 +30,7 @@ static void assemble_verbs(td_store_ops *ops)
 {
     ops->ping = v_ping;
     pg_members_verbs(ops);
+    pg_credentials_verbs(ops);
     pg_requests_verbs(ops);
     pg_tokens_verbs(ops);
     pg_idempotency_verbs(ops);
@@ -40,6 +41,7 @@ static void assemble_verbs(td_store_ops *ops)
     pg_delivery_verbs(ops);
     pg_timers_verbs(ops);
     pg_meta_verbs(ops);
+    pg_sealed_verbs(ops);
 }
 
 static int writers_wanted(void)

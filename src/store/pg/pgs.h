@@ -147,6 +147,7 @@ void pg_writer_stop(pg_store *s);
 void pg_read_key(const PGresult *res, int row, int col0, td_key_rec *k);
 
 void pg_members_verbs(td_store_ops *ops);
+void pg_credentials_verbs(td_store_ops *ops);
 void pg_requests_verbs(td_store_ops *ops);
 void pg_tokens_verbs(td_store_ops *ops);
 void pg_idempotency_verbs(td_store_ops *ops);
@@ -157,5 +158,6 @@ void pg_outbox_verbs(td_store_ops *ops);
 void pg_delivery_verbs(td_store_ops *ops);
 void pg_timers_verbs(td_store_ops *ops);
 void pg_meta_verbs(td_store_ops *ops);
+void pg_sealed_verbs(td_store_ops *ops);
 
 #endif

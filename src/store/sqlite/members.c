@@ -1,4 +1,4 @@
-/* sqlite/members.c — members, their signing keys, API credentials, issuers and
+/* sqlite/members.c — members, their signing keys, issuers and
  * their card policy: its SQL, and the code that binds and reads it. */
 #include <stdlib.h>
 #include <string.h>
@@ -134,63 +134,6 @@ static td_st v_key_delete(td_conn *c, const char *member_id, const char *key_id)
     return r;
 }
 
-static sq_query q_cred_insert = {
-    .sql = "INSERT INTO credentials(hash, kind, owner_id, level, role, created_ms, cert_sha256) "
-           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"};
-
-static td_st v_cred_insert(td_conn *c, const td_cred_rec *k)
-{
-    sqlite3_stmt *st = sq_stmt(c, &q_cred_insert);
-    if (!st) return TD_ST_ERROR;
-    sq_bind_text(st, 1, k->hash);
-    sqlite3_bind_int(st, 2, (int)k->kind);
-    sq_bind_text(st, 3, k->owner_id);
-    sqlite3_bind_int(st, 4, (int)k->level);
-    sq_bind_text(st, 5, k->role);
-    sqlite3_bind_int64(st, 6, k->created_ms);
-    sq_bind_text(st, 7, k->cert_sha256);
-    return sq_step_done(st);
-}
-
-static sq_query q_cred_get = {
-    .sql = "SELECT hash, kind, owner_id, level, role, created_ms, cert_sha256 FROM credentials WHERE hash = ?1"};
-
-static td_st v_cred_get(td_conn *c, const char *hash, td_cred_rec *out)
-{
-    sqlite3_stmt *st = sq_stmt(c, &q_cred_get);
-    if (!st) return TD_ST_ERROR;
-    sq_bind_text(st, 1, hash);
-    td_st r = sq_step_row(st);
-    if (r == TD_ST_OK) {
-        sq_col_copy(st, 0, out->hash, sizeof out->hash);
-        out->kind = (td_cred_kind)sqlite3_column_int(st, 1);
-        sq_col_copy(st, 2, out->owner_id, sizeof out->owner_id);
-        out->level = (td_level)sqlite3_column_int(st, 3);
-        sq_col_copy(st, 4, out->role, sizeof out->role);
-        out->created_ms = sqlite3_column_int64(st, 5);
-        sq_col_copy(st, 6, out->cert_sha256, sizeof out->cert_sha256);
-    }
-    sq_finish(st);
-    return r;
-}
-
-static sq_query q_cred_bind = {
-    .sql = "UPDATE credentials SET cert_sha256 = ?4 WHERE hash = ?1 AND kind = ?2 AND owner_id = ?3"};
-
-static td_st v_cred_bind(td_conn *c, const char *hash, td_cred_kind kind, const char *owner_id,
-                         const char *cert_sha256)
-{
-    sqlite3_stmt *st = sq_stmt(c, &q_cred_bind);
-    if (!st) return TD_ST_ERROR;
-    sq_bind_text(st, 1, hash);
-    sqlite3_bind_int(st, 2, (int)kind);
-    sq_bind_text(st, 3, owner_id);
-    sq_bind_text(st, 4, cert_sha256);
-    td_st r = sq_step_done(st);
-    if (r == TD_ST_OK && sqlite3_changes(c->db) == 0) r = TD_ST_NOT_FOUND;
-    return r;
-}
-
 static sq_query q_issuer_insert = {.sql = "INSERT INTO issuers(id, display_name, created_ms) VALUES (?1, ?2, ?3)"};
 
 static td_st v_issuer_insert(td_conn *c, const td_issuer_rec *i)
@@ -258,9 +201,6 @@ void sq_members_verbs(td_store_ops *ops)
     ops->key_for_level = sq_key_for_level;
     ops->key_list = v_key_list;
     ops->key_delete = v_key_delete;
-    ops->cred_insert = v_cred_insert;
-    ops->cred_get = v_cred_get;
-    ops->cred_bind = v_cred_bind;
     ops->issuer_insert = v_issuer_insert;
     ops->issuer_get = v_issuer_get;
     ops->issuer_policy_get = v_issuer_policy_get;

@@ -38,6 +38,36 @@ static td_st v_meta_insert(td_conn *c, const char *name, const uint8_t *value, s
     return sq_step_done(st); /* CONFLICT if the name is there */
 }
 
+static sq_query q_meta_put = {.sql = "INSERT INTO store_meta(name, value) VALUES (?1, ?2) "
+                                     "ON CONFLICT(name) DO UPDATE SET value = excluded.value"};
+
+static td_st v_meta_put(td_conn *c, const char *name, const uint8_t *value, size_t len)
+{
+    sqlite3_stmt *st = sq_stmt(c, &q_meta_put);
+    if (!st) return TD_ST_ERROR;
+    sq_bind_text(st, 1, name);
+    sqlite3_bind_blob(st, 2, value, (int)len, SQLITE_STATIC);
+    return sq_step_done(st);
+}
+
+static sq_query q_meta_delete = {.sql = "DELETE FROM store_meta WHERE name = ?1"};
+
+static td_st v_meta_delete(td_conn *c, const char *name)
+{
+    sqlite3_stmt *st = sq_stmt(c, &q_meta_delete);
+    if (!st) return TD_ST_ERROR;
+    sq_bind_text(st, 1, name);
+    return sq_step_done(st);
+}
+
+/* The file lock (guard.c) is what keeps a tokend out of a store in use. */
+static td_st v_serving_sessions(td_conn *c, int64_t *n)
+{
+    (void)c;
+    *n = 0;
+    return TD_ST_OK;
+}
+
 static sq_query q_sealed_sample = {
     .sql = "SELECT sealed_secret FROM member_keys WHERE length(sealed_secret) > 0 ORDER BY created_ms, key_id LIMIT 1"};
 
@@ -55,5 +85,8 @@ void sq_meta_verbs(td_store_ops *ops)
 {
     ops->meta_get = v_meta_get;
     ops->meta_insert = v_meta_insert;
+    ops->meta_put = v_meta_put;
+    ops->meta_delete = v_meta_delete;
+    ops->serving_sessions = v_serving_sessions;
     ops->sealed_sample = v_sealed_sample;
 }

@@ -112,6 +112,7 @@ void sq_writer_stop(sq_store *s); /* commits what is queued, joins the writer */
 td_st sq_key_for_level(td_conn *c, const char *member_id, td_level level, td_key_rec *out);
 
 void sq_members_verbs(td_store_ops *ops);
+void sq_credentials_verbs(td_store_ops *ops);
 void sq_requests_verbs(td_store_ops *ops);
 void sq_tokens_verbs(td_store_ops *ops);
 void sq_idempotency_verbs(td_store_ops *ops);
@@ -122,5 +123,6 @@ void sq_outbox_verbs(td_store_ops *ops);
 void sq_delivery_verbs(td_store_ops *ops);
 void sq_timers_verbs(td_store_ops *ops);
 void sq_meta_verbs(td_store_ops *ops);
+void sq_sealed_verbs(td_store_ops *ops);
 
 #endif

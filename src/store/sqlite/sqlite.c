@@ -22,6 +22,7 @@ static void assemble_verbs(td_store_ops *ops)
 {
     ops->ping = v_ping;
     sq_members_verbs(ops);
+    sq_credentials_verbs(ops);
     sq_requests_verbs(ops);
     sq_tokens_verbs(ops);
     sq_idempotency_verbs(ops);
@@ -32,6 +33,7 @@ static void assemble_verbs(td_store_ops *ops)
     sq_delivery_verbs(ops);
     sq_timers_verbs(ops);
     sq_meta_verbs(ops);
+    sq_sealed_verbs(ops);
 }
 
 static void store_close(td_store *pub)
