@@ -1,6 +1,6 @@
 /* main.c — `tokend serve`: load settings and keys, open the store, make the
  * TSP connector, serve HTTP(S), run the step-up timers and the notification
- * delivery worker until SIGTERM/SIGINT (SIGHUP rereads the TLS certificates),
+ * delivery worker until SIGTERM/SIGINT (SIGHUP rereads the admin key and TLS files),
  * then drain requests, stop the timers, let the deliveries in flight finish,
  * and commit before exiting. */
 #include <signal.h>
@@ -39,14 +39,33 @@ static void wake_delivery(void)
     td_notify_kick(atomic_load(&hooked_worker));
 }
 
+/* SIGHUP: the admin key file is read again; a new key replaces the old one
+ * at once (recorded as ADMIN_KEY_ROTATED), an unusable file keeps it. */
+static void reload_admin_key(td_svc *svc)
+{
+    char err[512];
+    int rc = td_config_reload_admin_key(svc->cfg, err, sizeof err);
+    if (rc < 0) {
+        td_log(TD_LOG_WARN, "admin_key_reload", "SIGHUP: %s; the admin key in use stays", err);
+    } else if (rc > 0) {
+        td_log(TD_LOG_INFO, "admin_key_reload", "SIGHUP: a new admin key from %s replaces the old one",
+               svc->cfg->admin_key_file);
+        if (td_svc_record_admin_key_rotation(svc) != TD_ST_OK)
+            td_log(TD_LOG_WARN, "admin_key_reload", "the rotation could not be recorded in credential_events");
+    }
+}
+
 /* Waits for SIGTERM or SIGINT (returned); each SIGHUP meanwhile rereads the
- * TLS files, and a failed reload keeps the certificates in use. */
-static int wait_for_stop(const sigset_t *signals, td_server *srv)
+ * admin key file and, under HTTPS, the TLS files (a failed reload keeps what
+ * is in use). */
+static int wait_for_stop(const sigset_t *signals, td_server *srv, td_svc *svc)
 {
     for (;;) {
         int sig = 0;
         sigwait(signals, &sig);
         if (sig != SIGHUP) return sig;
+        reload_admin_key(svc);
+        if (!td_config_tls(svc->cfg)) continue;
         char err[512];
         if (td_server_reload_tls(srv, err, sizeof err))
             td_log(TD_LOG_WARN, "tls_reload", "SIGHUP: %s; the certificates in use stay", err);
@@ -142,7 +161,7 @@ static int serve(int argc, char **argv)
     td_log(TD_LOG_INFO, "listening", "tokend listening on %s://%s (store %s); admin key in %s. Try: curl %s://%s/healthz",
            scheme, listen, store_shown, cfg.admin_key_file[0] ? cfg.admin_key_file : "TOKEND_ADMIN_KEY", scheme,
            listen);
-    int sig = wait_for_stop(&stop, srv);
+    int sig = wait_for_stop(&stop, srv, &svc);
     td_log(TD_LOG_INFO, "shutdown", "signal %d: draining requests and commits", sig);
     /* Longer than a write may wait for the writer, so every parked request ends. */
     if (td_server_shutdown(srv, cfg.commit_timeout_ms + 5000) != 0) {

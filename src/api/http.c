@@ -441,7 +441,7 @@ static td_err authenticate_admin(td_req *r, td_error *e)
     const char *h = td_header(r, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7))
         return td_fail(e, TD_E_UNAUTHENTICATED, "missing Authorization: Bearer <admin key>");
-    if (td_ct_equal(h + 7, r->svc->cfg->admin_key) != 0) return td_fail(e, TD_E_UNAUTHENTICATED, "invalid admin key");
+    if (!td_config_admin_key_is(r->svc->cfg, h + 7)) return td_fail(e, TD_E_UNAUTHENTICATED, "invalid admin key");
     r->auth.ok = true;
     r->auth.admin = true;
     td_strlcpy(r->auth.cred_hash, "admin", sizeof r->auth.cred_hash);

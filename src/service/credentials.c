@@ -151,6 +151,19 @@ void td_svc_create_api_key(td_svc *svc, td_create_api_key *cmd)
     td_svc_submit(svc, &cmd->w);
 }
 
+/* ---- the admin key ---- */
+
+static td_st run_record_admin_rotation(td_conn *c, void *arg)
+{
+    td_svc *svc = arg;
+    return td_credevent_write(c, svc->store->ops, "ADMIN_KEY_ROTATED", "admin", "", "", "{}");
+}
+
+td_st td_svc_record_admin_key_rotation(td_svc *svc)
+{
+    return svc->store->run_sync(svc->store, run_record_admin_rotation, svc);
+}
+
 /* ---- binding one to a client certificate ---- */
 
 static td_st run_bind_api_key(td_conn *c, td_write *w)

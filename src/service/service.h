@@ -150,6 +150,8 @@ td_err td_svc_list_api_keys(td_svc *svc, td_cred_kind kind, const char *owner_id
 /* The credential audit log (credential_events), after after_id, at most limit. */
 td_err td_svc_list_credential_events(td_svc *svc, int64_t after_id, int limit,
                                      void (*fn)(const td_credevent_rec *, void *), void *arg, td_error *e);
+/* Records in it that this node's admin key was replaced (SIGHUP). */
+td_st td_svc_record_admin_key_rotation(td_svc *svc);
 /* Appends one event to it inside the caller's transaction. */
 td_st td_credevent_write(td_conn *c, const td_store_ops *ops, const char *type, const char *owner_kind,
                          const char *owner_id, const char *key_id, const char *detail_json);

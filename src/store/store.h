@@ -69,8 +69,8 @@ typedef struct {
 typedef struct {
     int64_t id; /* assigned on insert, increasing */
     int64_t time_ms;
-    char type[32];       /* API_KEY_CREATED, API_KEY_REVOKED, MASTER_KEY_ROTATED */
-    char owner_kind[8];  /* member | issuer | store */
+    char type[32];       /* API_KEY_CREATED, API_KEY_REVOKED, MASTER_KEY_ROTATED, ADMIN_KEY_ROTATED */
+    char owner_kind[8];  /* member | issuer | store | admin */
     char owner_id[TD_ID_MAX];
     char key_id[24];     /* the API key's id; "" for the store */
     char detail_json[512];

@@ -482,6 +482,7 @@ static void defaults(td_config *c)
     c->delivery_poll_ms = 200;
     c->delivery_lease_ms = 60000;
     c->min_free_bytes = 64LL << 20;
+    pthread_mutex_init(&c->admin_mu, NULL);
     td_policy_default(&c->policy);
 }
 
@@ -548,6 +549,8 @@ static void store_dir(const td_config *c, char *out, size_t cap)
     memcpy(out, path, n);
     out[n] = 0;
 }
+
+#define ADMIN_KEY_MIN 16
 
 static int read_small_file(const char *path, char *buf, size_t cap)
 {
@@ -669,9 +672,46 @@ int td_config_load_keys(td_config *c, char *err, size_t cap)
     made = read_or_create(c->admin_key_file, c->admin_key, sizeof c->admin_key, 24, err, cap);
     if (made < 0) return -1;
     if (made) td_log(TD_LOG_WARN, "admin_key_generated", "generated an admin key in %s", c->admin_key_file);
-    if (strlen(c->admin_key) < 16) {
-        snprintf(err, cap, "the admin key must be at least 16 characters");
+    if (strlen(c->admin_key) < ADMIN_KEY_MIN) {
+        snprintf(err, cap, "the admin key must be at least %d characters", ADMIN_KEY_MIN);
         return -1;
     }
+    c->admin_key_from_file = true;
     return 0;
+}
+
+bool td_config_admin_key_is(td_config *c, const char *key)
+{
+    pthread_mutex_lock(&c->admin_mu);
+    bool same = td_ct_equal(key, c->admin_key) == 0;
+    pthread_mutex_unlock(&c->admin_mu);
+    return same;
+}
+
+/* The new key is read whole before anything changes: a file being rewritten
+ * (or emptied, or too short) leaves the key in use as it is. */
+int td_config_reload_admin_key(td_config *c, char *err, size_t cap)
+{
+    if (!c->admin_key_from_file) {
+        snprintf(err, cap, "the admin key comes from TOKEND_ADMIN_KEY or --admin-key, not a file: restart to change it");
+        return -1;
+    }
+    char key[sizeof c->admin_key];
+    if (read_small_file(c->admin_key_file, key, sizeof key) != 0) {
+        snprintf(err, cap, "cannot read %s: %s", c->admin_key_file, strerror(errno));
+        return -1;
+    }
+    if (strlen(key) < ADMIN_KEY_MIN || td_has_ctl(key)) {
+        td_wipe(key, sizeof key);
+        snprintf(err, cap, "%s must hold a key of at least %d printable characters", c->admin_key_file,
+                 ADMIN_KEY_MIN);
+        return -1;
+    }
+    keep_private(c->admin_key_file);
+    pthread_mutex_lock(&c->admin_mu);
+    bool changed = strcmp(key, c->admin_key) != 0;
+    if (changed) memcpy(c->admin_key, key, sizeof key);
+    pthread_mutex_unlock(&c->admin_mu);
+    td_wipe(key, sizeof key);
+    return changed ? 1 : 0;
 }

@@ -3,6 +3,7 @@
 #ifndef TD_CONFIG_H
 #define TD_CONFIG_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,7 +29,9 @@ typedef struct td_config {
     char public_url[512];      /* base of consent links; default http://<listen> */
     char admin_key_file[1024]; /* default: beside the SQLite file */
     char master_key_file[1024];
-    char admin_key[128]; /* from TOKEND_ADMIN_KEY or the file */
+    char admin_key[128]; /* from TOKEND_ADMIN_KEY or the file; read it with td_config_admin_key_is */
+    bool admin_key_from_file; /* then SIGHUP rereads it (td_config_reload_admin_key) */
+    pthread_mutex_t admin_mu; /* admin_key, which a SIGHUP may replace while requests read it */
     uint8_t master_key[32];
     /* The idempotency request hashing key, when the store keeps one (after a
      * master key rotation: service/master_key.c); else derived from master_key. */
@@ -92,6 +95,12 @@ int td_config_check_store_presence(const td_config *c, char *err, size_t cap);
 /* Resolves and, for the embedded default, creates the master and admin keys. */
 int td_config_load_keys(td_config *cfg, char *err, size_t cap);
 void td_config_usage(void);
+/* Whether key is the admin key (constant time; safe while a reload runs). */
+bool td_config_admin_key_is(td_config *cfg, const char *key);
+/* SIGHUP: rereads the admin key file. 1 if the key changed, 0 if it is the
+ * same, -1 with the reason if the file cannot be used (the key in use stays)
+ * or the key does not come from a file. */
+int td_config_reload_admin_key(td_config *cfg, char *err, size_t cap);
 /* The listen address as it is written in a URL: 127.0.0.1:8080, [::1]:8080. */
 void td_config_listen_text(const td_config *c, char *out, size_t cap);
 

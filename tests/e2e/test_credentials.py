@@ -3,11 +3,17 @@ Credentials): a key revoked by its id stops authenticating at once on the node
 that revoked it, cache included; on another node of one PostgreSQL within the
 cache's bound (5 s); revoking again keeps the first time; another owner's key
 id is not found; keys are listed with their status, never in clear; each
-creation and revocation is in the credential audit log."""
+creation and revocation is in the credential audit log. The admin key file
+rewritten and SIGHUP: the new key replaces the old at once."""
 
+import os
+import secrets
+import signal
+import stat
 import time
 
 import pytest
+import requests
 
 import tdlib
 from conftest import NetIssuer
@@ -135,3 +141,41 @@ def test_revoked_on_a_refused_on_b_within_the_cache_bound(tokend_factory):
         assert time.monotonic() - revoked < CACHE_TTL_S + 1, "B still accepts the key after the cache's bound"
         time.sleep(0.2)
     assert probe(on_b, m.id).status_code == 401
+
+
+def admin_status(server, key):
+    return requests.get(server.url + "/admin/v1/credential-events", headers={"Authorization": "Bearer " + key},
+                        timeout=10).status_code
+
+
+def test_admin_key_rotated_by_sighup(tokend):
+    """The admin key file rewritten, then SIGHUP: the new key works and the old
+    one is refused from then on, recorded as ADMIN_KEY_ROTATED; a file that is
+    not a usable key keeps the key in use, and says why in the log."""
+    old = tokend.admin_key
+    path = os.path.join(tokend.dir, "admin.key")
+    assert admin_status(tokend, old) == 200
+    new = secrets.token_hex(24)
+    with open(path + ".new", "w") as f:
+        f.write(new + "\n")
+    os.replace(path + ".new", path)  # the way docs/operations.md says to write it
+    assert admin_status(tokend, old) == 200  # nothing changes before the signal
+    tokend.signal(signal.SIGHUP)
+    tdlib.wait_until(lambda: admin_status(tokend, new) == 200, timeout=10, interval=0.05,
+                     what="the new admin key accepted")
+    assert admin_status(tokend, old) == 401
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    events = requests.get(tokend.url + "/admin/v1/credential-events", headers={"Authorization": "Bearer " + new},
+                          timeout=10).json()["events"]
+    assert [e["ownerKind"] for e in events if e["type"] == "ADMIN_KEY_ROTATED"] == ["admin"], events
+    assert new not in tokend.log_text() and old not in tokend.log_text()
+
+    with open(path, "w") as f:
+        f.write("short\n")
+    tokend.signal(signal.SIGHUP)
+    tdlib.wait_until(lambda: any(r.get("event") == "admin_key_reload" and "stays" in r.get("msg", "")
+                                 for r in tokend.log_records()), timeout=10, interval=0.05,
+                     what="the refused reload logged")
+    assert admin_status(tokend, new) == 200
+    with open(path, "w") as f:
+        f.write(new + "\n")  # the fixture's stop reads the key from the file
