@@ -47,7 +47,9 @@ static void reload_admin_key(td_svc *svc)
     int rc = td_config_reload_admin_key(svc->cfg, err, sizeof err);
     if (rc < 0) {
         td_log(TD_LOG_WARN, "admin_key_reload", "SIGHUP: %s; the admin key in use stays", err);
-    } else if (rc > 0) {
+    } else if (rc == 0) {
+        td_log(TD_LOG_INFO, "admin_key_reload", "SIGHUP: %s holds the admin key in use", svc->cfg->admin_key_file);
+    } else {
         td_log(TD_LOG_INFO, "admin_key_reload", "SIGHUP: a new admin key from %s replaces the old one",
                svc->cfg->admin_key_file);
         if (td_svc_record_admin_key_rotation(svc) != TD_ST_OK)
