@@ -12,11 +12,21 @@
 #include "util/log.h"
 #include "util/util.h"
 
-/* The seal is bound to its card, and "contact:" keeps it from opening as the
- * card's PAN (which is sealed under the same key with "issuerId/cardId"). */
+/* Both seals are bound to their card, and "contact:" keeps the contact from
+ * opening as the card's PAN (sealed under the same key). */
+void td_card_pan_aad(const char *issuer_id, const char *card_id, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s", issuer_id, card_id);
+}
+
+void td_card_contact_aad(const char *issuer_id, const char *card_id, char *out, size_t cap)
+{
+    snprintf(out, cap, "contact:%s/%s", issuer_id, card_id);
+}
+
 static void contact_aad(const td_card_rec *r, char *out, size_t cap)
 {
-    snprintf(out, cap, "contact:%s/%s", r->issuer_id, r->card_id);
+    td_card_contact_aad(r->issuer_id, r->card_id, out, cap);
 }
 
 int td_card_seal_contact(const uint8_t master[TD_MASTER_KEY_LEN], td_card_rec *r)

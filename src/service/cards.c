@@ -40,10 +40,10 @@ static int check_input(td_register_card *cmd)
  * card's row does not open there. */
 static int seal_pan(td_svc *svc, td_register_card *cmd, td_card_rec *r)
 {
-    char aad[sizeof r->issuer_id + sizeof r->card_id + 1];
+    char aad[TD_CARD_AAD_MAX];
     uint8_t *sealed = NULL;
     size_t len = 0;
-    snprintf(aad, sizeof aad, "%s/%s", r->issuer_id, r->card_id);
+    td_card_pan_aad(r->issuer_id, r->card_id, aad, sizeof aad);
     if (td_pan_seal(svc->cfg->master_key, cmd->pan, aad, &sealed, &len) != 0) return -1;
     int rc = len <= sizeof r->pan_sealed ? 0 : -1;
     if (rc == 0) {

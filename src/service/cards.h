@@ -116,6 +116,13 @@ td_err td_svc_get_card(td_svc *svc, const char *issuer_id, const char *card_id, 
 
 /* ---- the end user's contact, sealed at rest (card_contact.c) ---- */
 
+/* The associated data of a card's seals: its PAN's ("issuerId/cardId") and
+ * its contact's ("contact:issuerId/cardId"). Registration, reads and
+ * `tokenctl store rekey` all use these. */
+#define TD_CARD_AAD_MAX (16 + 49 + 16)
+void td_card_pan_aad(const char *issuer_id, const char *card_id, char *out, size_t cap);
+void td_card_contact_aad(const char *issuer_id, const char *card_id, char *out, size_t cap);
+
 /* Seals r's phone and email into r->contact_sealed (empty when both are
  * empty). 0, or -1 if sealing failed. */
 int td_card_seal_contact(const uint8_t master[TD_MASTER_KEY_LEN], td_card_rec *r);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "crypto/crypto.h"
+#include "service/cards.h"
 #include "service/service.h"
 #include "util/util.h"
 
@@ -20,6 +21,19 @@
 typedef enum { ROW_DONE_BEFORE, ROW_RESEALED, ROW_UNREADABLE } row_outcome;
 
 /* ---- one value ---- */
+
+/* The new seal (rc, sealed, sn as a seal call left them) into the row's
+ * buffer; freed either way. */
+static row_outcome put_sealed(int rc, uint8_t *sealed, size_t sn, uint8_t *blob, size_t *len, size_t cap)
+{
+    row_outcome o = rc || sn > cap ? ROW_UNREADABLE : ROW_RESEALED;
+    if (o == ROW_RESEALED) {
+        memcpy(blob, sealed, sn);
+        *len = sn;
+    }
+    free(sealed);
+    return o;
+}
 
 /* A secret sealed with td_seal: opens with new → as it is; with old → resealed. */
 static row_outcome reseal_plain(const td_rekey *rk, uint8_t *blob, size_t *len, size_t cap)
@@ -35,14 +49,7 @@ static row_outcome reseal_plain(const td_rekey *rk, uint8_t *blob, size_t *len, 
     int rc = td_seal(rk->new_key, plain, n, &sealed, &sn);
     sodium_memzero(plain, n);
     free(plain);
-    if (rc || sn > cap) {
-        free(sealed);
-        return ROW_UNREADABLE;
-    }
-    memcpy(blob, sealed, sn);
-    *len = sn;
-    free(sealed);
-    return ROW_RESEALED;
+    return put_sealed(rc, sealed, sn, blob, len, cap);
 }
 
 /* A text sealed with td_pan_seal under aad (a PAN, a card's contact). */
@@ -54,14 +61,7 @@ static row_outcome reseal_pan(const td_rekey *rk, uint8_t *blob, size_t *len, si
     uint8_t *sealed = NULL;
     size_t sn = 0;
     int rc = td_pan_seal(rk->new_key, text, aad, &sealed, &sn);
-    if (rc || sn > cap) {
-        free(sealed);
-        return ROW_UNREADABLE;
-    }
-    memcpy(blob, sealed, sn);
-    *len = sn;
-    free(sealed);
-    return ROW_RESEALED;
+    return put_sealed(rc, sealed, sn, blob, len, cap);
 }
 
 /* A card: its PAN (and fingerprint, keyed with the master key) and contact
@@ -69,12 +69,12 @@ static row_outcome reseal_pan(const td_rekey *rk, uint8_t *blob, size_t *len, si
 static row_outcome reseal_card(const td_rekey *rk, td_sealed_rec *r)
 {
     char aad[sizeof r->owner + sizeof r->id + 10], pan[64], contact[sizeof r->blob2];
-    snprintf(aad, sizeof aad, "%s/%s", r->owner, r->id);
+    td_card_pan_aad(r->owner, r->id, aad, sizeof aad);
     row_outcome o = reseal_pan(rk, r->blob, &r->blob_len, sizeof r->blob, aad, pan, sizeof pan);
     if (o == ROW_RESEALED) td_pan_fingerprint(rk->new_key, pan, r->fp);
     sodium_memzero(pan, sizeof pan);
     if (o != ROW_RESEALED || !r->blob2_len) return o;
-    snprintf(aad, sizeof aad, "contact:%s/%s", r->owner, r->id);
+    td_card_contact_aad(r->owner, r->id, aad, sizeof aad);
     row_outcome oc = reseal_pan(rk, r->blob2, &r->blob2_len, sizeof r->blob2, aad, contact, sizeof contact);
     sodium_memzero(contact, sizeof contact);
     return oc == ROW_UNREADABLE ? ROW_UNREADABLE : ROW_RESEALED;
@@ -83,19 +83,22 @@ static row_outcome reseal_card(const td_rekey *rk, td_sealed_rec *r)
 /* An idempotency record's answer, bound to its scope, key and request hash. */
 static row_outcome reseal_answer(const td_rekey *rk, td_sealed_rec *r)
 {
-    char aad[TD_ID_MAX + sizeof r->id + sizeof r->fp + 3];
-    snprintf(aad, sizeof aad, "%s\x1f%s\x1f%s", r->owner, r->id, r->fp);
+    char *aad = td_idem_answer_aad(r->owner, r->id, r->fp);
+    if (!aad) return ROW_UNREADABLE;
     char *plain = NULL, *sealed = NULL;
-    if (td_idem_open_answer(rk->new_key, aad, r->text ? r->text : "", &plain) == 0) {
+    row_outcome o = ROW_RESEALED;
+    if (td_idem_open_answer(rk->new_key, aad, r->text ? r->text : "", &plain) == 0)
+        o = ROW_DONE_BEFORE;
+    else if (td_idem_open_answer(rk->old_key, aad, r->text ? r->text : "", &plain) != 0)
+        o = ROW_UNREADABLE;
+    else if (td_idem_seal_answer(rk->new_key, aad, plain, &sealed) != 0)
+        o = ROW_UNREADABLE;
+    free(aad);
+    if (plain) {
         sodium_memzero(plain, strlen(plain));
         free(plain);
-        return ROW_DONE_BEFORE;
     }
-    if (td_idem_open_answer(rk->old_key, aad, r->text ? r->text : "", &plain) != 0) return ROW_UNREADABLE;
-    int rc = td_idem_seal_answer(rk->new_key, aad, plain, &sealed);
-    sodium_memzero(plain, strlen(plain));
-    free(plain);
-    if (rc) return ROW_UNREADABLE;
+    if (o != ROW_RESEALED) return o;
     free(r->text);
     r->text = sealed;
     return ROW_RESEALED;

@@ -150,6 +150,11 @@ td_err td_svc_list_api_keys(td_svc *svc, td_cred_kind kind, const char *owner_id
 /* The credential audit log (credential_events), after after_id, at most limit. */
 td_err td_svc_list_credential_events(td_svc *svc, int64_t after_id, int limit,
                                      void (*fn)(const td_credevent_rec *, void *), void *arg, td_error *e);
+/* The associated data that binds an idempotency record's sealed answer to the
+ * record (credential scope, key, request hash): malloc'd, NULL if out of
+ * memory. The write path and `tokenctl store rekey` both use it. */
+char *td_idem_answer_aad(const char *scope, const char *key, const char *req_hash);
+
 /* Records in it that this node's admin key was replaced (SIGHUP). */
 td_st td_svc_record_admin_key_rotation(td_svc *svc);
 /* Appends one event to it inside the caller's transaction. */

@@ -19,14 +19,18 @@ void td_request_hash(const td_svc *svc, const char *method, const char *path, co
         td_idem_request_hash(svc->cfg->master_key, method, path, body, body_len, out);
 }
 
-/* The associated data that binds a sealed answer to its record: the unit
- * separator keeps ("ab", "c") apart from ("a", "bc"). NULL if out of memory. */
+/* The unit separator keeps ("ab", "c") apart from ("a", "bc"). */
+char *td_idem_answer_aad(const char *scope, const char *key, const char *req_hash)
+{
+    size_t n = strlen(scope) + strlen(key) + strlen(req_hash) + 3;
+    char *aad = malloc(n);
+    if (aad) snprintf(aad, n, "%s\x1f%s\x1f%s", scope, key, req_hash);
+    return aad;
+}
+
 static char *answer_aad(const td_write *w)
 {
-    size_t n = strlen(w->idem_scope) + strlen(w->idem_key) + strlen(w->req_hash) + 3;
-    char *aad = malloc(n);
-    if (aad) snprintf(aad, n, "%s\x1f%s\x1f%s", w->idem_scope, w->idem_key, w->req_hash);
-    return aad;
+    return td_idem_answer_aad(w->idem_scope, w->idem_key, w->req_hash);
 }
 
 /* The stored answer in clear, from its sealed form; TD_ST_INTERNAL (and a log
