@@ -60,6 +60,16 @@ def test_operations_md_backup_restore():
     assert any("the store that was there is in /tmp/td-ops/tokend.db.before-restore-" in line for line in lines), out
 
 
+def test_operations_md_key_rotation():
+    try:
+        out = run_block("docs/operations.md", "key-rotation", timeout=120)
+    finally:
+        shutil.rmtree("/tmp/td-keys", ignore_errors=True)
+    lines = out.strip().splitlines()
+    assert lines[0] == "401", out  # the old admin key, after the SIGHUP
+    assert lines[-2:] == ["ADMIN_KEY_ROTATED", "MASTER_KEY_ROTATED"], out
+
+
 def test_readme_several_nodes_on_postgres():
     out = run_block("README.md", "several-nodes", timeout=180)
     assert out.strip().splitlines()[-1] == "0", out  # node A served the key node B made
